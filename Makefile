@@ -1,0 +1,23 @@
+# The entry points for people and CI. `sudo make run` and `sudo make test` set up what is missing.
+VENV := .venv
+PYTEST := $(VENV)/bin/python -m pytest
+
+.PHONY: setup run test unit kernel clean
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	$(VENV)/bin/kcmp-monitor --trace
+
+test: setup
+	$(PYTEST) -ra tests
+
+unit: setup
+	$(PYTEST) -ra tests/unit
+
+kernel: setup
+	$(PYTEST) -ra tests/kernel
+
+clean:
+	rm -rf $(VENV) build *.egg-info

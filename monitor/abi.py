@@ -1,0 +1,139 @@
+"""The kcmp(2) ABI: every kcmp constant the project uses, and nothing that imports BCC.
+
+Sources: include/uapi/linux/kcmp.h, kernel/kcmp.c, FreeBSD sys/unistd.h; see
+shared notes kcmp-reference.md. Where a man page and the kernel disagree, the kernel wins.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno as _errno
+import os
+import struct
+from typing import Optional
+
+
+class KcmpType(enum.IntEnum):
+    """Linux's kcmp types (include/uapi/linux/kcmp.h)."""
+
+    KCMP_FILE = 0
+    KCMP_VM = 1
+    KCMP_FILES = 2
+    KCMP_FS = 3
+    KCMP_SIGHAND = 4
+    KCMP_IO = 5
+    KCMP_SYSVSEM = 6
+    KCMP_EPOLL_TFD = 7
+
+
+# A count of types, not a type: the kernel answers EINVAL for it like any other unknown value.
+KCMP_TYPES = 8
+
+# FreeBSD 14.1+ numbers its types differently; kept apart so nothing mistakes them for Linux's.
+FREEBSD_TYPES = {
+    100: "KCMP_FILE",
+    101: "KCMP_FILEOBJ",
+    102: "KCMP_FILES",
+    103: "KCMP_SIGHAND",
+    104: "KCMP_VM",
+}
+
+# Types whose idx1/idx2 the kernel reads; the others ignore both.
+FD_TYPES = frozenset({KcmpType.KCMP_FILE, KcmpType.KCMP_EPOLL_TFD})
+IDX_IGNORED_TYPES = frozenset(KcmpType) - FD_TYPES
+
+SYSCALL_NR = {
+    "x86_64": 312,
+    "i386": 349,  # also 32-bit (compat) callers on x86_64
+    "aarch64": 272,
+    "riscv64": 272,
+    "loongarch64": 272,
+    "arm": 378,
+    "ppc64le": 354,
+    "s390x": 343,
+}
+IA32_NR_KCMP = SYSCALL_NR["i386"]
+
+# struct kcmp_epoll_slot { __u32 efd, tfd, toff; }: 12 bytes (the man page's 64-bit toff is wrong).
+EPOLL_SLOT = struct.Struct("<III")
+
+RESULT_SAME = 0
+RESULT_MEANINGS = {0: "same", 1: "less", 2: "greater", 3: "unordered"}
+
+# Every errno kcmp can return, with glibc's message (what strace prints).
+ERRNOS = {
+    _errno.EPERM: ("EPERM", "Operation not permitted"),
+    _errno.ENOENT: ("ENOENT", "No such file or directory"),
+    _errno.ESRCH: ("ESRCH", "No such process"),
+    _errno.EINTR: ("EINTR", "Interrupted system call"),
+    _errno.EBADF: ("EBADF", "Bad file descriptor"),
+    _errno.EFAULT: ("EFAULT", "Bad address"),
+    _errno.EINVAL: ("EINVAL", "Invalid argument"),
+    _errno.ENOSYS: ("ENOSYS", "Function not implemented"),
+    _errno.EOPNOTSUPP: ("EOPNOTSUPP", "Operation not supported"),
+}
+EPERM = _errno.EPERM
+ENOSYS = _errno.ENOSYS
+
+# The kernel returns errors as -1..-4095 (MAX_ERRNO).
+MAX_ERRNO = 4095
+
+
+def as_int32(value: int) -> int:
+    """The low 32 bits as a signed int, as the kernel takes pid1, pid2 and type."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def as_uint32(value: int) -> int:
+    """The low 32 bits as an unsigned int, as the kernel takes file descriptors."""
+    return value & 0xFFFFFFFF
+
+
+def type_name(kcmp_type: int) -> Optional[str]:
+    """The Linux name of a type, or None for KCMP_TYPES and anything else unknown."""
+    try:
+        return KcmpType(kcmp_type).name
+    except ValueError:
+        return None
+
+
+def freebsd_type_name(kcmp_type: int) -> Optional[str]:
+    return FREEBSD_TYPES.get(kcmp_type)
+
+
+def parse_type(text: str) -> int:
+    """A type from its name (with or without KCMP_, any case) or its number 0..7."""
+    word = text.strip().upper()
+    if word.isdigit() and int(word) in KcmpType._value2member_map_:
+        return int(word)
+    name = word if word.startswith("KCMP_") else "KCMP_" + word
+    try:
+        return KcmpType[name].value
+    except KeyError:
+        known = ", ".join(t.name[5:] for t in KcmpType)
+        raise ValueError(f"unknown kcmp type {text!r} (known: {known}, or 0..7)") from None
+
+
+def is_error(ret: int) -> bool:
+    return -MAX_ERRNO <= ret < 0
+
+
+def errno_name(err: int) -> str:
+    """The symbolic name of an errno, falling back to the platform table, then the number."""
+    if err in ERRNOS:
+        return ERRNOS[err][0]
+    return _errno.errorcode.get(err, f"E{err}")
+
+
+def errno_message(err: int) -> str:
+    if err in ERRNOS:
+        return ERRNOS[err][1]
+    return os.strerror(err)
+
+
+def result_meaning(ret: int) -> str:
+    """'same', 'less', 'greater', 'unordered', 'error', or 'unknown' for anything else."""
+    if is_error(ret):
+        return "error"
+    return RESULT_MEANINGS.get(ret, "unknown")

@@ -1,0 +1,122 @@
+"""The live console: one strace-style line per call, with who made it and what it meant."""
+
+from __future__ import annotations
+
+import time
+from typing import List, Optional, TextIO
+
+from . import abi
+from .enrich import Context
+from .escape import escape, escape_bytes
+from .events import Args, Event
+
+START_LINE = "Tracing kcmp()... Ctrl-C to end."
+DENIED_MARK = "!! DENIED"
+
+
+def start_line(notes: List[str]) -> str:
+    return START_LINE + "".join(f" [{note}]" for note in notes)
+
+
+def format_type(kcmp_type: int) -> str:
+    name = abi.type_name(kcmp_type)
+    return name if name is not None else f"{abi.as_uint32(kcmp_type):#x} /* KCMP_??? */"
+
+
+def _fd(fd: int, path: Optional[str]) -> str:
+    return f"{fd}<{escape(path)}>" if path is not None else str(fd)
+
+
+def _addr(addr: int) -> str:
+    return f"{addr:#x}" if addr else "NULL"
+
+
+def format_args(a: Args, ctx: Context) -> str:
+    """The argument list exactly as `strace -y` prints it (fds as the kernel reads them)."""
+    parts = [str(a.pid1), str(a.pid2), format_type(a.type)]
+    if a.type == abi.KcmpType.KCMP_FILE:
+        parts += [_fd(a.fd1, ctx.paths.get("idx1")), _fd(a.fd2, ctx.paths.get("idx2"))]
+    elif a.type == abi.KcmpType.KCMP_EPOLL_TFD:
+        parts.append(_fd(a.fd1, ctx.paths.get("idx1")))
+        if a.slot is None:
+            parts.append(_addr(a.idx2))
+        else:
+            parts.append(
+                f"{{efd={_fd(a.slot.efd, ctx.paths.get('efd'))}, "
+                f"tfd={_fd(a.slot.tfd, ctx.paths.get('tfd'))}, toff={a.slot.toff}}}"
+            )
+    elif a.type not in abi.IDX_IGNORED_TYPES:
+        parts += [f"{a.idx1:#x}" if a.idx1 else "0", f"{a.idx2:#x}" if a.idx2 else "0"]
+    return ", ".join(parts)
+
+
+def format_return(ret: int) -> str:
+    err = -ret if abi.is_error(ret) else None
+    if err is None:
+        return str(ret)
+    return f"-1 {abi.errno_name(err)} ({abi.errno_message(err)})"
+
+
+def format_call(event: Event, ctx: Context) -> str:
+    """From `kcmp(` to the return value: the part that matches strace's line."""
+    args = format_args(event.args, ctx) if event.args is not None else "?"
+    return f"kcmp({args}) = {format_return(event.ret)}"
+
+
+def format_duration(ns: Optional[int]) -> str:
+    if ns is None:
+        return "<no entry>"
+    if ns < 1_000_000:
+        return f"{ns / 1e3:.1f}us"
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:.3f}ms"
+    return f"{ns / 1e9:.3f}s"
+
+
+def _owner(uid: Optional[int]) -> str:
+    return "?" if uid is None else str(uid)
+
+
+def format_line(event: Event, ctx: Context, wall_ns: int) -> str:
+    """One console line: time, caller, the strace part, its meaning, duration, markers."""
+    seconds, ns = divmod(wall_ns, 1_000_000_000)
+    stamp = time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{ns // 1000:06d}"
+    caller = f"{escape_bytes(event.comm)}/{event.tgid}"
+    if event.tid != event.tgid:
+        caller += f"/{event.tid}"
+    compat = "[compat] " if event.compat else ""
+    meaning = "" if event.errno is not None else f" <{event.meaning}>"
+    line = (f"{stamp} {caller} uid={event.uid} {compat}{format_call(event, ctx)}{meaning} "
+            f"{format_duration(event.duration_ns)}")
+    if event.permission_denied:
+        line += f"  {DENIED_MARK} caller uid={event.uid}"
+        if ctx.owners is not None:
+            line += f", pid1 owner={_owner(ctx.owners[0])}, pid2 owner={_owner(ctx.owners[1])}"
+    return line
+
+
+def format_lost(count: int) -> str:
+    return (f"kcmp-monitor: lost {count} events: the ring buffer was full "
+            "(raise --ringbuf-pages or narrow the filters)")
+
+
+class ConsoleSink:
+    """Lines for a person: calls on out, losses on err as they happen."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out = out
+        self.err = err
+
+    def start(self, notes: List[str]) -> None:
+        self.out.write(start_line(notes) + "\n")
+        self.out.flush()
+
+    def event(self, event: Event, ctx: Context, wall_ns: int) -> None:
+        self.out.write(format_line(event, ctx, wall_ns) + "\n")
+
+    def lost(self, count: int, wall_ns: int) -> None:
+        self.err.write(format_lost(count) + "\n")
+        self.err.flush()
+
+    def flush(self) -> None:
+        self.out.flush()

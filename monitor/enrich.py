@@ -1,0 +1,74 @@
+"""What /proc adds to an event when it is decoded: fd paths and the targets' owners."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+from . import abi
+from .events import Event
+
+# An fd above INT_MAX cannot be open; /proc would only be asked in vain.
+_FD_MAX = 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class Context:
+    """What was learnt about an event beyond the kernel's record."""
+
+    # "idx1", "idx2", "efd", "tfd" -> the fd's path as `strace -y` shows it, where resolvable.
+    paths: Dict[str, str] = field(default_factory=dict)
+    # For a permission failure: the effective uids of pid1 and pid2, where readable.
+    owners: Optional[Tuple[Optional[int], Optional[int]]] = None
+
+
+class ProcReader:
+    """Reads /proc (or a tree laid out like it, for tests)."""
+
+    def __init__(self, root: str = "/proc") -> None:
+        self.root = root
+
+    def fd_path(self, pid: int, fd: int) -> Optional[str]:
+        if pid <= 0 or fd > _FD_MAX:
+            return None
+        try:
+            target = os.readlink(f"{self.root}/{pid}/fd/{fd}".encode())
+        except OSError:
+            return None
+        return target.decode("utf-8", "surrogateescape")
+
+    def effective_uid(self, pid: int) -> Optional[int]:
+        if pid <= 0:
+            return None
+        try:
+            with open(f"{self.root}/{pid}/status", "rb") as status:
+                for line in status:
+                    if line.startswith(b"Uid:"):
+                        return int(line.split()[2])
+        except (OSError, ValueError, IndexError):
+            return None
+        return None
+
+
+def enrich(event: Event, proc: ProcReader) -> Context:
+    """The context of one event: only what the kernel's record cannot carry."""
+    a = event.args
+    if a is None:
+        return Context()
+    paths: Dict[str, str] = {}
+    if a.type in abi.FD_TYPES:
+        # As strace -y: idx1 belongs to pid1; idx2 and the epoll slot's fds to pid2.
+        wanted = [("idx1", a.pid1, a.fd1)]
+        if a.type == abi.KcmpType.KCMP_FILE:
+            wanted.append(("idx2", a.pid2, a.fd2))
+        elif a.slot is not None:
+            wanted += [("efd", a.pid2, a.slot.efd), ("tfd", a.pid2, a.slot.tfd)]
+        for key, pid, fd in wanted:
+            path = proc.fd_path(pid, fd)
+            if path is not None:
+                paths[key] = path
+    owners = None
+    if event.permission_denied:
+        owners = (proc.effective_uid(a.pid1), proc.effective_uid(a.pid2))
+    return Context(paths=paths, owners=owners)

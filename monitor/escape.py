@@ -1,0 +1,36 @@
+"""Terminal-safe text: what the kernel hands us (process names, paths) may hold escapes."""
+
+from __future__ import annotations
+
+_NAMED = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape_char(ch: str) -> str:
+    named = _NAMED.get(ch)
+    if named is not None:
+        return named
+    if ch.isprintable():
+        return ch
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def escape(text: str) -> str:
+    """Text with backslashes, control, format and other non-printable characters escaped.
+
+    Reversible (a backslash becomes two), so distinct inputs stay distinct.
+    """
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(_escape_char(ch) for ch in text)
+
+
+def escape_bytes(raw: bytes) -> str:
+    """escape() of bytes that are UTF-8 where they can be and raw bytes where not."""
+    return escape(raw.decode("utf-8", "surrogateescape"))

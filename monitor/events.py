@@ -1,0 +1,152 @@
+"""The captured call as a value: the Python mirror of struct kcmp_event and its decoder.
+
+The layout below is a contract with bpf/kcmp.h; tests/unit/test_events.py compiles the header
+and checks every offset and the size.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Optional
+
+from . import abi
+
+# Field names and struct codes in the order of struct kcmp_event.
+LAYOUT = (
+    ("ts_ns", "Q"),
+    ("duration_ns", "Q"),
+    ("cgroup_id", "Q"),
+    ("pid1", "Q"),
+    ("pid2", "Q"),
+    ("type", "Q"),
+    ("idx1", "Q"),
+    ("idx2", "Q"),
+    ("ret", "q"),
+    ("tgid", "I"),
+    ("tid", "I"),
+    ("uid", "I"),
+    ("gid", "I"),
+    ("slot_efd", "I"),
+    ("slot_tfd", "I"),
+    ("slot_toff", "I"),
+    ("flags", "I"),
+    ("comm", "16s"),
+)
+RAW_EVENT = struct.Struct("<" + "".join(code for _, code in LAYOUT))
+
+# Flag bits of struct kcmp_event.flags (bpf/kcmp.h).
+EV_ENTRY = 0x1
+EV_COMPAT = 0x2
+EV_SLOT_READ = 0x4
+EV_SLOT_FAULT = 0x8
+
+# Indexes of the per-CPU stats map (bpf/kcmp.h).
+STAT_DROPPED = 0
+STAT_INFLIGHT = 1
+
+
+@dataclass(frozen=True)
+class EpollSlot:
+    efd: int
+    tfd: int
+    toff: int
+
+
+@dataclass(frozen=True)
+class Args:
+    """The arguments as the kernel reads them: pids and type truncated to int32."""
+
+    pid1: int
+    pid2: int
+    type: int
+    idx1: int  # the raw register; an fd only for the types in abi.FD_TYPES
+    idx2: int  # for KCMP_EPOLL_TFD, the address of the slot in the caller's memory
+    slot: Optional[EpollSlot]  # KCMP_EPOLL_TFD with a readable slot
+    slot_fault: bool  # KCMP_EPOLL_TFD whose slot could not be read at entry
+
+    @property
+    def fd1(self) -> int:
+        return abi.as_uint32(self.idx1)
+
+    @property
+    def fd2(self) -> int:
+        return abi.as_uint32(self.idx2)
+
+
+@dataclass(frozen=True)
+class Event:
+    ts_ns: int  # CLOCK_MONOTONIC
+    duration_ns: Optional[int]  # None when the entry was not seen
+    cgroup_id: int
+    tgid: int
+    tid: int
+    uid: int
+    gid: int
+    comm: bytes
+    ret: int
+    compat: bool
+    args: Optional[Args]  # None for an exit without entry (e.g. refused by seccomp)
+
+    @property
+    def errno(self) -> Optional[int]:
+        return -self.ret if abi.is_error(self.ret) else None
+
+    @property
+    def permission_denied(self) -> bool:
+        return self.ret == -abi.EPERM
+
+    @property
+    def meaning(self) -> str:
+        return abi.result_meaning(self.ret)
+
+
+def decode(raw: bytes) -> Event:
+    """An Event from the bytes of one ring-buffer record."""
+    (ts_ns, duration_ns, cgroup_id, pid1, pid2, kcmp_type, idx1, idx2, ret, tgid, tid, uid, gid,
+     efd, tfd, toff, flags, comm) = RAW_EVENT.unpack_from(raw)
+    args = None
+    if flags & EV_ENTRY:
+        args = Args(
+            pid1=abi.as_int32(pid1),
+            pid2=abi.as_int32(pid2),
+            type=abi.as_int32(kcmp_type),
+            idx1=idx1,
+            idx2=idx2,
+            slot=EpollSlot(efd, tfd, toff) if flags & EV_SLOT_READ else None,
+            slot_fault=bool(flags & EV_SLOT_FAULT),
+        )
+    return Event(
+        ts_ns=ts_ns,
+        duration_ns=duration_ns if args is not None else None,
+        cgroup_id=cgroup_id,
+        tgid=tgid,
+        tid=tid,
+        uid=uid,
+        gid=gid,
+        comm=comm.split(b"\0", 1)[0],
+        ret=ret,
+        compat=bool(flags & EV_COMPAT),
+        args=args,
+    )
+
+
+def encode(event: Event) -> bytes:
+    """The record bytes of an Event: the inverse of decode, for tests and replays."""
+    a = event.args
+    flags = (EV_ENTRY if a else 0) | (EV_COMPAT if event.compat else 0)
+    slot = EpollSlot(0, 0, 0)
+    if a is not None:
+        if a.slot is not None:
+            flags |= EV_SLOT_READ
+            slot = a.slot
+        if a.slot_fault:
+            flags |= EV_SLOT_FAULT
+    mask = 0xFFFFFFFFFFFFFFFF
+    return RAW_EVENT.pack(
+        event.ts_ns, event.duration_ns or 0, event.cgroup_id,
+        (a.pid1 & mask) if a else 0, (a.pid2 & mask) if a else 0, (a.type & mask) if a else 0,
+        a.idx1 if a else 0, a.idx2 if a else 0, event.ret,
+        event.tgid, event.tid, event.uid, event.gid, slot.efd, slot.tfd, slot.toff, flags,
+        event.comm,
+    )

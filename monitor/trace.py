@@ -1,0 +1,74 @@
+"""The tracing loop: ring buffer -> decode -> enrich -> sink, with lost events accounted for."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Protocol
+
+from .enrich import Context, ProcReader, enrich
+from .events import STAT_DROPPED, STAT_INFLIGHT, Event, decode
+
+POLL_MS = 100
+
+
+class Sink(Protocol):
+    def event(self, event: Event, ctx: Context, wall_ns: int) -> None: ...
+
+    def lost(self, count: int, wall_ns: int) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class EventSource(Protocol):
+    def open_events(self, callback: Callable[[bytes], None]) -> None: ...
+
+    def poll(self, timeout_ms: int) -> None: ...
+
+    def stat(self, index: int) -> int: ...
+
+
+@dataclass
+class Summary:
+    events: int = 0
+    lost: int = 0  # ring buffer full
+    unpaired: int = 0  # entries the in-flight map could not keep (their exits came alone)
+
+
+def monotonic_to_wall_ns() -> int:
+    """What to add to a bpf_ktime_get_ns() stamp (CLOCK_MONOTONIC) to get epoch time."""
+    return time.time_ns() - time.monotonic_ns()
+
+
+class Tracer:
+    def __init__(self, source: EventSource, sink: Sink, proc: ProcReader) -> None:
+        self.source = source
+        self.sink = sink
+        self.proc = proc
+        self.summary = Summary()
+        self._offset = monotonic_to_wall_ns()
+        self._batch: List[bytes] = []
+        source.open_events(self._batch.append)
+
+    def run(self, should_stop: Callable[[], bool]) -> Summary:
+        """Poll until should_stop() says so, then drain what is left."""
+        while not should_stop():
+            self.step(POLL_MS)
+        self.step(0)
+        return self.summary
+
+    def step(self, timeout_ms: int) -> None:
+        """One poll: records reach the sink in order, then any new loss is reported."""
+        self.source.poll(timeout_ms)
+        # The callback only collects raw bytes: BCC swallows exceptions raised inside it.
+        batch, self._batch[:] = list(self._batch), []
+        for raw in batch:
+            event = decode(raw)
+            self.sink.event(event, enrich(event, self.proc), event.ts_ns + self._offset)
+        self.summary.events += len(batch)
+        dropped = self.source.stat(STAT_DROPPED)
+        if dropped > self.summary.lost:
+            self.sink.lost(dropped - self.summary.lost, time.time_ns())
+            self.summary.lost = dropped
+        self.summary.unpaired = self.source.stat(STAT_INFLIGHT)
+        self.sink.flush()

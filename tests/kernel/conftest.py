@@ -1,0 +1,163 @@
+"""Fixtures for tests that load the real BPF program and make real kcmp calls."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+from kcmp_monitor import loader
+from kcmp_monitor.errors import MonitorError
+from tests.helpers import monitor_command, skip_or_fail
+
+HERE = Path(__file__).resolve().parent
+HOSTILE_FILE = "evil\x1b[31mred"
+REPEAT = 23  # calls per case, as kcmpload.c makes them
+
+
+@pytest.fixture(scope="session")
+def kernel_ready():
+    """Skip (fail in CI) unless this process can load and attach the real program."""
+    if os.geteuid() != 0:
+        skip_or_fail("needs root to load BPF programs (run `sudo make test`)")
+    try:
+        loader.check_privileges()
+        loader.check_kernel()
+        loader._import_bcc()
+    except MonitorError as exc:
+        skip_or_fail(str(exc))
+    if not shutil.which("gcc"):
+        skip_or_fail("needs gcc to build the kcmpload workload (run `sudo make setup`)")
+
+
+@pytest.fixture(scope="session")
+def kcmpload(kernel_ready, tmp_path_factory) -> Path:
+    exe = tmp_path_factory.mktemp("bin") / "kcmpload"
+    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-o", str(exe), str(HERE / "kcmpload.c")],
+                   check=True)
+    return exe
+
+
+@dataclass
+class Case:
+    name: str
+    caller: int
+    uid: int
+    compat: bool
+    pid1: int
+    pid2: int
+    type: int
+    idx1: int
+    idx2: int
+    ret: int
+
+
+def _fields(line: str) -> Dict[str, str]:
+    return dict(word.split("=", 1) for word in line.split()[1:])
+
+
+@dataclass
+class Workload:
+    """A running kcmpload: started paused, so monitors can attach before it calls kcmp."""
+
+    proc: subprocess.Popen
+    dir: Path
+    pid: int
+    cases: List[Case] = field(default_factory=list)
+    fds: Dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, exe: Path, workdir: Path, name: Optional[bytes] = None,
+              strace_out: Optional[Path] = None) -> "Workload":
+        workdir.mkdir(parents=True, exist_ok=True)
+        for f in ("a", "child", HOSTILE_FILE):
+            (workdir / f).write_text("x")
+        argv = [str(exe), str(workdir)] + ([name] if name is not None else [])
+        if strace_out is not None:
+            argv = ["strace", "-f", "-y", "-e", "trace=kcmp", "-o", str(strace_out)] + argv
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        first = proc.stdout.readline().decode()
+        assert first.startswith("pid "), first
+        return cls(proc=proc, dir=workdir, pid=int(first.split()[1]))
+
+    def go(self) -> None:
+        """Make every call; returns when all cases are done and the processes still live."""
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+        for raw in self.proc.stdout:
+            line = raw.decode()
+            if line.startswith("ready"):
+                return
+            if line.startswith("fds "):
+                self.fds = {k: int(v) for k, v in _fields(line).items()}
+            elif line.startswith("case "):
+                f = _fields(line)
+                self.cases.append(Case(
+                    name=f["name"], caller=int(f["caller"]), uid=int(f["uid"]),
+                    compat=f["compat"] == "1", pid1=int(f["pid1"]), pid2=int(f["pid2"]),
+                    type=int(f["type"]), idx1=int(f["idx1"]), idx2=int(f["idx2"]),
+                    ret=int(f["ret"])))
+        raise AssertionError("kcmpload ended before it was ready")
+
+    def finish(self) -> None:
+        self.proc.stdin.close()
+        assert self.proc.wait(timeout=30) == 0
+
+
+class Monitor:
+    """`kcmp-monitor --trace ...` as a user runs it, its output in files."""
+
+    def __init__(self, args: List[str], workdir: Path, name: str) -> None:
+        self.out_path = workdir / f"{name}.out"
+        self.err_path = workdir / f"{name}.err"
+        self.json = "json" in args
+        self.proc = subprocess.Popen(
+            [monitor_command(), "--trace"] + args,
+            stdout=self.out_path.open("wb"), stderr=self.err_path.open("wb"))
+        self.returncode: Optional[int] = None
+
+    def _started(self) -> bool:
+        text = (self.err_path if self.json else self.out_path).read_bytes()
+        return b"Tracing kcmp()" in text
+
+    def wait_started(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._started():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"monitor exited {self.proc.returncode}: {self.stderr()}")
+            assert time.monotonic() < deadline, "monitor did not start"
+            time.sleep(0.05)
+
+    def lines(self) -> List[str]:
+        text = self.out_path.read_bytes().decode("utf-8")
+        return text.splitlines()[0 if self.json else 1:]
+
+    def wait_lines(self, count: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.lines()) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        self.proc.send_signal(sig)
+        self.returncode = self.proc.wait(timeout=10)
+        return self.returncode
+
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+
+def strace_calls(path: Path, exclude_pids=()) -> List[str]:
+    """strace's kcmp lines, from `kcmp(` to the return value, alignment padding removed."""
+    calls = []
+    for line in path.read_text(errors="surrogateescape").splitlines():
+        pid, rest = line.split(None, 1)
+        if not rest.startswith("kcmp(") or int(pid) in exclude_pids:
+            continue
+        calls.append(re.sub(r"\)\s+= ", ") = ", rest))
+    return calls

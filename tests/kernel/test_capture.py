@@ -1,0 +1,318 @@
+"""The real program on the real kernel: kcmpload makes 23 calls of each case while several
+`kcmp-monitor --trace` processes (JSON, console, filtered) and strace watch the same calls."""
+
+import ctypes
+import json
+import os
+import re
+import signal
+import subprocess
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+
+from tests.helpers import monitor_command
+
+from .conftest import HOSTILE_FILE, REPEAT, Monitor, Workload, strace_calls
+
+pytestmark = pytest.mark.kernel
+
+NOBODY = 65534
+# What each case must decode to: (kcmpType, errno name or None).
+EXPECTED = {
+    "file_same": ("KCMP_FILE", None),
+    "file_diff": ("KCMP_FILE", None),
+    "vm_same": ("KCMP_VM", None),
+    "vm_diff": ("KCMP_VM", None),
+    "files_same": ("KCMP_FILES", None),
+    "files_diff": ("KCMP_FILES", None),
+    "fs_same": ("KCMP_FS", None),
+    "fs_diff": ("KCMP_FS", None),
+    "sighand_same": ("KCMP_SIGHAND", None),
+    "sighand_diff": ("KCMP_SIGHAND", None),
+    "io_same": ("KCMP_IO", None),
+    "io_diff": ("KCMP_IO", None),
+    "sysvsem_same": ("KCMP_SYSVSEM", None),
+    "sysvsem_diff": ("KCMP_SYSVSEM", None),
+    "epoll_hit": ("KCMP_EPOLL_TFD", None),
+    "epoll_diff": ("KCMP_EPOLL_TFD", None),
+    "epoll_miss": ("KCMP_EPOLL_TFD", "ENOENT"),
+    "epoll_fault": ("KCMP_EPOLL_TFD", "EFAULT"),
+    "ebadf": ("KCMP_FILE", "EBADF"),
+    "einval_types": (None, "EINVAL"),
+    "einval_negative": (None, "EINVAL"),
+    "einval_2a": (None, "EINVAL"),
+    "esrch": ("KCMP_VM", "ESRCH"),
+    "esrch_truncated": ("KCMP_VM", "ESRCH"),
+    "compat_vm": ("KCMP_VM", None),
+    "compat_file": ("KCMP_FILE", None),
+    "hostile_path": ("KCMP_FILE", None),
+    "eperm": ("KCMP_VM", "EPERM"),
+    "seccomp": (None, "EPERM"),  # refused before the syscall: no entry, no arguments
+}
+# Calls the workload makes that are not kcmp and must produce no event.
+NOT_KCMP = {"nr349_64bit"}  # the i386 kcmp number from 64-bit code: ENOSYS on x86_64
+STRACE_DIFFERS = {
+    "hostile_path": "strace escapes in octal (\\33), we in hex (\\x1b)",
+    "seccomp": "strace sees the arguments through ptrace; no tracepoint does",
+}
+
+
+def int32(value):
+    return ctypes.c_int32(value & 0xFFFFFFFF).value
+
+
+def case_key(case):
+    if case.name == "seccomp":
+        return (case.caller, False, None)
+    # A non-kcmp call, if it were wrongly reported, would be taken for a 32-bit one.
+    return (case.caller, case.compat or case.name in NOT_KCMP,
+            (int32(case.pid1), int32(case.pid2), int32(case.type), case.idx1, case.idx2))
+
+
+def event_key(record):
+    args = tuple(a["value"] for a in record["args"]) or None
+    return (record["processId"], record["compat"], args)
+
+
+@pytest.fixture(scope="module")
+def traced(kcmpload, tmp_path_factory):
+    work = tmp_path_factory.mktemp("capture")
+    wl = Workload.start(kcmpload, work / "files", strace_out=work / "strace.txt")
+    json_args = ["--output", "json"]
+    comm = ["--comm", "kcmpload"]
+    monitors = {
+        "json": Monitor(json_args + comm, work, "json"),
+        "text": Monitor(comm, work, "text"),
+        "errors": Monitor(json_args + comm + ["--errors-only"], work, "errors"),
+        "types": Monitor(json_args + comm + ["--type", "FILE,unknown"], work, "types"),
+        "uid": Monitor(json_args + ["--uid", str(NOBODY)], work, "uid"),
+        "pid": Monitor(json_args + ["--pid", str(wl.pid)], work, "pid"),
+    }
+    # A reader that leaves after three lines, like `| head -n 3`; sed -u passes each line on at
+    # once, so the start line below tells that this monitor is attached.
+    head = subprocess.Popen(
+        ["bash", "-c", f"'{monitor_command()}' --trace --comm kcmpload | sed -u 3q; "
+                       "echo \"monitor exit ${PIPESTATUS[0]}\" >&2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert head.stdout.readline().startswith(b"Tracing kcmp()")
+    for m in monitors.values():
+        m.wait_started()
+    start_ns = __import__("time").time_ns()
+    wl.go()
+    expected_total = REPEAT * len(EXPECTED)
+    for m in monitors.values():
+        m.wait_lines(expected_total if m in (monitors["json"], monitors["text"]) else 1)
+    # The filtered monitors get no more than the unfiltered ones; give them the same time.
+    monitors["json"].wait_lines(expected_total)
+    pipe_path = os.readlink(f"/proc/{wl.pid}/fd/{wl.fds['pipe']}")
+    wl.finish()
+    codes = {name: m.stop(signal.SIGTERM if name == "pid" else signal.SIGINT)
+             for name, m in monitors.items()}
+    head_out, head_err = head.communicate(timeout=30)
+    return SimpleNamespace(
+        wl=wl, monitors=monitors, codes=codes, start_ns=start_ns, pipe_path=pipe_path,
+        head=(head.returncode, head_out.decode(), head_err.decode()),
+        records={name: [json.loads(line) for line in m.lines()]
+                 for name, m in monitors.items() if m.json},
+        strace=strace_calls(work / "strace.txt"))
+
+
+def _cases(traced, names=None):
+    return [c for c in traced.wl.cases if names is None or c.name in names]
+
+
+def _counted(traced, monitor):
+    """How many events of each case a monitor printed; an event of no case fails the test."""
+    by_key = {case_key(c): c.name for c in traced.wl.cases}
+    names = []
+    for record in traced.records[monitor]:
+        assert record["eventName"] == "kcmp", record
+        key = event_key(record)
+        assert key in by_key, f"an event the workload did not make: {record}"
+        names.append(by_key[key])
+    return Counter(names)
+
+
+def test_workload_made_every_case(traced):
+    assert sorted(c.name for c in traced.wl.cases) == sorted(set(EXPECTED) | NOT_KCMP)
+    assert next(c.ret for c in traced.wl.cases if c.name == "nr349_64bit") == -38
+
+
+def test_json_has_exactly_the_calls_made(traced):
+    assert _counted(traced, "json") == {name: REPEAT for name in EXPECTED}
+
+
+def _expected_paths(traced, case):
+    d, fds, pipe = traced.wl.dir, traced.wl.fds, traced.pipe_path
+    a, child, hostile = str(d / "a"), str(d / "child"), str(d / HOSTILE_FILE)
+    eventpoll = "anon_inode:[eventpoll]"
+    return {
+        "file_same": {"idx1": a, "idx2": a},
+        "compat_file": {"idx1": a, "idx2": a},
+        "file_diff": {"idx1": a, "idx2": child},
+        "hostile_path": {"idx1": hostile, "idx2": hostile},
+        "ebadf": {"idx2": a},
+        "epoll_hit": {"idx1": pipe, "efd": eventpoll, "tfd": pipe},
+        "epoll_diff": {"idx1": a, "efd": eventpoll, "tfd": pipe},
+        "epoll_miss": {"idx1": pipe, "efd": eventpoll, "tfd": a},
+        "epoll_fault": {"idx1": pipe},
+    }.get(case.name, {})
+
+
+def _expected_slot(traced, case):
+    fds = traced.wl.fds
+    if case.name in ("epoll_hit", "epoll_diff"):
+        return {"efd": fds["efd"], "tfd": fds["pipe"], "toff": 0}
+    if case.name == "epoll_miss":
+        return {"efd": fds["efd"], "tfd": fds["a"], "toff": 0}
+    return None
+
+
+def test_json_fields_are_decoded_exactly(traced):
+    by_key = {case_key(c): c for c in traced.wl.cases}
+    end_ns = __import__("time").time_ns()
+    for record in traced.records["json"]:
+        case = by_key[event_key(record)]
+        type_name, errno_name = EXPECTED[case.name]
+        assert record["processName"] == "kcmpload"
+        assert record["processId"] == record["threadId"] == case.caller
+        assert record["userId"] == record["groupId"] == case.uid
+        assert record["syscall"] == "kcmp"
+        assert record["returnValue"] == case.ret
+        assert record["kcmpType"] == type_name, case.name
+        assert record["errno"] == errno_name, case.name
+        if errno_name:
+            assert case.ret < 0 and record["result"] == "error"
+            assert record["errnoMessage"] == os.strerror(-case.ret)
+        else:
+            assert record["result"] == {0: "same", 1: "less", 2: "greater"}[case.ret]
+            assert case.ret == (0 if "diff" not in case.name else case.ret)
+        assert record["permissionDenied"] == (errno_name == "EPERM")
+        assert record["compat"] == case.compat
+        assert record["cgroupId"] > 0
+        assert traced.start_ns <= record["timestamp"] <= end_ns
+        assert record["fdPaths"] == _expected_paths(traced, case), case.name
+        assert record["epollSlot"] == _expected_slot(traced, case), case.name
+        assert record["epollSlotFault"] == (case.name == "epoll_fault")
+        if case.name == "seccomp":
+            assert record["argsKnown"] is False and record["args"] == []
+            assert record["argsNum"] == 0 and record["durationNs"] is None
+            assert record["targetOwners"] is None
+            continue
+        assert record["argsKnown"] is True and record["argsNum"] == 5
+        assert [(a["name"], a["type"]) for a in record["args"]] == [
+            ("pid1", "pid_t"), ("pid2", "pid_t"), ("type", "int"),
+            ("idx1", "unsigned long"), ("idx2", "unsigned long")]
+        assert 0 < record["durationNs"] < 10**9
+        if case.name == "eperm":
+            assert record["targetOwners"] == {"pid1": NOBODY, "pid2": 0}
+        else:
+            assert record["targetOwners"] is None
+
+
+def test_truncated_pid_decodes_like_strace(traced):
+    record = next(r for r in traced.records["json"]
+                  if r["args"] and r["args"][0]["value"] == -87158697)
+    assert record["errno"] == "ESRCH"
+
+
+def test_console_call_equals_strace(traced):
+    """From `kcmp(` to the return value, every console line is strace's line for that call."""
+    skip = {c.caller for c in traced.wl.cases if c.name == "seccomp"}
+    text = [line for line in traced.monitors["text"].lines() if "evil" not in line]
+    ours = [re.search(r"kcmp\(.*?\) = (?:-1 E[A-Z]+ \([^)]*\)|\d+)", line).group(0)
+            for line in text if "kcmp(?)" not in line]
+    theirs = [line for line in strace_calls(traced.monitors["text"].out_path.parent / "strace.txt",
+                                            exclude_pids=skip)
+              if "evil" not in line]
+    assert len(ours) == REPEAT * (len(EXPECTED) - len(STRACE_DIFFERS))
+    assert Counter(ours) == Counter(theirs)
+
+
+def test_console_lines_carry_context_and_markers(traced):
+    lines = traced.monitors["text"].lines()
+    assert len(lines) == REPEAT * len(EXPECTED)
+    wl = traced.wl
+    eperm = next(c for c in wl.cases if c.name == "eperm")
+    denied = [l for l in lines if "!! DENIED" in l]
+    assert len(denied) == 2 * REPEAT  # eperm and seccomp
+    assert sum(f"kcmpload/{eperm.caller} uid={NOBODY} " in l and
+               f"caller uid={NOBODY}, pid1 owner={NOBODY}, pid2 owner=0" in l
+               for l in denied) == REPEAT
+    assert sum(l.endswith("<no entry>  !! DENIED caller uid=0") and "kcmp(?)" in l
+               for l in lines) == REPEAT
+    assert sum("[compat] kcmp(" in l for l in lines) == 2 * REPEAT
+    same = sum(name.endswith("same") or name in ("epoll_hit", "compat_vm", "compat_file",
+                                                   "hostile_path") for name in EXPECTED)
+    assert sum(" <same> " in l for l in lines) == same * REPEAT
+    assert all(re.match(r"\d\d:\d\d:\d\d\.\d{6} kcmpload/\d+ uid=\d+ ", l) for l in lines)
+
+
+def test_console_escapes_hostile_paths(traced):
+    raw = traced.monitors["text"].out_path.read_bytes()
+    assert b"\x1b" not in raw
+    hostile = str(traced.wl.dir / "evil")
+    expected = f"{hostile}\\x1b[31mred"
+    assert sum(f"<{expected}>, " in l for l in traced.monitors["text"].lines()) == REPEAT
+
+
+def test_errors_only_filter(traced):
+    wanted = {n for n, (_, err) in EXPECTED.items() if err}
+    assert _counted(traced, "errors") == {name: REPEAT for name in wanted}
+
+
+def test_type_filter(traced):
+    wanted = {"file_same", "file_diff", "ebadf", "compat_file", "hostile_path",
+              "einval_types", "einval_negative", "einval_2a"}
+    assert _counted(traced, "types") == {name: REPEAT for name in wanted}
+
+
+def test_uid_filter(traced):
+    assert _counted(traced, "uid") == {"eperm": REPEAT}
+
+
+def test_pid_filter(traced):
+    children = {"eperm", "seccomp"}
+    assert _counted(traced, "pid") == {n: REPEAT for n in EXPECTED if n not in children}
+
+
+def test_monitors_exit_cleanly_on_sigint_and_sigterm(traced):
+    assert traced.codes == {name: 0 for name in traced.monitors}
+    for name, m in traced.monitors.items():
+        err = m.stderr()
+        assert "Traceback" not in err
+        assert re.search(r"\d+ calls traced, 0 lost", err), err
+    assert f"{REPEAT * len(EXPECTED)} calls traced, 0 lost" in traced.monitors["json"].stderr()
+
+
+def test_head_closes_the_pipe_without_traceback(traced):
+    code, out, err = traced.head
+    assert code == 0
+    assert len(out.splitlines()) == 2  # the start line was read above
+    assert "Traceback" not in err and "monitor exit 0" in err
+
+
+def test_hostile_process_name_is_escaped(kcmpload, tmp_path):
+    name = b"k\x1b]0;pwn\x07"  # an OSC sequence that would retitle the terminal
+    wl = Workload.start(kcmpload, tmp_path / "files", name=name)
+    text = Monitor(["--comm", os.fsdecode(name), "--type", "VM"], tmp_path, "text")
+    js = Monitor(["--output", "json", "--comm", os.fsdecode(name), "--type", "VM"], tmp_path,
+                 "json")
+    text.wait_started()
+    js.wait_started()
+    wl.go()
+    vm_cases = 6  # vm_same, vm_diff, esrch, esrch_truncated, compat_vm, eperm
+    for m in (text, js):
+        m.wait_lines(vm_cases * REPEAT)
+    wl.finish()
+    assert text.stop() == 0 and js.stop() == 0
+    raw = text.out_path.read_bytes()
+    assert b"\x1b" not in raw and b"\x07" not in raw
+    lines = text.lines()
+    assert len(lines) == vm_cases * REPEAT
+    assert all(" k\\x1b]0;pwn\\x07/" in l for l in lines)
+    records = [json.loads(l) for l in js.lines()]
+    assert {r["processName"] for r in records} == {"k\x1b]0;pwn\x07"}
+    assert b"\x1b" not in js.out_path.read_bytes()
