@@ -66,9 +66,10 @@ def format_call(event: Event, ctx: Context) -> str:
 def format_duration(ns: Optional[int]) -> str:
     if ns is None:
         return "<no entry>"
-    if ns < 1_000_000:
+    # Thresholds sit where the rounded figure would reach the next unit.
+    if ns < 999_950:
         return f"{ns / 1e3:.1f}us"
-    if ns < 1_000_000_000:
+    if ns < 999_999_500:
         return f"{ns / 1e6:.3f}ms"
     return f"{ns / 1e9:.3f}s"
 

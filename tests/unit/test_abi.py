@@ -1,0 +1,106 @@
+import errno
+
+import pytest
+
+from kcmp_monitor import abi
+
+
+def test_linux_type_values_match_the_kernel_uapi():
+    assert {t.name: t.value for t in abi.KcmpType} == {
+        "KCMP_FILE": 0, "KCMP_VM": 1, "KCMP_FILES": 2, "KCMP_FS": 3,
+        "KCMP_SIGHAND": 4, "KCMP_IO": 5, "KCMP_SYSVSEM": 6, "KCMP_EPOLL_TFD": 7,
+    }
+    assert abi.KCMP_TYPES == 8
+
+
+@pytest.mark.parametrize("value", [8, 9, 42, -1, 100, 2**31 - 1, -(2**31)])
+def test_kcmp_types_and_anything_else_is_unknown(value):
+    assert abi.type_name(value) is None
+
+
+def test_freebsd_types_are_their_own_table():
+    assert abi.FREEBSD_TYPES == {100: "KCMP_FILE", 101: "KCMP_FILEOBJ", 102: "KCMP_FILES",
+                                 103: "KCMP_SIGHAND", 104: "KCMP_VM"}
+    assert abi.freebsd_type_name(104) == "KCMP_VM"
+    assert abi.type_name(104) is None and abi.freebsd_type_name(1) is None
+
+
+def test_idx_usage_by_type():
+    assert abi.FD_TYPES == {abi.KcmpType.KCMP_FILE, abi.KcmpType.KCMP_EPOLL_TFD}
+    assert abi.IDX_IGNORED_TYPES == {1, 2, 3, 4, 5, 6}
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (0xDEADCA75FACE1057, -87158697),  # strace's own test value
+    (0xFFFFFFFFFFFFFFFF, -1),
+    (0x7FFFFFFF, 2**31 - 1),
+    (0x80000000, -(2**31)),
+    (0x1_0000_0005, 5),
+    (42, 42),
+])
+def test_pid_and_type_truncate_to_int32(raw, expected):
+    assert abi.as_int32(raw) == expected
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (0xFFFFFFFFFFFFFFFF, 0xFFFFFFFF),
+    (0x1_0000_0003, 3),
+    (3, 3),
+])
+def test_fds_truncate_to_uint32(raw, expected):
+    assert abi.as_uint32(raw) == expected
+
+
+def test_syscall_numbers():
+    assert abi.SYSCALL_NR["x86_64"] == 312
+    assert abi.IA32_NR_KCMP == abi.SYSCALL_NR["i386"] == 349
+    assert abi.SYSCALL_NR["aarch64"] == abi.SYSCALL_NR["riscv64"] == 272
+    assert abi.SYSCALL_NR["arm"] == 378 and abi.SYSCALL_NR["ppc64le"] == 354
+    assert abi.SYSCALL_NR["s390x"] == 343
+
+
+def test_epoll_slot_is_twelve_bytes():
+    assert abi.EPOLL_SLOT.size == 12
+
+
+@pytest.mark.parametrize("ret, meaning", [
+    (0, "same"), (1, "less"), (2, "greater"), (3, "unordered"),
+    (-1, "error"), (-4095, "error"), (4, "unknown"), (-4096, "unknown"),
+])
+def test_result_meanings(ret, meaning):
+    assert abi.result_meaning(ret) == meaning
+
+
+@pytest.mark.parametrize("name, message", [
+    ("EPERM", "Operation not permitted"),
+    ("ENOENT", "No such file or directory"),
+    ("ESRCH", "No such process"),
+    ("EINTR", "Interrupted system call"),
+    ("EBADF", "Bad file descriptor"),
+    ("EFAULT", "Bad address"),
+    ("EINVAL", "Invalid argument"),
+    ("ENOSYS", "Function not implemented"),
+    ("EOPNOTSUPP", "Operation not supported"),
+])
+def test_every_kcmp_errno_has_its_name_and_glibc_message(name, message):
+    value = getattr(errno, name)
+    assert abi.errno_name(value) == name
+    assert abi.errno_message(value) == message
+
+
+def test_other_errnos_fall_back_to_the_platform_table():
+    assert abi.errno_name(errno.ENOMEM) == "ENOMEM"
+    assert abi.errno_name(4000) == "E4000"
+
+
+@pytest.mark.parametrize("text, value", [
+    ("FILE", 0), ("kcmp_vm", 1), ("epoll_tfd", 7), ("Sysvsem", 6), ("3", 3), (" io ", 5),
+])
+def test_parse_type(text, value):
+    assert abi.parse_type(text) == value
+
+
+@pytest.mark.parametrize("text", ["8", "-1", "files2", "", "KCMP_TYPES"])
+def test_parse_type_rejects_unknown(text):
+    with pytest.raises(ValueError, match="unknown kcmp type"):
+        abi.parse_type(text)

@@ -1,0 +1,73 @@
+"""The boundary: one line on stderr and a distinct exit code for every failure a user can fix."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from kcmp_monitor import cli
+from kcmp_monitor.errors import MonitorError, NoPermission, Unavailable
+from tests.helpers import monitor_command, skip_or_fail
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "choose a mode: --trace"),
+    (["--trace", "--pid", "x"], "argument --pid: 'x' is not a number"),
+    (["--trace", "--pid", "0"], "argument --pid: '0' must be positive"),
+    (["--trace", "--type", "FILE,bogus"], "unknown kcmp type 'bogus'"),
+    (["--trace", "--uid", "no-such-user-here"], "no user 'no-such-user-here'"),
+    (["--trace", "--ringbuf-pages", "3"], "3 is not a power of two"),
+    (["--trace", "--output", "xml"], "invalid choice: 'xml'"),
+    (["--trace", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_usage_errors(argv, message, capsys):
+    assert cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("kcmp-monitor: error: ") and message in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("error, code", [
+    (NoPermission("needs root"), 77),
+    (Unavailable("tracefs is not mounted"), 69),
+    (MonitorError("could not load"), 70),
+])
+def test_typed_errors_map_to_exit_codes(monkeypatch, capsys, error, code):
+    def fail(_args):
+        raise error
+
+    monkeypatch.setattr(cli, "run_trace", fail)
+    assert cli.main(["--trace"]) == code
+    assert capsys.readouterr().err == f"kcmp-monitor: error: {error}\n"
+
+
+def test_filters_parse(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(cli, "run_trace", lambda args: seen.update(vars(args)) or 0)
+    assert cli.main(["--trace", "--type", "vm,7,unknown", "--uid", "root", "--comm",
+                     "a-very-long-process-name", "--no-compat", "--errors-only"]) == 0
+    assert seen["types"] == frozenset({1, 7, 8})
+    assert seen["uid"] == 0 and seen["comm"] == b"a-very-long-pro"
+    assert seen["compat"] is False and seen["errors_only"] is True
+
+
+def test_help_shows_examples_and_exit_codes():
+    out = subprocess.run([monitor_command(), "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "kcmp-monitor --trace --errors-only" in out and "77 no permission" in out
+
+
+def test_without_capabilities_one_line_and_exit_77():
+    argv = [monitor_command(), "--trace"]
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            skip_or_fail("needs setpriv (util-linux) to drop root's capabilities")
+        # Root with an empty bounding set has no capabilities after exec.
+        argv = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] + argv
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 77
+    assert result.stdout == ""
+    assert result.stderr.startswith("kcmp-monitor: error: needs root")
+    assert result.stderr.count("\n") == 1

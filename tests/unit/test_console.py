@@ -1,0 +1,112 @@
+import time
+
+import pytest
+
+from kcmp_monitor import console
+from kcmp_monitor.enrich import Context
+from kcmp_monitor.events import Args, EpollSlot, Event
+
+
+def _args(pid1=1145, pid2=1144, type=0, idx1=3, idx2=3, slot=None, slot_fault=False):
+    return Args(pid1=pid1, pid2=pid2, type=type, idx1=idx1, idx2=idx2, slot=slot,
+                slot_fault=slot_fault)
+
+
+def _event(ret=0, args=None, **kw):
+    base = dict(ts_ns=0, duration_ns=1234, cgroup_id=1, tgid=4242, tid=4242, uid=0, gid=0,
+                comm=b"kcmpload", ret=ret, compat=False, args=args or _args())
+    base.update(kw)
+    return Event(**base)
+
+
+# strace's own lines from kcmp-reference.md, rebuilt from the arguments.
+@pytest.mark.parametrize("event, ctx, line", [
+    (_event(0, _args(1145, 1144, 0, 3, 3)),
+     Context(paths={"idx1": "/tmp/kcmp.test", "idx2": "/tmp/kcmp.test"}),
+     "kcmp(1145, 1144, KCMP_FILE, 3</tmp/kcmp.test>, 3</tmp/kcmp.test>) = 0"),
+    (_event(2, _args(1145, 1144, 1, 0, 0)), Context(),
+     "kcmp(1145, 1144, KCMP_VM) = 2"),
+    (_event(0, _args(9599, 9599, 7, 6, 0x7FFD1234, slot=EpollSlot(8, 6, 0))),
+     Context(paths={"idx1": "pipe:[13101]", "efd": "anon_inode:[eventpoll]",
+                    "tfd": "pipe:[13101]"}),
+     "kcmp(9599, 9599, KCMP_EPOLL_TFD, 6<pipe:[13101]>, {efd=8<anon_inode:[eventpoll]>, "
+     "tfd=6<pipe:[13101]>, toff=0}) = 0"),
+    (_event(-22, _args(9599, 9599, 0x2A, 0, 0)), Context(),
+     "kcmp(9599, 9599, 0x2a /* KCMP_??? */, 0, 0) = -1 EINVAL (Invalid argument)"),
+    (_event(-3, _args(9599, 1073741823, 1, 0, 0)), Context(),
+     "kcmp(9599, 1073741823, KCMP_VM) = -1 ESRCH (No such process)"),
+])
+def test_call_is_printed_as_strace_prints_it(event, ctx, line):
+    assert console.format_call(event, ctx) == line
+
+
+@pytest.mark.parametrize("args, ctx, shown", [
+    (_args(type=-1, idx1=0x10, idx2=0), Context(), "0xffffffff /* KCMP_??? */, 0x10, 0"),
+    (_args(type=8), Context(), "0x8 /* KCMP_??? */, 0x3, 0x3"),
+    (_args(type=7, idx1=5, idx2=1, slot_fault=True), Context(), "KCMP_EPOLL_TFD, 5, 0x1"),
+    (_args(type=7, idx1=5, idx2=0, slot_fault=True), Context(), "KCMP_EPOLL_TFD, 5, NULL"),
+    (_args(type=0, idx1=0x1_0000_0003, idx2=999), Context(paths={"idx1": "/x"}),
+     "KCMP_FILE, 3</x>, 999"),
+    (_args(type=0, idx1=0xFFFFFFFF, idx2=1), Context(), "KCMP_FILE, 4294967295, 1"),
+    (_args(type=5), Context(), "KCMP_IO"),
+])
+def test_arguments_by_type(args, ctx, shown):
+    assert console.format_args(args, ctx) == f"{args.pid1}, {args.pid2}, {shown}"
+
+
+def test_unknown_arguments_of_an_exit_without_entry():
+    event = _event(-1, duration_ns=None)
+    event = Event(**{**event.__dict__, "args": None})
+    assert console.format_call(event, Context()) == \
+        "kcmp(?) = -1 EPERM (Operation not permitted)"
+
+
+@pytest.mark.parametrize("ns, shown", [
+    (None, "<no entry>"), (870, "0.9us"), (1234, "1.2us"), (999_949, "999.9us"),
+    (999_950, "1.000ms"), (1_500_000, "1.500ms"), (999_999_499, "999.999ms"),
+    (999_999_500, "1.000s"), (2_000_000_000, "2.000s"),
+])
+def test_duration(ns, shown):
+    assert console.format_duration(ns) == shown
+
+
+def _wall(h, m, s, us):
+    return int(time.mktime((2026, 11, 27, h, m, s, 0, 0, -1))) * 10**9 + us * 1000
+
+
+def test_full_line_with_context():
+    line = console.format_line(
+        _event(0, _args(4242, 4243, 0, 3, 3)),
+        Context(paths={"idx1": "/tmp/x", "idx2": "/tmp/x"}), _wall(12, 0, 1, 123456))
+    assert line == ("12:00:01.123456 kcmpload/4242 uid=0 "
+                    "kcmp(4242, 4243, KCMP_FILE, 3</tmp/x>, 3</tmp/x>) = 0 <same> 1.2us")
+
+
+def test_thread_compat_and_meaning_markers():
+    line = console.format_line(_event(1, _args(type=1), tid=4250, compat=True), Context(),
+                               _wall(0, 0, 0, 5))
+    assert line == ("00:00:00.000005 kcmpload/4242/4250 uid=0 [compat] "
+                    "kcmp(1145, 1144, KCMP_VM) = 1 <less> 1.2us")
+
+
+def test_permission_failure_is_marked_with_owners():
+    line = console.format_line(_event(-1, _args(type=1), uid=65534),
+                               Context(owners=(65534, 0)), _wall(0, 0, 0, 0))
+    assert line.endswith("kcmp(1145, 1144, KCMP_VM) = -1 EPERM (Operation not permitted) "
+                         "1.2us  !! DENIED caller uid=65534, pid1 owner=65534, pid2 owner=0")
+    unknown = console.format_line(_event(-1, _args(type=1)), Context(owners=(None, 0)), 0)
+    assert unknown.endswith("pid1 owner=?, pid2 owner=0")
+
+
+def test_hostile_name_and_path_are_escaped():
+    line = console.format_line(
+        _event(0, _args(type=0), comm=b"\x1b]0;pwn\x07"),
+        Context(paths={"idx1": "/tmp/\x1b[2J", "idx2": "/tmp/\udcff"}), 0)
+    assert "\x1b" not in line and "\x07" not in line
+    assert " \\x1b]0;pwn\\x07/4242 " in line
+    assert "3</tmp/\\x1b[2J>, 3</tmp/\\xff>" in line
+
+
+def test_start_line_and_notes():
+    assert console.start_line([]) == "Tracing kcmp()... Ctrl-C to end."
+    assert console.start_line(["a", "b"]) == "Tracing kcmp()... Ctrl-C to end. [a] [b]"

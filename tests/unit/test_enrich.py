@@ -1,0 +1,69 @@
+"""Enrichment against a fake /proc tree: which pid each fd is looked up in."""
+
+import os
+
+import pytest
+
+from kcmp_monitor.enrich import Context, ProcReader, enrich
+from kcmp_monitor.events import Args, EpollSlot, Event
+
+
+@pytest.fixture
+def proc(tmp_path):
+    def task(pid, uid, fds):
+        (tmp_path / str(pid) / "fd").mkdir(parents=True)
+        (tmp_path / str(pid) / "status").write_text(
+            f"Name:\tx\nUid:\t{uid + 1}\t{uid}\t{uid}\t{uid}\nGid:\t0\t0\t0\t0\n")
+        for fd, target in fds.items():
+            os.symlink(target, tmp_path / str(pid) / "fd" / str(fd))
+
+    task(10, 1000, {3: "/home/a", 8: "anon_inode:[eventpoll]"})
+    task(20, 0, {3: "/etc/b", 6: "pipe:[7]", 8: "anon_inode:[eventpoll]",
+                 9: b"/tmp/\xff\x1b".decode("utf-8", "surrogateescape")})
+    return ProcReader(str(tmp_path))
+
+
+def _event(type, idx1=3, idx2=3, slot=None, ret=0):
+    return Event(ts_ns=0, duration_ns=1, cgroup_id=1, tgid=10, tid=10, uid=0, gid=0,
+                 comm=b"x", ret=ret, compat=False,
+                 args=Args(pid1=10, pid2=20, type=type, idx1=idx1, idx2=idx2, slot=slot,
+                           slot_fault=False))
+
+
+def test_file_fds_are_resolved_in_their_own_process(proc):
+    assert enrich(_event(0), proc).paths == {"idx1": "/home/a", "idx2": "/etc/b"}
+
+
+def test_epoll_slot_fds_belong_to_pid2(proc):
+    ctx = enrich(_event(7, idx1=3, idx2=0x7FFD0000, slot=EpollSlot(8, 6, 0)), proc)
+    assert ctx.paths == {"idx1": "/home/a", "efd": "anon_inode:[eventpoll]", "tfd": "pipe:[7]"}
+
+
+def test_unresolvable_fds_are_left_out(proc):
+    assert enrich(_event(0, idx1=99, idx2=0x1_0000_0003), proc).paths == {"idx2": "/etc/b"}
+    assert enrich(_event(7, idx1=3, idx2=1), proc).paths == {"idx1": "/home/a"}
+
+
+def test_types_without_fds_read_nothing(proc):
+    assert enrich(_event(1), proc) == Context()
+    assert enrich(_event(42), proc) == Context()
+
+
+def test_owners_only_for_permission_failures(proc):
+    assert enrich(_event(1, ret=-1), proc).owners == (1000, 0)
+    assert enrich(_event(1, ret=-3), proc).owners is None
+
+
+def test_raw_bytes_of_a_path_survive(proc):
+    assert proc.fd_path(20, 9) == b"/tmp/\xff\x1b".decode("utf-8", "surrogateescape")
+
+
+def test_missing_process(proc):
+    assert proc.fd_path(30, 3) is None and proc.effective_uid(30) is None
+    assert proc.fd_path(0, 3) is None and proc.effective_uid(-5) is None
+
+
+def test_exit_without_entry_has_no_context(proc):
+    event = _event(1, ret=-1)
+    event = Event(**{**event.__dict__, "args": None})
+    assert enrich(event, proc) == Context()

@@ -1,0 +1,116 @@
+"""The Python mirror of struct kcmp_event against the C header itself, compiled by gcc."""
+
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+from kcmp_monitor import events
+from kcmp_monitor.events import Args, EpollSlot, Event
+from tests.helpers import ROOT, skip_or_fail
+
+HEADER = ROOT / "bpf" / "kcmp.h"
+
+
+@pytest.fixture(scope="module")
+def c_layout(tmp_path_factory):
+    """sizeof, each field's offset and the flag values, as the C compiler lays them out."""
+    if not shutil.which("gcc"):
+        skip_or_fail("needs gcc to compile bpf/kcmp.h (run `sudo make setup`)")
+    src = tmp_path_factory.mktemp("layout") / "layout.c"
+    fields = "\n".join(
+        f'printf("{name} %zu\\n", offsetof(struct kcmp_event, {name}));'
+        for name, _ in events.LAYOUT)
+    flags = "\n".join(f'printf("{n} %d\\n", {n});' for n in (
+        "KCMP_EV_ENTRY", "KCMP_EV_COMPAT", "KCMP_EV_SLOT_READ", "KCMP_EV_SLOT_FAULT",
+        "KCMP_STAT_DROPPED", "KCMP_STAT_INFLIGHT"))
+    src.write_text(f"""
+#include <stddef.h>
+#include <stdio.h>
+#include "{HEADER}"
+int main(void) {{
+    printf("sizeof %zu\\n", sizeof(struct kcmp_event));
+    {fields}
+    {flags}
+    return 0;
+}}
+""")
+    exe = src.with_suffix("")
+    subprocess.run(["gcc", "-o", str(exe), str(src)], check=True)
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+    return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+
+
+def test_size_matches_the_c_struct(c_layout):
+    assert events.RAW_EVENT.size == c_layout["sizeof"] == 120
+
+
+def test_every_offset_matches_the_c_struct(c_layout):
+    offset = 0
+    for name, code in events.LAYOUT:
+        assert c_layout[name] == offset, name
+        offset += struct.calcsize("<" + code)
+
+
+def test_flag_and_stat_values_match_the_header(c_layout):
+    assert (events.EV_ENTRY, events.EV_COMPAT, events.EV_SLOT_READ, events.EV_SLOT_FAULT) == (
+        c_layout["KCMP_EV_ENTRY"], c_layout["KCMP_EV_COMPAT"],
+        c_layout["KCMP_EV_SLOT_READ"], c_layout["KCMP_EV_SLOT_FAULT"])
+    assert events.STAT_DROPPED == c_layout["KCMP_STAT_DROPPED"]
+    assert events.STAT_INFLIGHT == c_layout["KCMP_STAT_INFLIGHT"]
+
+
+def _event(**changes):
+    base = dict(ts_ns=123456789, duration_ns=1500, cgroup_id=4242, tgid=100, tid=101,
+                uid=1000, gid=1001, comm=b"criu", ret=0, compat=False,
+                args=Args(pid1=100, pid2=200, type=0, idx1=3, idx2=4, slot=None,
+                          slot_fault=False))
+    base.update(changes)
+    return Event(**base)
+
+
+@pytest.mark.parametrize("event", [
+    _event(),
+    _event(ret=-1, compat=True),
+    _event(args=Args(pid1=-87158697, pid2=1, type=7, idx1=5, idx2=0x7FFD0000,
+                     slot=EpollSlot(8, 6, 0), slot_fault=False)),
+    _event(args=Args(pid1=1, pid2=1, type=7, idx1=5, idx2=1, slot=None, slot_fault=True)),
+    _event(args=None, duration_ns=None, ret=-1, comm=b"\x1b[31m"),
+    _event(comm=b"fifteen-bytes!!"),
+])
+def test_byte_round_trip(event):
+    raw = events.encode(event)
+    assert len(raw) == events.RAW_EVENT.size
+    assert events.decode(raw) == event
+    assert events.encode(events.decode(raw)) == raw
+
+
+def test_decode_truncates_like_the_kernel():
+    raw = bytearray(events.encode(_event()))
+    values = list(events.RAW_EVENT.unpack(bytes(raw)))
+    names = [name for name, _ in events.LAYOUT]
+    values[names.index("pid1")] = 0xDEADCA75FACE1057
+    values[names.index("type")] = 0xFFFFFFFF00000001
+    values[names.index("idx1")] = 0x1_0000_0003
+    event = events.decode(events.RAW_EVENT.pack(*values))
+    assert event.args.pid1 == -87158697
+    assert event.args.type == 1
+    assert event.args.fd1 == 3 and event.args.idx1 == 0x1_0000_0003
+
+
+def test_decode_without_entry_has_no_arguments_or_duration():
+    values = list(events.RAW_EVENT.unpack(events.encode(_event())))
+    names = [name for name, _ in events.LAYOUT]
+    values[names.index("flags")] = 0
+    event = events.decode(events.RAW_EVENT.pack(*values))
+    assert event.args is None and event.duration_ns is None
+
+
+def test_event_meaning_and_permission_failure():
+    assert _event(ret=0).meaning == "same"
+    assert _event(ret=2).meaning == "greater"
+    denied = _event(ret=-1)
+    assert denied.permission_denied and denied.errno == 1 and denied.meaning == "error"
+    assert not _event(ret=-3).permission_denied
+    assert _event(ret=1).errno is None

@@ -1,0 +1,101 @@
+import io
+import json
+
+from kcmp_monitor import jsonout
+from kcmp_monitor.enrich import Context
+from kcmp_monitor.events import Args, EpollSlot, Event
+
+SCHEMA = {
+    "timestamp": int, "processId": int, "threadId": int, "cgroupId": int, "userId": int,
+    "groupId": int, "processName": str, "eventName": str, "syscall": str, "returnValue": int,
+    "argsNum": int, "args": list, "kcmpType": (str, type(None)), "result": str,
+    "errno": (str, type(None)), "errnoMessage": (str, type(None)), "permissionDenied": bool,
+    "targetOwners": (dict, type(None)), "compat": bool, "argsKnown": bool,
+    "durationNs": (int, type(None)), "epollSlot": (dict, type(None)), "epollSlotFault": bool,
+    "fdPaths": dict,
+}
+
+
+def _event(ret=0, args="default", comm=b"criu", **kw):
+    if args == "default":
+        args = Args(pid1=-87158697, pid2=7, type=7, idx1=5, idx2=0x7FFD0000,
+                    slot=EpollSlot(8, 6, 0), slot_fault=False)
+    base = dict(ts_ns=5, duration_ns=None if args is None else 900, cgroup_id=77, tgid=10,
+                tid=11, uid=1000, gid=100, comm=comm, ret=ret, compat=False, args=args)
+    base.update(kw)
+    return Event(**base)
+
+
+def _record(event, ctx=Context(), wall=1_700_000_000_000_000_000):
+    return json.loads(jsonout.dumps(jsonout.event_record(event, ctx, wall)))
+
+
+def test_schema_fields_and_types():
+    record = _record(_event())
+    assert set(record) == set(SCHEMA)
+    for key, kind in SCHEMA.items():
+        assert isinstance(record[key], kind), key
+
+
+def test_tracee_fields_and_args():
+    record = _record(_event(ret=0), Context(paths={"idx1": "pipe:[1]", "efd": "anon"}))
+    assert record["eventName"] == "kcmp" and record["syscall"] == "kcmp"
+    assert record["timestamp"] == 1_700_000_000_000_000_000
+    assert (record["processId"], record["threadId"], record["userId"]) == (10, 11, 1000)
+    assert record["argsNum"] == 5
+    assert record["args"] == [
+        {"name": "pid1", "type": "pid_t", "value": -87158697},
+        {"name": "pid2", "type": "pid_t", "value": 7},
+        {"name": "type", "type": "int", "value": 7},
+        {"name": "idx1", "type": "unsigned long", "value": 5},
+        {"name": "idx2", "type": "unsigned long", "value": 0x7FFD0000},
+    ]
+    assert record["kcmpType"] == "KCMP_EPOLL_TFD" and record["result"] == "same"
+    assert record["epollSlot"] == {"efd": 8, "tfd": 6, "toff": 0}
+    assert record["fdPaths"] == {"idx1": "pipe:[1]", "efd": "anon"}
+    assert record["durationNs"] == 900 and record["argsKnown"] is True
+
+
+def test_permission_failure_record():
+    record = _record(_event(ret=-1), Context(owners=(1000, 0)))
+    assert record["permissionDenied"] is True
+    assert (record["errno"], record["errnoMessage"]) == ("EPERM", "Operation not permitted")
+    assert record["targetOwners"] == {"pid1": 1000, "pid2": 0}
+    assert record["result"] == "error"
+
+
+def test_exit_without_entry():
+    record = _record(_event(ret=-1, args=None))
+    assert record["args"] == [] and record["argsNum"] == 0 and record["argsKnown"] is False
+    assert record["kcmpType"] is None and record["durationNs"] is None
+    assert record["permissionDenied"] is True and record["targetOwners"] is None
+
+
+def test_unknown_type_and_slot_fault():
+    args = Args(pid1=1, pid2=1, type=7, idx1=5, idx2=1, slot=None, slot_fault=True)
+    assert _record(_event(ret=-14, args=args))["epollSlotFault"] is True
+    args = Args(pid1=1, pid2=1, type=42, idx1=0, idx2=0, slot=None, slot_fault=False)
+    record = _record(_event(ret=-22, args=args))
+    assert record["kcmpType"] is None and record["errno"] == "EINVAL"
+
+
+def test_output_is_ascii_with_every_control_escaped():
+    event = _event(comm=b"\x1b[2J\x7f\x9b\xff")
+    line = jsonout.dumps(jsonout.event_record(
+        event, Context(paths={"idx1": "/t/\u202e\x07\udcfe"}), 0))
+    raw = line.encode("ascii")
+    assert not any(b < 0x20 or b == 0x7F for b in raw)
+    record = json.loads(line)
+    assert record["processName"] == "\x1b[2J\x7f\\x9b\\xff"
+    assert record["fdPaths"]["idx1"] == "/t/\u202e\x07\\xfe"
+
+
+def test_lost_events_record_in_the_stream():
+    out, err = io.StringIO(), io.StringIO()
+    sink = jsonout.JsonSink(out, err)
+    sink.start(["note"])
+    sink.lost(42, 99)
+    sink.flush()
+    assert json.loads(out.getvalue()) == {"timestamp": 99, "eventName": "events_lost",
+                                          "lostEvents": 42, "reason": "ring buffer full"}
+    assert err.getvalue() == "Tracing kcmp()... Ctrl-C to end. [note]\n"

@@ -1,0 +1,84 @@
+"""The pure parts of the loader: cflags, and the checks against fake /proc and tracefs trees."""
+
+import pytest
+
+from kcmp_monitor import loader
+from kcmp_monitor.errors import NoPermission, Unavailable
+from kcmp_monitor.loader import Filters, ProgramOptions
+
+
+def _defines(options, compat=False):
+    return {f.split("=")[0][2:]: (f.split("=", 1)[1] if "=" in f else None)
+            for f in loader.cflags(options, compat) if f.startswith("-D")}
+
+
+def test_default_flags_carry_the_abi_values_only():
+    assert _defines(ProgramOptions()) == {
+        "RINGBUF_PAGES": "256", "KCMP_EPOLL_TFD": "7", "KCMP_TYPE_UNKNOWN_BIT": "8"}
+
+
+def test_filters_become_defines():
+    options = ProgramOptions(
+        filters=Filters(tgid=42, uid=1000, types=frozenset({0, 7, 8}), errors_only=True),
+        ringbuf_pages=64)
+    d = _defines(options)
+    assert d["FILTER_TGID"] == "42" and d["FILTER_UID"] == "1000"
+    assert d["TYPE_MASK"] == "0x181" and "ERRORS_ONLY" in d and d["RINGBUF_PAGES"] == "64"
+
+
+def test_comm_is_packed_as_the_kernel_pads_it():
+    d = _defines(ProgramOptions(filters=Filters(comm=b"kcmpload")))
+    assert d["FILTER_COMM_LO"] == "0x64616f6c706d636bULL"  # "kcmpload" little-endian
+    assert d["FILTER_COMM_HI"] == "0x0ULL"
+    d = _defines(ProgramOptions(filters=Filters(comm=b"0123456789abcde")))
+    assert int(d["FILTER_COMM_HI"][:-3], 16) == int.from_bytes(b"89abcde\0", "little")
+
+
+def test_compat_flags():
+    d = _defines(ProgramOptions(), compat=True)
+    assert d["IA32_NR_KCMP"] == "349" and d["ENOSYS_ERRNO"] == "38" and "CAPTURE_COMPAT" in d
+
+
+def _status(tmp_path, capeff):
+    path = tmp_path / "status"
+    path.write_text(f"Name:\tx\nCapInh:\t0\nCapEff:\t{capeff:016x}\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("caps", [
+    1 << loader.CAP_SYS_ADMIN,
+    (1 << loader.CAP_BPF) | (1 << loader.CAP_PERFMON),
+    0x1FFFFFFFFFF,
+])
+def test_privileges_enough(tmp_path, caps):
+    loader.check_privileges(_status(tmp_path, caps))
+
+
+@pytest.mark.parametrize("caps, missing", [
+    (0, "missing CAP_BPF and CAP_PERFMON"),
+    (1 << loader.CAP_BPF, "missing CAP_PERFMON"),
+])
+def test_privileges_missing(tmp_path, caps, missing):
+    with pytest.raises(NoPermission, match=missing) as info:
+        loader.check_privileges(_status(tmp_path, caps))
+    assert "sudo" in str(info.value) and info.value.exit_code == 77
+
+
+def test_tracefs_not_mounted(tmp_path):
+    with pytest.raises(Unavailable, match="tracefs is not mounted.*make setup") as info:
+        loader.check_kernel(str(tmp_path), str(tmp_path))
+    assert info.value.exit_code == 69
+
+
+def test_kcmp_tracepoint_missing(tmp_path):
+    (tmp_path / "events").mkdir()
+    with pytest.raises(Unavailable, match="CONFIG_FTRACE_SYSCALLS"):
+        loader.check_kernel(str(tmp_path), str(tmp_path))
+
+
+def test_headers_missing(tmp_path):
+    (tmp_path / "events/syscalls/sys_enter_kcmp").mkdir(parents=True)
+    with pytest.raises(Unavailable, match="no kernel headers.*make setup"):
+        loader.check_kernel(str(tmp_path), str(tmp_path / "modules"))
+    (tmp_path / "modules/build").mkdir(parents=True)
+    loader.check_kernel(str(tmp_path), str(tmp_path / "modules"))
