@@ -139,7 +139,7 @@ def run_trace(args: argparse.Namespace) -> int:
     with KcmpProgram(options) as program:
         notes: List[str] = []
         if program.compat:
-            notes.append("32-bit callers: on, hooked on every syscall; --no-compat to skip")
+            notes.append("32-bit: on, taxes every syscall; --no-compat")
         elif program.compat_error:
             notes.append(f"32-bit callers not captured: {program.compat_error}")
         tracer = Tracer(program, sink, ProcReader())
