@@ -39,8 +39,8 @@ def kernel_ready():
 @pytest.fixture(scope="session")
 def kcmpload(kernel_ready, tmp_path_factory) -> Path:
     exe = tmp_path_factory.mktemp("bin") / "kcmpload"
-    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-o", str(exe), str(HERE / "kcmpload.c")],
-                   check=True)
+    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-pthread", "-o", str(exe),
+                    str(HERE / "kcmpload.c")], check=True)
     return exe
 
 
@@ -48,6 +48,7 @@ def kcmpload(kernel_ready, tmp_path_factory) -> Path:
 class Case:
     name: str
     caller: int
+    tid: int
     uid: int
     compat: bool
     pid1: int
@@ -99,7 +100,8 @@ class Workload:
             elif line.startswith("case "):
                 f = _fields(line)
                 self.cases.append(Case(
-                    name=f["name"], caller=int(f["caller"]), uid=int(f["uid"]),
+                    name=f["name"], caller=int(f["caller"]), tid=int(f["tid"]),
+                    uid=int(f["uid"]),
                     compat=f["compat"] == "1", pid1=int(f["pid1"]), pid2=int(f["pid2"]),
                     type=int(f["type"]), idx1=int(f["idx1"]), idx2=int(f["idx2"]),
                     ret=int(f["ret"])))

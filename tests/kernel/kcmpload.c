@@ -4,7 +4,8 @@
  *   DIR holds the files the test made (a, child, and the hostile name below); NAME becomes the
  *   process name (default kcmpload). Prints "pid N", waits for a line on stdin, then makes each
  *   case REPEAT times and prints one line per case:
- *     case name=X caller=PID uid=UID compat=0|1 pid1=.. pid2=.. type=.. idx1=.. idx2=.. ret=R
+ *     case name=X caller=PID tid=TID uid=UID compat=0|1 pid1=.. pid2=.. type=.. idx1=.. idx2=..
+ *          ret=R
  *   (raw 64-bit arguments in decimal; ret is the result or -errno, the same on every repeat),
  *   after a "fds ..." line naming its descriptors, then "ready", and keeps every fd and child alive until stdin closes. */
 #define _GNU_SOURCE
@@ -14,6 +15,7 @@
 #include <linux/ioprio.h>
 #include <linux/kcmp.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,9 +84,9 @@ static void run_case(const char *name, enum abi abi, unsigned long pid1, unsigne
 			exit(1);
 		}
 	}
-	printf("case name=%s caller=%d uid=%d compat=%d pid1=%lu pid2=%lu type=%lu idx1=%lu "
-	       "idx2=%lu ret=%ld\n", name, getpid(), getuid(), abi == ABI_COMPAT, pid1, pid2, type, idx1, idx2,
-	       first);
+	printf("case name=%s caller=%d tid=%d uid=%d compat=%d pid1=%lu pid2=%lu type=%lu "
+	       "idx1=%lu idx2=%lu ret=%ld\n", name, getpid(), gettid(), getuid(), abi == ABI_COMPAT,
+	       pid1, pid2, type, idx1, idx2, first);
 	fflush(stdout);
 }
 
@@ -154,6 +156,14 @@ static void seccomp_refused(int report)
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
 		die("seccomp");
 	run_case("seccomp", ABI_64, getpid(), getpid(), KCMP_VM, 0, 0);
+}
+
+/* A second thread of this process compares its own VM with the main thread's: the same. */
+static void *thread_case(void *arg)
+{
+	(void)arg;
+	run_case("thread_vm", ABI_64, getpid(), gettid(), KCMP_VM, 0, 0);
+	return NULL;
 }
 
 static int open_in(const char *name)
@@ -236,6 +246,9 @@ int main(int argc, char **argv)
 	run_case("compat_file", ABI_COMPAT, me, me, KCMP_FILE, fa, fa_dup);
 	run_case("nr349_64bit", ABI_NOT_KCMP, me, me, KCMP_FS, 0, 0);
 	run_case("hostile_path", ABI_64, me, me, KCMP_FILE, fevil, fevil);
+	pthread_t thread;
+	if (pthread_create(&thread, NULL, thread_case, NULL) || pthread_join(thread, NULL))
+		die("pthread");
 	spawn(unprivileged, NULL);
 	spawn(seccomp_refused, NULL);
 
