@@ -142,6 +142,8 @@ def run_trace(args: argparse.Namespace) -> int:
             notes.append("32-bit: on, taxes every syscall; --no-compat")
         elif program.compat_error:
             notes.append(f"32-bit callers not captured: {program.compat_error}")
+        else:
+            notes.append("32-bit: off")
         tracer = Tracer(program, sink, ProcReader())
         sink.start(notes)
         summary = tracer.run(stop)

@@ -114,6 +114,14 @@ def _import_bcc():
     return bcc
 
 
+def _load(bcc, options: ProgramOptions, compat: bool):
+    """Compile and attach (BCC attaches every probe it finds) or raise MonitorError."""
+    try:
+        return bcc.BPF(src_file=str(BPF_SOURCE), cflags=cflags(options, compat))
+    except Exception as exc:  # BCC raises bare Exception for compile and attach failures
+        raise MonitorError(f"could not load the BPF program: {exc}") from None
+
+
 class KcmpProgram:
     """The compiled, attached kcmp program; detached by close() or on leaving a with-block."""
 
@@ -121,25 +129,20 @@ class KcmpProgram:
         check_privileges()
         check_kernel(tracefs)
         bcc = _import_bcc()
-        self.options = options
         self.compat_error: Optional[str] = None
-        want_compat = options.compat and compat_supported()
-        if options.compat and not want_compat:
+        self.compat = options.compat and compat_supported()
+        if options.compat and not self.compat:
             self.compat_error = f"32-bit capture is x86_64-only (this is {platform.machine()})"
         try:
-            self._bpf = self._load(bcc, options, want_compat)
-        except Exception as exc:  # BCC raises bare Exception for attach failures
-            if not want_compat:
-                raise MonitorError(f"could not load the BPF program: {exc}") from None
-            self.compat_error = f"32-bit capture failed to attach ({exc})"
-            want_compat = False
-            self._bpf = self._load(bcc, options, False)
-        self.compat = want_compat
+            self._bpf = _load(bcc, options, self.compat)
+        except MonitorError as exc:
+            if not self.compat:
+                raise
+            # The 64-bit capture is the core: keep it, and say what was lost.
+            self.compat_error = f"32-bit capture failed ({exc})"
+            self.compat = False
+            self._bpf = _load(bcc, options, False)
         self._stats = self._bpf["stats"]
-
-    @staticmethod
-    def _load(bcc, options: ProgramOptions, compat: bool):
-        return bcc.BPF(src_file=str(BPF_SOURCE), cflags=cflags(options, compat))
 
     def open_events(self, callback: Callable[[bytes], None]) -> None:
         def on_record(_ctx, data, size):

@@ -61,7 +61,8 @@ class Tracer:
         """One poll: records reach the sink in order, then any new loss is reported."""
         self.source.poll(timeout_ms)
         # The callback only collects raw bytes: BCC swallows exceptions raised inside it.
-        batch, self._batch[:] = list(self._batch), []
+        batch = self._batch[:]
+        del self._batch[:]
         for raw in batch:
             event = decode(raw)
             self.sink.event(event, enrich(event, self.proc), event.ts_ns + self._offset)

@@ -91,6 +91,7 @@ def traced(kcmpload, tmp_path_factory):
         "types": Monitor(json_args + comm + ["--type", "FILE,unknown"], work, "types"),
         "uid": Monitor(json_args + ["--uid", str(NOBODY)], work, "uid"),
         "pid": Monitor(json_args + ["--pid", str(wl.pid)], work, "pid"),
+        "nocompat": Monitor(json_args + comm + ["--no-compat"], work, "nocompat"),
     }
     # A reader that leaves after three lines, like `| head -n 3`; sed -u passes each line on at
     # once, so the start line below tells that this monitor is attached.
@@ -281,6 +282,13 @@ def test_uid_filter(traced):
 def test_pid_filter(traced):
     children = {"eperm", "seccomp"}
     assert _counted(traced, "pid") == {n: REPEAT for n in EXPECTED if n not in children}
+
+
+def test_no_compat_sees_no_32_bit_call(traced):
+    compat = {"compat_vm", "compat_file"}
+    assert _counted(traced, "nocompat") == {n: REPEAT for n in EXPECTED if n not in compat}
+    assert "[32-bit: off]" in traced.monitors["nocompat"].stderr()
+    assert "[32-bit: on, taxes every syscall; --no-compat]" in traced.monitors["json"].stderr()
 
 
 def test_monitors_exit_cleanly_on_sigint_and_sigterm(traced):
