@@ -2,7 +2,7 @@
 VENV := .venv
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup run test unit kernel bench clean
+.PHONY: setup run test unit kernel lint bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,9 @@ unit: setup
 
 kernel: setup
 	$(PYTEST) -ra tests/kernel
+
+lint: setup
+	$(VENV)/bin/ruff check monitor tests bench
 
 bench: setup
 	$(VENV)/bin/python bench/overhead.py

@@ -10,7 +10,6 @@ import enum
 import errno as _errno
 import os
 import struct
-from typing import Optional
 
 
 class KcmpType(enum.IntEnum):
@@ -90,7 +89,7 @@ def as_uint32(value: int) -> int:
     return value & 0xFFFFFFFF
 
 
-def type_name(kcmp_type: int) -> Optional[str]:
+def type_name(kcmp_type: int) -> str | None:
     """The Linux name of a type, or None for KCMP_TYPES and anything else unknown."""
     try:
         return KcmpType(kcmp_type).name
@@ -98,7 +97,7 @@ def type_name(kcmp_type: int) -> Optional[str]:
         return None
 
 
-def freebsd_type_name(kcmp_type: int) -> Optional[str]:
+def freebsd_type_name(kcmp_type: int) -> str | None:
     return FREEBSD_TYPES.get(kcmp_type)
 
 

@@ -7,10 +7,12 @@ import os
 import pwd
 import signal
 import sys
-from typing import List, NoReturn, Optional, Sequence
+from typing import NoReturn
+from collections.abc import Sequence
 
 from . import __version__, abi
 from .errors import EXIT_OK, MonitorError, UsageError
+from .escape import escape
 
 PROG = "kcmp-monitor"
 COMM_MAX = 15  # TASK_COMM_LEN - 1: the kernel keeps no more of a process name
@@ -137,7 +139,7 @@ def run_trace(args: argparse.Namespace) -> int:
     sink_type = JsonSink if args.output == "json" else ConsoleSink
     sink = sink_type(sys.stdout, sys.stderr)
     with KcmpProgram(options) as program:
-        notes: List[str] = []
+        notes: list[str] = []
         if program.compat:
             notes.append("32-bit: on, taxes every syscall; --no-compat")
         elif program.compat_error:
@@ -153,7 +155,7 @@ def run_trace(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_args(argv)
@@ -161,7 +163,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UsageError("choose a mode: --trace (see --help)")
         return run_trace(args)
     except MonitorError as exc:
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        # Messages may quote user input or kernel text: one line, terminal-safe.
+        sys.stderr.write(f"{PROG}: error: {escape(str(exc))}\n")
         return exc.exit_code
     except BrokenPipeError:
         # The reader went away (`| head`): leave quietly, without flushing into the closed pipe.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import List, Optional, TextIO
+from typing import TextIO
 
 from . import abi
 from .enrich import Context
@@ -14,8 +14,8 @@ START_LINE = "Tracing kcmp()... Ctrl-C to end."
 DENIED_MARK = "!! DENIED"
 
 
-def start_line(notes: List[str]) -> str:
-    return START_LINE + "".join(f" [{note}]" for note in notes)
+def start_line(notes: list[str]) -> str:
+    return START_LINE + "".join(f" [{escape(note)}]" for note in notes)
 
 
 def format_type(kcmp_type: int) -> str:
@@ -23,7 +23,7 @@ def format_type(kcmp_type: int) -> str:
     return name if name is not None else f"{abi.as_uint32(kcmp_type):#x} /* KCMP_??? */"
 
 
-def _fd(fd: int, path: Optional[str]) -> str:
+def _fd(fd: int, path: str | None) -> str:
     return f"{fd}<{escape(path)}>" if path is not None else str(fd)
 
 
@@ -63,7 +63,7 @@ def format_call(event: Event, ctx: Context) -> str:
     return f"kcmp({args}) = {format_return(event.ret)}"
 
 
-def format_duration(ns: Optional[int]) -> str:
+def format_duration(ns: int | None) -> str:
     if ns is None:
         return "<no entry>"
     # Thresholds sit where the rounded figure would reach the next unit.
@@ -74,7 +74,7 @@ def format_duration(ns: Optional[int]) -> str:
     return f"{ns / 1e9:.3f}s"
 
 
-def _owner(uid: Optional[int]) -> str:
+def _owner(uid: int | None) -> str:
     return "?" if uid is None else str(uid)
 
 
@@ -108,7 +108,7 @@ class ConsoleSink:
         self.out = out
         self.err = err
 
-    def start(self, notes: List[str]) -> None:
+    def start(self, notes: list[str]) -> None:
         self.out.write(start_line(notes) + "\n")
         self.out.flush()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
 
 from . import abi
 from .events import Event
@@ -18,9 +17,9 @@ class Context:
     """What was learnt about an event beyond the kernel's record."""
 
     # "idx1", "idx2", "efd", "tfd" -> the fd's path as `strace -y` shows it, where resolvable.
-    paths: Dict[str, str] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
     # For a permission failure: the effective uids of pid1 and pid2, where readable.
-    owners: Optional[Tuple[Optional[int], Optional[int]]] = None
+    owners: tuple[int | None, int | None] | None = None
 
 
 class ProcReader:
@@ -29,7 +28,7 @@ class ProcReader:
     def __init__(self, root: str = "/proc") -> None:
         self.root = root
 
-    def fd_path(self, pid: int, fd: int) -> Optional[str]:
+    def fd_path(self, pid: int, fd: int) -> str | None:
         if pid <= 0 or fd > _FD_MAX:
             return None
         try:
@@ -38,7 +37,7 @@ class ProcReader:
             return None
         return target.decode("utf-8", "surrogateescape")
 
-    def effective_uid(self, pid: int) -> Optional[int]:
+    def effective_uid(self, pid: int) -> int | None:
         if pid <= 0:
             return None
         try:
@@ -56,7 +55,7 @@ def enrich(event: Event, proc: ProcReader) -> Context:
     a = event.args
     if a is None:
         return Context()
-    paths: Dict[str, str] = {}
+    paths: dict[str, str] = {}
     if a.type in abi.FD_TYPES:
         # As strace -y: idx1 belongs to pid1; idx2 and the epoll slot's fds to pid2.
         wanted = [("idx1", a.pid1, a.fd1)]

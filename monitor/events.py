@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Optional
 
 from . import abi
 
@@ -62,7 +61,7 @@ class Args:
     type: int
     idx1: int  # the raw register; an fd only for the types in abi.FD_TYPES
     idx2: int  # for KCMP_EPOLL_TFD, the address of the slot in the caller's memory
-    slot: Optional[EpollSlot]  # KCMP_EPOLL_TFD with a readable slot
+    slot: EpollSlot | None  # KCMP_EPOLL_TFD with a readable slot
     slot_fault: bool  # KCMP_EPOLL_TFD whose slot could not be read at entry
 
     @property
@@ -77,7 +76,7 @@ class Args:
 @dataclass(frozen=True)
 class Event:
     ts_ns: int  # CLOCK_MONOTONIC
-    duration_ns: Optional[int]  # None when the entry was not seen
+    duration_ns: int | None  # None when the entry was not seen
     cgroup_id: int
     tgid: int
     tid: int
@@ -86,10 +85,10 @@ class Event:
     comm: bytes
     ret: int
     compat: bool
-    args: Optional[Args]  # None for an exit without entry (e.g. refused by seccomp)
+    args: Args | None  # None for an exit without entry (e.g. refused by seccomp)
 
     @property
-    def errno(self) -> Optional[int]:
+    def errno(self) -> int | None:
         return -self.ret if abi.is_error(self.ret) else None
 
     @property

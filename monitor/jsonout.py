@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, TextIO
+from typing import Any, TextIO
 
 from . import abi
 from .console import start_line
@@ -24,10 +24,10 @@ def _path(path: str) -> str:
     return _text(path.encode("utf-8", "surrogateescape"))
 
 
-def event_record(event: Event, ctx: Context, wall_ns: int) -> Dict[str, Any]:
+def event_record(event: Event, ctx: Context, wall_ns: int) -> dict[str, Any]:
     a = event.args
     err = event.errno
-    record: Dict[str, Any] = {
+    record: dict[str, Any] = {
         "timestamp": wall_ns,
         "processId": event.tgid,
         "threadId": event.tid,
@@ -66,12 +66,12 @@ def event_record(event: Event, ctx: Context, wall_ns: int) -> Dict[str, Any]:
     return record
 
 
-def lost_record(count: int, wall_ns: int) -> Dict[str, Any]:
+def lost_record(count: int, wall_ns: int) -> dict[str, Any]:
     return {"timestamp": wall_ns, "eventName": "events_lost", "lostEvents": count,
             "reason": "ring buffer full"}
 
 
-def dumps(record: Dict[str, Any]) -> str:
+def dumps(record: dict[str, Any]) -> str:
     """One line of ASCII JSON: every control character escaped, DEL included."""
     return json.dumps(record, ensure_ascii=True, separators=(",", ":")).replace("\x7f", "\\u007f")
 
@@ -83,7 +83,7 @@ class JsonSink:
         self.out = out
         self.err = err
 
-    def start(self, notes: List[str]) -> None:
+    def start(self, notes: list[str]) -> None:
         self.err.write(start_line(notes) + "\n")
         self.err.flush()
 

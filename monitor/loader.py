@@ -8,7 +8,7 @@ import platform
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, FrozenSet, List, Optional
+from typing import Callable
 
 from . import abi
 from .errors import MonitorError, NoPermission, Unavailable
@@ -27,10 +27,10 @@ CAP_BPF = 39
 class Filters:
     """What the kernel keeps; None or empty means everything."""
 
-    tgid: Optional[int] = None
-    uid: Optional[int] = None
-    comm: Optional[bytes] = None
-    types: FrozenSet[int] = frozenset()  # values 0..7, and abi.KCMP_TYPES for "unknown"
+    tgid: int | None = None
+    uid: int | None = None
+    comm: bytes | None = None
+    types: frozenset[int] = frozenset()  # values 0..7, and abi.KCMP_TYPES for "unknown"
     errors_only: bool = False
 
 
@@ -46,7 +46,7 @@ def compat_supported() -> bool:
     return platform.machine() == "x86_64"
 
 
-def cflags(options: ProgramOptions, compat: bool) -> List[str]:
+def cflags(options: ProgramOptions, compat: bool) -> list[str]:
     """The -D flags that configure the program; the constants come from abi, nowhere else."""
     f = options.filters
     flags = [
@@ -77,7 +77,7 @@ def check_privileges(status_path: str = "/proc/self/status") -> None:
     """Raise NoPermission unless this process may load and attach tracing programs."""
     try:
         with open(status_path) as status:
-            line = next(l for l in status if l.startswith("CapEff:"))
+            line = next(text for text in status if text.startswith("CapEff:"))
         caps = int(line.split()[1], 16)
     except (OSError, StopIteration, ValueError, IndexError):
         caps = 0
@@ -90,7 +90,7 @@ def check_privileges(status_path: str = "/proc/self/status") -> None:
         "or CAP_SYS_ADMIN); run it with sudo")
 
 
-def check_kernel(tracefs: str = TRACEFS, modules: Optional[str] = None) -> None:
+def check_kernel(tracefs: str = TRACEFS, modules: str | None = None) -> None:
     """Raise Unavailable naming the first missing piece: tracefs, kcmp tracepoints, headers."""
     if not os.path.isdir(f"{tracefs}/events"):
         raise Unavailable(
@@ -129,7 +129,7 @@ class KcmpProgram:
         check_privileges()
         check_kernel(tracefs)
         bcc = _import_bcc()
-        self.compat_error: Optional[str] = None
+        self.compat_error: str | None = None
         self.compat = options.compat and compat_supported()
         if options.compat and not self.compat:
             self.compat_error = f"32-bit capture is x86_64-only (this is {platform.machine()})"
@@ -160,7 +160,7 @@ class KcmpProgram:
     def close(self) -> None:
         self._bpf.cleanup()
 
-    def __enter__(self) -> "KcmpProgram":
+    def __enter__(self) -> KcmpProgram:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Protocol
+from typing import Callable, Protocol
 
 from .enrich import Context, ProcReader, enrich
 from .events import STAT_DROPPED, STAT_INFLIGHT, Event, decode
@@ -47,7 +47,7 @@ class Tracer:
         self.proc = proc
         self.summary = Summary()
         self._offset = monotonic_to_wall_ns()
-        self._batch: List[bytes] = []
+        self._batch: list[bytes] = []
         source.open_events(self._batch.append)
 
     def run(self, should_stop: Callable[[], bool]) -> Summary:

@@ -8,7 +8,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Optional
 
 import pytest
 
@@ -59,7 +59,7 @@ class Case:
     ret: int
 
 
-def _fields(line: str) -> Dict[str, str]:
+def _fields(line: str) -> dict[str, str]:
     return dict(word.split("=", 1) for word in line.split()[1:])
 
 
@@ -70,8 +70,8 @@ class Workload:
     proc: subprocess.Popen
     dir: Path
     pid: int
-    cases: List[Case] = field(default_factory=list)
-    fds: Dict[str, int] = field(default_factory=dict)
+    cases: list[Case] = field(default_factory=list)
+    fds: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def start(cls, exe: Path, workdir: Path, name: Optional[bytes] = None,
@@ -115,7 +115,7 @@ class Workload:
 class Monitor:
     """`kcmp-monitor --trace ...` as a user runs it, its output in files."""
 
-    def __init__(self, args: List[str], workdir: Path, name: str) -> None:
+    def __init__(self, args: list[str], workdir: Path, name: str) -> None:
         self.out_path = workdir / f"{name}.out"
         self.err_path = workdir / f"{name}.err"
         self.json = "json" in args
@@ -136,7 +136,7 @@ class Monitor:
             assert time.monotonic() < deadline, "monitor did not start"
             time.sleep(0.05)
 
-    def lines(self) -> List[str]:
+    def lines(self) -> list[str]:
         text = self.out_path.read_bytes().decode("utf-8")
         return text.splitlines()[0 if self.json else 1:]
 
@@ -154,7 +154,7 @@ class Monitor:
         return self.err_path.read_text(errors="replace")
 
 
-def strace_calls(path: Path, exclude_pids=()) -> List[str]:
+def strace_calls(path: Path, exclude_pids=()) -> list[str]:
     """strace's kcmp lines, from `kcmp(` to the return value, alignment padding removed."""
     calls = []
     for line in path.read_text(errors="surrogateescape").splitlines():

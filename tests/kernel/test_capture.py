@@ -148,7 +148,7 @@ def test_json_has_exactly_the_calls_made(traced):
 
 
 def _expected_paths(traced, case):
-    d, fds, pipe = traced.wl.dir, traced.wl.fds, traced.pipe_path
+    d, _fds, pipe = traced.wl.dir, traced.wl.fds, traced.pipe_path
     a, child, hostile = str(d / "a"), str(d / "child"), str(d / HOSTILE_FILE)
     eventpoll = "anon_inode:[eventpoll]"
     return {
@@ -239,21 +239,23 @@ def test_console_lines_carry_context_and_markers(traced):
     assert len(lines) == REPEAT * len(EXPECTED)
     wl = traced.wl
     eperm = next(c for c in wl.cases if c.name == "eperm")
-    denied = [l for l in lines if "!! DENIED" in l]
+    denied = [line for line in lines if "!! DENIED" in line]
     assert len(denied) == 2 * REPEAT  # eperm and seccomp
-    assert sum(f"kcmpload/{eperm.caller} uid={NOBODY} " in l and
-               f"caller uid={NOBODY}, pid1 owner={NOBODY}, pid2 owner=0" in l
-               for l in denied) == REPEAT
-    assert sum(l.endswith("<no entry>  !! DENIED caller uid=0") and "kcmp(?)" in l
-               for l in lines) == REPEAT
-    assert sum("[compat] kcmp(" in l for l in lines) == 2 * REPEAT
+    assert sum(f"kcmpload/{eperm.caller} uid={NOBODY} " in line and
+               f"caller uid={NOBODY}, pid1 owner={NOBODY}, pid2 owner=0" in line
+               for line in denied) == REPEAT
+    assert sum(line.endswith("<no entry>  !! DENIED caller uid=0") and "kcmp(?)" in line
+               for line in lines) == REPEAT
+    assert sum("[compat] kcmp(" in line for line in lines) == 2 * REPEAT
     same = sum(name.endswith("same") or name in ("epoll_hit", "compat_vm", "compat_file",
                                                    "hostile_path", "thread_vm")
                for name in EXPECTED)
-    assert sum(" <same> " in l for l in lines) == same * REPEAT
-    assert all(re.match(r"\d\d:\d\d:\d\d\.\d{6} kcmpload/\d+(/\d+)? uid=\d+ ", l) for l in lines)
+    assert sum(" <same> " in line for line in lines) == same * REPEAT
+    prefix = re.compile(r"\d\d:\d\d:\d\d\.\d{6} kcmpload/\d+(/\d+)? uid=\d+ ")
+    assert all(prefix.match(line) for line in lines)
     thread = next(c for c in wl.cases if c.name == "thread_vm")
-    assert sum(f" kcmpload/{thread.caller}/{thread.tid} uid=0 kcmp(" in l for l in lines) == REPEAT
+    caller = f" kcmpload/{thread.caller}/{thread.tid} uid=0 kcmp("
+    assert sum(caller in line for line in lines) == REPEAT
 
 
 def test_console_escapes_hostile_paths(traced):
@@ -261,7 +263,7 @@ def test_console_escapes_hostile_paths(traced):
     assert b"\x1b" not in raw
     hostile = str(traced.wl.dir / "evil")
     expected = f"{hostile}\\x1b[31mred"
-    assert sum(f"<{expected}>, " in l for l in traced.monitors["text"].lines()) == REPEAT
+    assert sum(f"<{expected}>, " in line for line in traced.monitors["text"].lines()) == REPEAT
 
 
 def test_errors_only_filter(traced):
@@ -293,7 +295,7 @@ def test_no_compat_sees_no_32_bit_call(traced):
 
 def test_monitors_exit_cleanly_on_sigint_and_sigterm(traced):
     assert traced.codes == {name: 0 for name in traced.monitors}
-    for name, m in traced.monitors.items():
+    for _name, m in traced.monitors.items():
         err = m.stderr()
         assert "Traceback" not in err
         assert re.search(r"\d+ calls traced, 0 lost", err), err
@@ -325,8 +327,8 @@ def test_hostile_process_name_is_escaped(kcmpload, tmp_path):
     assert b"\x1b" not in raw and b"\x07" not in raw
     lines = text.lines()
     assert len(lines) == vm_cases * REPEAT
-    assert all(" k\\x1b]0;pwn\\x07/" in l for l in lines)
-    records = [json.loads(l) for l in js.lines()]
+    assert all(" k\\x1b]0;pwn\\x07/" in line for line in lines)
+    records = [json.loads(line) for line in js.lines()]
     assert {r["processName"] for r in records} == {"k\x1b]0;pwn\x07"}
     assert b"\x1b" not in js.out_path.read_bytes()
 
@@ -345,7 +347,7 @@ def test_lost_events_are_counted_exactly(kcmpload, tmp_path):
 
     def accounted(m):
         if m.json:
-            records = [json.loads(l) for l in m.lines()]
+            records = [json.loads(line) for line in m.lines()]
             return (sum(r["eventName"] == "kcmp" for r in records),
                     sum(r.get("lostEvents", 0) for r in records))
         lost = sum(int(n) for n in re.findall(r"lost (\d+) events", m.stderr()))

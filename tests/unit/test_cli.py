@@ -43,6 +43,16 @@ def test_typed_errors_map_to_exit_codes(monkeypatch, capsys, error, code):
     assert capsys.readouterr().err == f"kcmp-monitor: error: {error}\n"
 
 
+def test_error_messages_are_one_terminal_safe_line(monkeypatch, capsys):
+    def fail(_args):
+        raise MonitorError("could not load: /tmp/\x1b[2J\nsecond line")
+
+    monkeypatch.setattr(cli, "run_trace", fail)
+    assert cli.main(["--trace"]) == 70
+    assert capsys.readouterr().err == \
+        "kcmp-monitor: error: could not load: /tmp/\\x1b[2J\\nsecond line\n"
+
+
 def test_filters_parse(monkeypatch):
     seen = {}
     monkeypatch.setattr(cli, "run_trace", lambda args: seen.update(vars(args)) or 0)

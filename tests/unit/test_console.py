@@ -110,3 +110,4 @@ def test_hostile_name_and_path_are_escaped():
 def test_start_line_and_notes():
     assert console.start_line([]) == "Tracing kcmp()... Ctrl-C to end."
     assert console.start_line(["a", "b"]) == "Tracing kcmp()... Ctrl-C to end. [a] [b]"
+    assert console.start_line(["\x1b[2J"]) == "Tracing kcmp()... Ctrl-C to end. [\\x1b[2J]"

@@ -26,7 +26,8 @@ def _event(ret=0, args="default", comm=b"criu", **kw):
     return Event(**base)
 
 
-def _record(event, ctx=Context(), wall=1_700_000_000_000_000_000):
+def _record(event, ctx=None, wall=1_700_000_000_000_000_000):
+    ctx = ctx if ctx is not None else Context()
     return json.loads(jsonout.dumps(jsonout.event_record(event, ctx, wall)))
 
 
