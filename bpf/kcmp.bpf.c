@@ -1,12 +1,17 @@
-/* kcmp(2) capture: pairs each call's entry and exit per thread and streams one record per call.
+/* kcmp(2) capture: pairs each call's entry and exit per thread, counts every call in per-CPU
+ * maps (read at scrape time) and streams records through a ring buffer.
  * Configured by -D flags from monitor/loader.py:
- *   KCMP_EPOLL_TFD, KCMP_TYPE_UNKNOWN_BIT, IA32_NR_KCMP, ENOSYS_ERRNO   from monitor/abi.py
+ *   KCMP_EPOLL_TFD, KCMP_TYPE_UNKNOWN_BIT, IA32_NR_KCMP, ENOSYS_ERRNO, EPERM_ERRNO
+ *                      ABI values from monitor/abi.py
+ *   COUNT              count every call (the exporter); independent of the filters below
+ *   STREAM_TRACE       stream the calls that pass the filters (the console / JSON)
+ *   STREAM_EPERM       stream every EPERM (the permission-failure log)
  *   RINGBUF_PAGES      ring buffer size in pages (power of two)
- *   FILTER_TGID        keep only this caller process
- *   FILTER_UID         keep only this caller uid
- *   FILTER_COMM_LO/HI  keep only callers whose comm is these 16 bytes (little-endian u64s)
- *   TYPE_MASK          keep only types whose bit is set (bit KCMP_TYPE_UNKNOWN_BIT: unknown)
- *   ERRORS_ONLY        keep only calls that returned an error
+ *   FILTER_TGID        trace only this caller process
+ *   FILTER_UID         trace only this caller uid
+ *   FILTER_COMM_LO/HI  trace only callers whose comm is these 16 bytes (little-endian u64s)
+ *   TYPE_MASK          trace only types whose bit is set (bit KCMP_TYPE_UNKNOWN_BIT: unknown)
+ *   ERRORS_ONLY        trace only calls that returned an error
  *   CAPTURE_COMPAT     x86_64: also capture 32-bit (int 0x80) calls through raw_syscalls
  * Only tracepoint fields, helpers and user memory are read, plus pt_regs registers on the
  * compat path, whose layout is the ptrace ABI: no kernel struct offset from mismatched headers
@@ -15,10 +20,16 @@
 #include "kcmp.h"
 
 #define MAX_INFLIGHT 16384
+#define SLOT_UNSEEN (KCMP_TYPE_UNKNOWN_BIT + 1)
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_HASH(inflight, u32, struct kcmp_event, MAX_INFLIGHT);
 BPF_PERCPU_ARRAY(stats, u64, KCMP_STAT_COUNT);
+#ifdef COUNT
+BPF_PERCPU_ARRAY(type_stats, struct kcmp_type_stats, KCMP_SLOTS);
+BPF_PERCPU_HASH(denied, struct kcmp_denied_key, u64, 4096);
+BPF_PERCPU_HASH(comms, struct kcmp_comm_key, struct kcmp_comm_stats, 10240);
+#endif
 
 static __always_inline void count(u32 stat)
 {
@@ -46,11 +57,15 @@ static __always_inline bool caller_wanted(void)
 	return true;
 }
 
+static __always_inline u32 type_slot(s32 type)
+{
+	return (type >= 0 && type < KCMP_TYPE_UNKNOWN_BIT) ? type : KCMP_TYPE_UNKNOWN_BIT;
+}
+
 static __always_inline bool type_wanted(s32 type)
 {
 #ifdef TYPE_MASK
-	u32 bit = (type >= 0 && type < KCMP_TYPE_UNKNOWN_BIT) ? type : KCMP_TYPE_UNKNOWN_BIT;
-	return (TYPE_MASK >> bit) & 1;
+	return (TYPE_MASK >> type_slot(type)) & 1;
 #else
 	return true;
 #endif
@@ -58,9 +73,14 @@ static __always_inline bool type_wanted(s32 type)
 
 static __always_inline void on_enter(u64 pid1, u64 pid2, u64 type, u64 idx1, u64 idx2, u32 flags)
 {
-	if (!caller_wanted() || !type_wanted((s32)type))
+#ifdef STREAM_TRACE
+	if (caller_wanted() && type_wanted((s32)type))
+		flags |= KCMP_EV_TRACE;
+#endif
+#if !defined(COUNT) && !defined(STREAM_EPERM)
+	if (!(flags & KCMP_EV_TRACE))
 		return;
-
+#endif
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct kcmp_event e = {};
 	e.ts_ns = bpf_ktime_get_ns();
@@ -86,28 +106,89 @@ static __always_inline void on_enter(u64 pid1, u64 pid2, u64 type, u64 idx1, u64
 		count(KCMP_STAT_INFLIGHT);
 }
 
+#ifdef COUNT
+static __always_inline void count_call(struct kcmp_event *entry, s64 ret, u64 now, u32 flags)
+{
+	u32 slot = entry ? type_slot((s32)entry->type) : SLOT_UNSEEN;
+	bool eperm = ret == -EPERM_ERRNO;
+	struct kcmp_type_stats *ts = type_stats.lookup(&slot);
+	if (ts) {
+		if (ret == 0) {
+			ts->outcome[KCMP_OUTCOME_SAME]++;
+		} else if (ret > 0) {
+			ts->outcome[KCMP_OUTCOME_DIFFERENT]++;
+		} else {
+			u64 err = -ret;
+			ts->outcome[KCMP_OUTCOME_ERROR]++;
+			ts->errnos[err < KCMP_ERRNO_SLOTS ? err : KCMP_ERRNO_SLOTS - 1]++;
+		}
+		if (entry) {
+			u64 ns = now - entry->ts_ns;
+			u32 bucket = bpf_log2l(ns);
+			ts->duration_sum_ns += ns;
+			ts->duration_log2[bucket < KCMP_LOG2_SLOTS ? bucket : KCMP_LOG2_SLOTS - 1]++;
+		}
+	}
+	if (flags & KCMP_EV_COMPAT)
+		count(KCMP_STAT_COMPAT);
+	if (eperm) {
+		struct kcmp_denied_key dk = {.slot = slot, .uid = (u32)bpf_get_current_uid_gid()};
+		u64 zero = 0, *n = denied.lookup_or_try_init(&dk, &zero);
+		if (n)
+			(*n)++;
+		else
+			count(KCMP_STAT_DENIED_OVERFLOW);
+	}
+	struct kcmp_comm_key ck = {};
+	struct kcmp_comm_stats none = {};
+	bpf_get_current_comm(ck.comm, sizeof(ck.comm));
+	struct kcmp_comm_stats *cs = comms.lookup_or_try_init(&ck, &none);
+	if (cs) {
+		cs->calls++;
+		if (eperm)
+			cs->denied++;
+	} else {
+		count(KCMP_STAT_COMM_OVERFLOW);
+		if (eperm)
+			count(KCMP_STAT_COMM_OVERFLOW_DENIED);
+	}
+}
+#endif
+
+static __always_inline bool trace_wanted_unseen(void)
+{
+#if defined(STREAM_TRACE) && !defined(TYPE_MASK)
+	return caller_wanted();
+#else
+	return false; /* the type of an exit without entry is unknown: a type filter drops it */
+#endif
+}
+
 static __always_inline void on_exit(s64 ret, u32 flags)
 {
 	u64 pid_tgid = bpf_get_current_pid_tgid();
 	u32 tid = (u32)pid_tgid;
+	u64 now = bpf_ktime_get_ns();
+	/* No entry: a call seccomp refused (no sys_enter fires), or one whose entry was not kept. */
 	struct kcmp_event *entry = inflight.lookup(&tid);
 
-	/* An exit without an entry is a call seccomp refused (or one whose entry was not kept). */
-	if (!entry) {
-#ifdef TYPE_MASK
-		return;
+#ifdef COUNT
+	count_call(entry, ret, now, entry ? entry->flags : flags);
 #endif
-		if (!caller_wanted())
-			return;
-	}
+	bool trace = entry ? entry->flags & KCMP_EV_TRACE : trace_wanted_unseen();
 #ifdef ERRORS_ONLY
-	if (ret >= 0) {
+	if (ret >= 0)
+		trace = false;
+#endif
+	bool log_eperm = false;
+#ifdef STREAM_EPERM
+	log_eperm = ret == -EPERM_ERRNO;
+#endif
+	if (!trace && !log_eperm) {
 		if (entry)
 			inflight.delete(&tid);
 		return;
 	}
-#endif
-	u64 now = bpf_ktime_get_ns();
 	struct kcmp_event *e = events.ringbuf_reserve(sizeof(struct kcmp_event));
 	if (!e) {
 		count(KCMP_STAT_DROPPED);
@@ -124,6 +205,10 @@ static __always_inline void on_exit(s64 ret, u32 flags)
 		e->ts_ns = now;
 		e->flags = flags;
 	}
+	if (trace)
+		e->flags |= KCMP_EV_TRACE;
+	else
+		e->flags &= ~KCMP_EV_TRACE;
 	u64 uid_gid = bpf_get_current_uid_gid();
 	e->ret = ret;
 	e->tgid = pid_tgid >> 32;

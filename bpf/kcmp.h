@@ -1,5 +1,6 @@
-/* The record one kcmp call produces. monitor/events.py mirrors this layout byte for byte;
- * tests/unit/test_events.py compiles this header to hold the two to the same contract. */
+/* The record one kcmp call produces, and the counters kept in the kernel. monitor/events.py and
+ * monitor/counters.py mirror these layouts byte for byte; tests/unit compiles this header to
+ * hold them to the same contract. */
 #ifndef KCMP_MONITOR_KCMP_H
 #define KCMP_MONITOR_KCMP_H
 
@@ -9,10 +10,44 @@
 #define KCMP_EV_COMPAT     0x2 /* 32-bit caller (int 0x80 / ia32 entry) */
 #define KCMP_EV_SLOT_READ  0x4 /* epoll slot copied from the caller at entry */
 #define KCMP_EV_SLOT_FAULT 0x8 /* epoll slot pointer unreadable at entry */
+#define KCMP_EV_TRACE      0x10 /* passed the trace filters (else streamed only for the EPERM log) */
 
-#define KCMP_STAT_DROPPED     0 /* ring buffer full: event lost */
-#define KCMP_STAT_INFLIGHT    1 /* in-flight map full: entry not kept */
-#define KCMP_STAT_COUNT       2
+#define KCMP_STAT_DROPPED          0 /* ring buffer full: event lost */
+#define KCMP_STAT_INFLIGHT         1 /* in-flight map full: entry not kept */
+#define KCMP_STAT_COMPAT           2 /* 32-bit calls */
+#define KCMP_STAT_DENIED_OVERFLOW  3 /* EPERMs not counted by uid: the denied map was full */
+#define KCMP_STAT_COMM_OVERFLOW    4 /* calls not counted by comm: the comms map was full */
+#define KCMP_STAT_COMM_OVERFLOW_DENIED 5 /* EPERMs among those */
+#define KCMP_STAT_COUNT            6
+
+/* Counters per type slot: 0..7 the Linux types, then "unknown" (an invalid type) and "unseen"
+ * (an exit without entry, whose type no tracepoint saw). */
+#define KCMP_SLOTS        10
+#define KCMP_ERRNO_SLOTS  256 /* the last one counts every errno at or above it */
+#define KCMP_LOG2_SLOTS   64  /* slot k: durations in [2^(k-1), 2^k) ns */
+
+enum kcmp_outcome { KCMP_OUTCOME_SAME, KCMP_OUTCOME_DIFFERENT, KCMP_OUTCOME_ERROR, KCMP_OUTCOMES };
+
+struct kcmp_type_stats {
+	__u64 outcome[KCMP_OUTCOMES];
+	__u64 duration_sum_ns;
+	__u64 duration_log2[KCMP_LOG2_SLOTS];
+	__u64 errnos[KCMP_ERRNO_SLOTS];
+};
+
+struct kcmp_denied_key {
+	__u32 slot;
+	__u32 uid;
+};
+
+struct kcmp_comm_key {
+	char comm[16];
+};
+
+struct kcmp_comm_stats {
+	__u64 calls;
+	__u64 denied;
+};
 
 struct kcmp_event {
 	__u64 ts_ns;       /* CLOCK_MONOTONIC at entry, or at exit when no entry was seen */

@@ -136,3 +136,14 @@ def result_meaning(ret: int) -> str:
     if is_error(ret):
         return "error"
     return RESULT_MEANINGS.get(ret, "unknown")
+
+
+# The bpf(2) syscall, for what BCC does not expose: a program's run time and count.
+# Offsets of the UAPI struct bpf_prog_info and union bpf_attr (stable, append-only);
+# tests/unit/test_abi.py checks them against <linux/bpf.h>.
+BPF_SYSCALL_NR = {"x86_64": 321, "aarch64": 280, "riscv64": 280}
+BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_PROG_INFO_ID = 4
+BPF_PROG_INFO_RUN_TIME_NS = 192
+BPF_PROG_INFO_RUN_CNT = 200
+BPF_PROG_INFO_SIZE = 208  # through run_cnt: older kernels accept a shorter struct

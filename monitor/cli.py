@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import pwd
 import signal
@@ -11,19 +12,25 @@ from typing import NoReturn
 from collections.abc import Sequence
 
 from . import __version__, abi
-from .errors import EXIT_OK, MonitorError, UsageError
+from .errors import EXIT_INTERNAL, EXIT_OK, MonitorError, UsageError
 from .escape import escape
+from .logs import logfmt
+
+log = logging.getLogger("kcmp_monitor")
 
 PROG = "kcmp-monitor"
 COMM_MAX = 15  # TASK_COMM_LEN - 1: the kernel keeps no more of a process name
 
 EXAMPLES = """\
 examples:
-  kcmp-monitor --trace                      every kcmp call on the machine
+  kcmp-monitor                              the exporter: metrics on 127.0.0.1:9041
+  kcmp-monitor --check                      what works on this machine
+  kcmp-monitor --trace                      every kcmp call on the machine, live
   kcmp-monitor --trace --errors-only        only calls that failed
   kcmp-monitor --trace --comm criu --type FILE,EPOLL_TFD
   kcmp-monitor --trace --uid 1000 --output json | jq .
-exit codes: 0 ok, 2 usage, 69 kernel feature or dependency missing, 70 internal, 77 no permission
+exit codes: 0 ok, 2 usage, 69 kernel feature or dependency missing, 70 internal,
+  75 listen address in use, 77 no permission
 """
 
 
@@ -39,6 +46,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
     return value
 
 
@@ -87,7 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--trace", action="store_true",
-                        help="print every kcmp call live, strace-style (needs root)")
+                        help="print every kcmp call live, strace-style, instead of exporting "
+                             "metrics (both, with --web.listen-address)")
+    parser.add_argument("--web.listen-address", dest="listen", metavar="HOST:PORT",
+                        help="where to serve /metrics (default: 127.0.0.1:9041; "
+                             ":PORT for every interface)")
+    parser.add_argument("--check", action="store_true",
+                        help="load and attach, report what works, and exit (0: all works)")
+    parser.add_argument("--eperm-log-rate", type=_rate, default=10.0, metavar="LINES",
+                        help="permission failures logged per second at most, in bursts of "
+                             "up to 5x that (0: none; the counters count all; default: 10)")
     parser.add_argument("--output", choices=("text", "json"), default="text",
                         help="text lines for people, or JSON lines (Tracee field names)")
     filters = parser.add_argument_group("filters (applied in the kernel)")
@@ -123,45 +149,91 @@ class _StopFlag:
         return self.stopped
 
 
-def run_trace(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """The daemon, the console, or both from one process and one set of attached programs."""
     # Imported here so that --help and usage errors never need BCC.
+    from . import daemon, logs
     from .console import ConsoleSink
     from .enrich import ProcReader
     from .jsonout import JsonSink
     from .loader import Filters, KcmpProgram, ProgramOptions
+    from .permlog import PermissionLog
     from .trace import Tracer
 
+    logs.setup()
+    exporter = not args.trace or args.listen is not None
+    address = daemon.parse_listen_address(args.listen or daemon.DEFAULT_ADDRESS)
     stop = _StopFlag()
     filters = Filters(tgid=args.pid, uid=args.uid, comm=args.comm, types=args.types,
                       errors_only=args.errors_only)
     options = ProgramOptions(filters=filters, ringbuf_pages=args.ringbuf_pages,
-                             compat=args.compat)
-    sink_type = JsonSink if args.output == "json" else ConsoleSink
-    sink = sink_type(sys.stdout, sys.stderr)
+                             compat=args.compat, trace=args.trace, count=exporter or args.check,
+                             log_eperm=exporter and args.eperm_log_rate > 0)
     with KcmpProgram(options) as program:
-        notes: list[str] = []
-        if program.compat:
-            notes.append("32-bit: on, taxes every syscall; --no-compat")
-        elif program.compat_error:
-            notes.append(f"32-bit callers not captured: {program.compat_error}")
-        else:
-            notes.append("32-bit: off")
-        tracer = Tracer(program, sink, ProcReader())
-        sink.start(notes)
+        if args.check:
+            return check(program)
+        registry = daemon.build_registry(program) if exporter else None
+        daemon.drop_capabilities(args.trace)
+        server = daemon.serve(registry, address) if registry is not None else None
+        sink = None
+        if args.trace:
+            sink = (JsonSink if args.output == "json" else ConsoleSink)(sys.stdout, sys.stderr)
+            sink.start(compat_notes(program))
+        if server is not None:
+            log.info(logfmt(msg="exporting kcmp metrics", address=str(address),
+                            compat=program.compat, compat_error=program.compat_error))
+        eperm_log = (PermissionLog(rate=args.eperm_log_rate)
+                     if options.log_eperm else None)
+        tracer = Tracer(program, ProcReader(), sink=sink, eperm_log=eperm_log)
+        daemon.notify("READY=1")
         summary = tracer.run(stop)
-    sys.stderr.write(f"{PROG}: {summary.events} calls traced, {summary.lost} lost"
-                     + (f", {summary.unpaired} without entry (in-flight map full)"
-                        if summary.unpaired else "") + "\n")
+        daemon.notify("STOPPING=1")
+        if server is not None:
+            server.shutdown()
+    if args.trace:
+        sys.stderr.write(f"{PROG}: {summary.events} calls traced, {summary.lost} lost"
+                         + (f", {summary.unpaired} without entry (in-flight map full)"
+                            if summary.unpaired else "") + "\n")
     return EXIT_OK
+
+
+def compat_notes(program) -> list[str]:
+    if program.compat:
+        return ["32-bit: on, taxes every syscall; --no-compat"]
+    if program.compat_error:
+        return [f"32-bit callers not captured: {program.compat_error}"]
+    return ["32-bit: off"]
+
+
+def check(program) -> int:
+    """--check: what is attached and readable, on stdout; 0 only if all of it works."""
+    from .daemon import bpf_stats_enabled
+
+    ok = True
+    for tracepoint, attached in program.attached().items():
+        wanted = tracepoint.startswith("syscalls:") or program.compat
+        ok &= attached or not wanted
+        state = "attached" if attached else ("not wanted" if not wanted else "NOT ATTACHED")
+        print(f"tracepoint {tracepoint}: {state}")
+    print(f"32-bit capture: {'on' if program.compat else 'off'}"
+          + (f" ({escape(program.compat_error)})" if program.compat_error else ""))
+    try:
+        snap = program.snapshot()
+        print(f"counters: readable ({sum(sum(t.outcome) for t in snap.types)} calls so far)")
+    except Exception as exc:  # what a scrape would hit: report it
+        ok = False
+        print(f"counters: NOT READABLE ({escape(str(exc))})")
+    print("bpf run time: " + ("exported" if bpf_stats_enabled() else
+                              "not exported (sysctl kernel.bpf_stats_enabled=1 to enable)"))
+    print(f"check: {'ok' if ok else 'FAILED'}")
+    return EXIT_OK if ok else EXIT_INTERNAL
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_args(argv)
-        if not args.trace:
-            raise UsageError("choose a mode: --trace (see --help)")
-        return run_trace(args)
+        return run(args)
     except MonitorError as exc:
         # Messages may quote user input or kernel text: one line, terminal-safe.
         sys.stderr.write(f"{PROG}: error: {escape(str(exc))}\n")

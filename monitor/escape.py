@@ -5,9 +5,9 @@ from __future__ import annotations
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
-def _escape_char(ch: str) -> str:
+def _escape_char(ch: str, backslash: bool = True) -> str:
     named = _NAMED.get(ch)
-    if named is not None:
+    if named is not None and (backslash or ch != "\\"):
         return named
     if ch.isprintable():
         return ch
@@ -21,14 +21,16 @@ def _escape_char(ch: str) -> str:
     return f"\\U{code:08x}"
 
 
-def escape(text: str) -> str:
+def escape(text: str, backslash: bool = True) -> str:
     """Text with backslashes, control, format and other non-printable characters escaped.
 
-    Reversible (a backslash becomes two), so distinct inputs stay distinct.
+    Reversible (a backslash becomes two), so distinct inputs stay distinct. With
+    backslash=False, text that is escaped already passes unchanged: only what could still
+    reach the terminal raw is escaped (for messages whose parts were escaped before).
     """
-    if text.isprintable() and "\\" not in text:
+    if text.isprintable() and (not backslash or "\\" not in text):
         return text
-    return "".join(_escape_char(ch) for ch in text)
+    return "".join(_escape_char(ch, backslash) for ch in text)
 
 
 def escape_bytes(raw: bytes) -> str:

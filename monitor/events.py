@@ -39,10 +39,16 @@ EV_ENTRY = 0x1
 EV_COMPAT = 0x2
 EV_SLOT_READ = 0x4
 EV_SLOT_FAULT = 0x8
+EV_TRACE = 0x10
 
 # Indexes of the per-CPU stats map (bpf/kcmp.h).
 STAT_DROPPED = 0
 STAT_INFLIGHT = 1
+STAT_COMPAT = 2
+STAT_DENIED_OVERFLOW = 3
+STAT_COMM_OVERFLOW = 4
+STAT_COMM_OVERFLOW_DENIED = 5
+STAT_COUNT = 6
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,7 @@ class Event:
     ret: int
     compat: bool
     args: Args | None  # None for an exit without entry (e.g. refused by seccomp)
+    traced: bool = True  # passed the trace filters; False: streamed only for the EPERM log
 
     @property
     def errno(self) -> int | None:
@@ -127,13 +134,15 @@ def decode(raw: bytes) -> Event:
         ret=ret,
         compat=bool(flags & EV_COMPAT),
         args=args,
+        traced=bool(flags & EV_TRACE),
     )
 
 
 def encode(event: Event) -> bytes:
     """The record bytes of an Event: the inverse of decode, for tests and replays."""
     a = event.args
-    flags = (EV_ENTRY if a else 0) | (EV_COMPAT if event.compat else 0)
+    flags = ((EV_ENTRY if a else 0) | (EV_COMPAT if event.compat else 0)
+             | (EV_TRACE if event.traced else 0))
     slot = EpollSlot(0, 0, 0)
     if a is not None:
         if a.slot is not None:

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Callable
 
 from . import abi
+from .counters import COMM_STATS, DENIED_KEY, SLOTS, Snapshot, TypeStats
 from .errors import MonitorError, NoPermission, Unavailable
+from .events import STAT_COUNT
 
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 BPF_SOURCE = BPF_DIR / "kcmp.bpf.c"
@@ -36,9 +38,12 @@ class Filters:
 
 @dataclass(frozen=True)
 class ProgramOptions:
-    filters: Filters = field(default_factory=Filters)
+    filters: Filters = field(default_factory=Filters)  # for the trace stream only
     ringbuf_pages: int = 256
     compat: bool = True
+    trace: bool = True  # stream the calls that pass the filters
+    count: bool = False  # count every call in the kernel (the exporter)
+    log_eperm: bool = False  # stream every EPERM (the permission-failure log)
 
 
 def compat_supported() -> bool:
@@ -54,7 +59,12 @@ def cflags(options: ProgramOptions, compat: bool) -> list[str]:
         f"-DRINGBUF_PAGES={options.ringbuf_pages}",
         f"-DKCMP_EPOLL_TFD={abi.KcmpType.KCMP_EPOLL_TFD.value}",
         f"-DKCMP_TYPE_UNKNOWN_BIT={abi.KCMP_TYPES}",
+        f"-DEPERM_ERRNO={abi.EPERM}",
     ]
+    for wanted, define in ((options.trace, "STREAM_TRACE"), (options.count, "COUNT"),
+                           (options.log_eperm, "STREAM_EPERM")):
+        if wanted:
+            flags.append(f"-D{define}")
     if f.tgid is not None:
         flags.append(f"-DFILTER_TGID={f.tgid}")
     if f.uid is not None:
@@ -129,6 +139,7 @@ class KcmpProgram:
         check_privileges()
         check_kernel(tracefs)
         bcc = _import_bcc()
+        self.bcc_version = getattr(bcc, "__version__", "unknown")
         self.compat_error: str | None = None
         self.compat = options.compat and compat_supported()
         if options.compat and not self.compat:
@@ -143,6 +154,7 @@ class KcmpProgram:
             self.compat = False
             self._bpf = _load(bcc, options, False)
         self._stats = self._bpf["stats"]
+        self._count = options.count
 
     def open_events(self, callback: Callable[[bytes], None]) -> None:
         def on_record(_ctx, data, size):
@@ -156,6 +168,52 @@ class KcmpProgram:
     def stat(self, index: int) -> int:
         """A counter of the stats map, summed over CPUs."""
         return int(self._stats.sum(self._stats.Key(index)).value)
+
+    def attached(self) -> dict[str, bool]:
+        """Each tracepoint this program needs, and whether it is attached."""
+        bpf = self._bpf
+        state = {tp: tp.encode() in bpf.tracepoint_fds
+                 for tp in ("syscalls:sys_enter_kcmp", "syscalls:sys_exit_kcmp")}
+        for name in ("sys_enter", "sys_exit"):
+            state[f"raw_syscalls:{name}"] = name.encode() in bpf.raw_tracepoint_fds
+        return state
+
+    def snapshot(self) -> Snapshot:
+        """Every counter, summed over CPUs (needs options.count)."""
+        if not self._count:
+            raise MonitorError("the program was loaded without counters")
+        types = self._bpf["type_stats"]
+        denied: dict[tuple[int, int], int] = {}
+        for key, per_cpu in self._bpf["denied"].items():
+            denied[DENIED_KEY.unpack(bytes(key))] = sum(per_cpu)
+        comms: dict[bytes, tuple[int, int]] = {}
+        for key, per_cpu in self._bpf["comms"].items():
+            rows = [COMM_STATS.unpack(bytes(v)) for v in per_cpu]
+            comms[bytes(key).split(b"\0", 1)[0]] = (sum(r[0] for r in rows),
+                                                     sum(r[1] for r in rows))
+        return Snapshot(
+            types=[TypeStats.from_cpus(bytes(v) for v in types[types.Key(slot)])
+                   for slot in range(SLOTS)],
+            denied=denied, comms=comms, stats=[self.stat(i) for i in range(STAT_COUNT)])
+
+    def run_stats(self) -> dict[str, tuple[int, int]]:
+        """Per program: (run time in ns, run count), as the kernel keeps them while
+        kernel.bpf_stats_enabled is 1; empty where the bpf(2) call is not known here."""
+        nr = abi.BPF_SYSCALL_NR.get(platform.machine())
+        if nr is None:
+            return {}
+        libc = ctypes.CDLL(None, use_errno=True)
+        result = {}
+        for name, fn in self._bpf.funcs.items():
+            info = ctypes.create_string_buffer(abi.BPF_PROG_INFO_SIZE)
+            attr = struct.pack("<IIQ", fn.fd, abi.BPF_PROG_INFO_SIZE, ctypes.addressof(info))
+            attr_buf = ctypes.create_string_buffer(attr, 128)
+            if libc.syscall(nr, abi.BPF_OBJ_GET_INFO_BY_FD, attr_buf, 128) != 0:
+                continue
+            run_ns, runs = struct.unpack_from("<QQ", info, abi.BPF_PROG_INFO_RUN_TIME_NS)
+            label = name.decode() if isinstance(name, bytes) else name
+            result[label] = (run_ns, runs)
+        return result
 
     def close(self) -> None:
         self._bpf.cleanup()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from .enrich import Context, ProcReader, enrich
 from .events import STAT_DROPPED, STAT_INFLIGHT, Event, decode
+from .logs import logfmt
 
+log = logging.getLogger(__name__)
 POLL_MS = 100
 
 
@@ -18,6 +21,12 @@ class Sink(Protocol):
     def lost(self, count: int, wall_ns: int) -> None: ...
 
     def flush(self) -> None: ...
+
+
+class EventLog(Protocol):
+    def event(self, event: Event, ctx: Context) -> None: ...
+
+    def report_suppressed(self) -> None: ...
 
 
 class EventSource(Protocol):
@@ -41,9 +50,14 @@ def monotonic_to_wall_ns() -> int:
 
 
 class Tracer:
-    def __init__(self, source: EventSource, sink: Sink, proc: ProcReader) -> None:
+    """Hands each streamed record to the trace sink (if it passed the trace filters) and each
+    permission failure to the EPERM log; either may be absent."""
+
+    def __init__(self, source: EventSource, proc: ProcReader, sink: Sink | None = None,
+                 eperm_log: EventLog | None = None) -> None:
         self.source = source
         self.sink = sink
+        self.eperm_log = eperm_log
         self.proc = proc
         self.summary = Summary()
         self._offset = monotonic_to_wall_ns()
@@ -55,6 +69,8 @@ class Tracer:
         while not should_stop():
             self.step(POLL_MS)
         self.step(0)
+        if self.eperm_log is not None:
+            self.eperm_log.report_suppressed()
         return self.summary
 
     def step(self, timeout_ms: int) -> None:
@@ -65,11 +81,24 @@ class Tracer:
         del self._batch[:]
         for raw in batch:
             event = decode(raw)
-            self.sink.event(event, enrich(event, self.proc), event.ts_ns + self._offset)
-        self.summary.events += len(batch)
+            to_sink = event.traced and self.sink is not None
+            to_log = event.permission_denied and self.eperm_log is not None
+            if not (to_sink or to_log):
+                continue
+            ctx = enrich(event, self.proc)
+            if to_sink:
+                self.sink.event(event, ctx, event.ts_ns + self._offset)
+                self.summary.events += 1
+            if to_log:
+                self.eperm_log.event(event, ctx)
         dropped = self.source.stat(STAT_DROPPED)
         if dropped > self.summary.lost:
-            self.sink.lost(dropped - self.summary.lost, time.time_ns())
+            if self.sink is not None:
+                self.sink.lost(dropped - self.summary.lost, time.time_ns())
+            else:
+                log.warning(logfmt(msg="events lost: ring buffer full (counters stay exact)",
+                                   lost=dropped - self.summary.lost))
             self.summary.lost = dropped
         self.summary.unpaired = self.source.stat(STAT_INFLIGHT)
-        self.sink.flush()
+        if self.sink is not None:
+            self.sink.flush()

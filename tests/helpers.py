@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,3 +22,19 @@ def skip_or_fail(reason: str):
     if os.environ.get("CI"):
         pytest.fail(f"cannot run in CI: {reason}")
     pytest.skip(reason)
+
+
+def c_facts(tmp_path, includes, facts):
+    """Compile a C program printing `name value` for each (name, C expression of type size_t
+    or int) and return them as a dict: the C compiler's view of a layout."""
+    if not shutil.which("gcc"):
+        skip_or_fail("needs gcc to compile C headers (run `sudo make setup`)")
+    lines = "\n".join(f'printf("{name} %lld\\n", (long long)({expr}));' for name, expr in facts)
+    src = tmp_path / "facts.c"
+    src.write_text("#include <stddef.h>\n#include <stdio.h>\n"
+                   + "".join(f"#include {inc}\n" for inc in includes)
+                   + f"int main(void) {{\n{lines}\nreturn 0;\n}}\n")
+    exe = tmp_path / "facts"
+    subprocess.run(["gcc", "-o", str(exe), str(src)], check=True)
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+    return {name: int(value) for name, value in (line.split() for line in out.splitlines())}

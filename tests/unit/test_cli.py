@@ -12,7 +12,9 @@ from tests.helpers import monitor_command, skip_or_fail
 
 
 @pytest.mark.parametrize("argv, message", [
-    ([], "choose a mode: --trace"),
+    (["--web.listen-address", "localhost"], "expected HOST:PORT"),
+    (["--web.listen-address", "::1:9041"], "write an IPv6 address in brackets"),
+    (["--eperm-log-rate", "-1"], "must be 0 or more"),
     (["--trace", "--pid", "x"], "argument --pid: 'x' is not a number"),
     (["--trace", "--pid", "0"], "argument --pid: '0' must be positive"),
     (["--trace", "--type", "FILE,bogus"], "unknown kcmp type 'bogus'"),
@@ -38,7 +40,7 @@ def test_typed_errors_map_to_exit_codes(monkeypatch, capsys, error, code):
     def fail(_args):
         raise error
 
-    monkeypatch.setattr(cli, "run_trace", fail)
+    monkeypatch.setattr(cli, "run", fail)
     assert cli.main(["--trace"]) == code
     assert capsys.readouterr().err == f"kcmp-monitor: error: {error}\n"
 
@@ -47,7 +49,7 @@ def test_error_messages_are_one_terminal_safe_line(monkeypatch, capsys):
     def fail(_args):
         raise MonitorError("could not load: /tmp/\x1b[2J\nsecond line")
 
-    monkeypatch.setattr(cli, "run_trace", fail)
+    monkeypatch.setattr(cli, "run", fail)
     assert cli.main(["--trace"]) == 70
     assert capsys.readouterr().err == \
         "kcmp-monitor: error: could not load: /tmp/\\x1b[2J\\nsecond line\n"
@@ -55,7 +57,7 @@ def test_error_messages_are_one_terminal_safe_line(monkeypatch, capsys):
 
 def test_filters_parse(monkeypatch):
     seen = {}
-    monkeypatch.setattr(cli, "run_trace", lambda args: seen.update(vars(args)) or 0)
+    monkeypatch.setattr(cli, "run", lambda args: seen.update(vars(args)) or 0)
     assert cli.main(["--trace", "--type", "vm,7,unknown", "--uid", "root", "--comm",
                      "a-very-long-process-name", "--no-compat", "--errors-only"]) == 0
     assert seen["types"] == frozenset({1, 7, 8})

@@ -39,3 +39,9 @@ def test_escaped_output_holds_no_control_byte():
     out = escape(nasty).encode("utf-8")
     assert not any(b < 0x20 or b == 0x7F for b in out)
     assert "\u202e" not in escape(nasty) and "\x9b" not in escape(nasty)
+
+
+def test_escape_without_backslash_leaves_escaped_text_alone():
+    once = escape("a\x1b\\b")
+    assert escape(once, backslash=False) == once
+    assert escape("raw\x07 and \\x07", backslash=False) == "raw\\x07 and \\x07"

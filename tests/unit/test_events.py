@@ -1,14 +1,12 @@
 """The Python mirror of struct kcmp_event against the C header itself, compiled by gcc."""
 
-import shutil
 import struct
-import subprocess
 
 import pytest
 
 from kcmp_monitor import events
 from kcmp_monitor.events import Args, EpollSlot, Event
-from tests.helpers import ROOT, skip_or_fail
+from tests.helpers import ROOT, c_facts
 
 HEADER = ROOT / "bpf" / "kcmp.h"
 
@@ -16,30 +14,14 @@ HEADER = ROOT / "bpf" / "kcmp.h"
 @pytest.fixture(scope="module")
 def c_layout(tmp_path_factory):
     """sizeof, each field's offset and the flag values, as the C compiler lays them out."""
-    if not shutil.which("gcc"):
-        skip_or_fail("needs gcc to compile bpf/kcmp.h (run `sudo make setup`)")
-    src = tmp_path_factory.mktemp("layout") / "layout.c"
-    fields = "\n".join(
-        f'printf("{name} %zu\\n", offsetof(struct kcmp_event, {name}));'
-        for name, _ in events.LAYOUT)
-    flags = "\n".join(f'printf("{n} %d\\n", {n});' for n in (
-        "KCMP_EV_ENTRY", "KCMP_EV_COMPAT", "KCMP_EV_SLOT_READ", "KCMP_EV_SLOT_FAULT",
-        "KCMP_STAT_DROPPED", "KCMP_STAT_INFLIGHT"))
-    src.write_text(f"""
-#include <stddef.h>
-#include <stdio.h>
-#include "{HEADER}"
-int main(void) {{
-    printf("sizeof %zu\\n", sizeof(struct kcmp_event));
-    {fields}
-    {flags}
-    return 0;
-}}
-""")
-    exe = src.with_suffix("")
-    subprocess.run(["gcc", "-o", str(exe), str(src)], check=True)
-    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
-    return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+    facts = [("sizeof", "sizeof(struct kcmp_event)")]
+    facts += [(name, f"offsetof(struct kcmp_event, {name})") for name, _ in events.LAYOUT]
+    facts += [(n, n) for n in ("KCMP_EV_ENTRY", "KCMP_EV_COMPAT", "KCMP_EV_SLOT_READ",
+                               "KCMP_EV_SLOT_FAULT", "KCMP_EV_TRACE", "KCMP_STAT_DROPPED",
+                               "KCMP_STAT_INFLIGHT", "KCMP_STAT_COMPAT",
+                               "KCMP_STAT_DENIED_OVERFLOW", "KCMP_STAT_COMM_OVERFLOW",
+                               "KCMP_STAT_COMM_OVERFLOW_DENIED", "KCMP_STAT_COUNT")]
+    return c_facts(tmp_path_factory.mktemp("layout"), [f'"{HEADER}"'], facts)
 
 
 def test_size_matches_the_c_struct(c_layout):
@@ -54,11 +36,17 @@ def test_every_offset_matches_the_c_struct(c_layout):
 
 
 def test_flag_and_stat_values_match_the_header(c_layout):
-    assert (events.EV_ENTRY, events.EV_COMPAT, events.EV_SLOT_READ, events.EV_SLOT_FAULT) == (
-        c_layout["KCMP_EV_ENTRY"], c_layout["KCMP_EV_COMPAT"],
-        c_layout["KCMP_EV_SLOT_READ"], c_layout["KCMP_EV_SLOT_FAULT"])
-    assert events.STAT_DROPPED == c_layout["KCMP_STAT_DROPPED"]
-    assert events.STAT_INFLIGHT == c_layout["KCMP_STAT_INFLIGHT"]
+    assert (events.EV_ENTRY, events.EV_COMPAT, events.EV_SLOT_READ, events.EV_SLOT_FAULT,
+            events.EV_TRACE) == (
+        c_layout["KCMP_EV_ENTRY"], c_layout["KCMP_EV_COMPAT"], c_layout["KCMP_EV_SLOT_READ"],
+        c_layout["KCMP_EV_SLOT_FAULT"], c_layout["KCMP_EV_TRACE"])
+    assert (events.STAT_DROPPED, events.STAT_INFLIGHT, events.STAT_COMPAT,
+            events.STAT_DENIED_OVERFLOW, events.STAT_COMM_OVERFLOW,
+            events.STAT_COMM_OVERFLOW_DENIED, events.STAT_COUNT) == (
+        c_layout["KCMP_STAT_DROPPED"], c_layout["KCMP_STAT_INFLIGHT"],
+        c_layout["KCMP_STAT_COMPAT"], c_layout["KCMP_STAT_DENIED_OVERFLOW"],
+        c_layout["KCMP_STAT_COMM_OVERFLOW"], c_layout["KCMP_STAT_COMM_OVERFLOW_DENIED"],
+        c_layout["KCMP_STAT_COUNT"])
 
 
 def _event(**changes):
@@ -78,6 +66,7 @@ def _event(**changes):
     _event(args=Args(pid1=1, pid2=1, type=7, idx1=5, idx2=1, slot=None, slot_fault=True)),
     _event(args=None, duration_ns=None, ret=-1, comm=b"\x1b[31m"),
     _event(comm=b"fifteen-bytes!!"),
+    _event(ret=-1, traced=False),
 ])
 def test_byte_round_trip(event):
     raw = events.encode(event)

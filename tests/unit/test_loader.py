@@ -12,9 +12,15 @@ def _defines(options, compat=False):
             for f in loader.cflags(options, compat) if f.startswith("-D")}
 
 
-def test_default_flags_carry_the_abi_values_only():
+def test_default_flags_carry_the_abi_values_and_the_trace_stream():
     assert _defines(ProgramOptions()) == {
-        "RINGBUF_PAGES": "256", "KCMP_EPOLL_TFD": "7", "KCMP_TYPE_UNKNOWN_BIT": "8"}
+        "RINGBUF_PAGES": "256", "KCMP_EPOLL_TFD": "7", "KCMP_TYPE_UNKNOWN_BIT": "8",
+        "EPERM_ERRNO": "1", "STREAM_TRACE": None}
+
+
+def test_exporter_flags():
+    d = _defines(ProgramOptions(trace=False, count=True, log_eperm=True))
+    assert "COUNT" in d and "STREAM_EPERM" in d and "STREAM_TRACE" not in d
 
 
 def test_filters_become_defines():

@@ -49,7 +49,7 @@ def _raw(pid1):
 def test_events_in_order_then_new_losses_then_flush(tmp_path):
     source = FakeSource([([_raw(1), _raw(2)], 0), ([_raw(3)], 7), ([], 7), ([_raw(4)], 10)])
     sink = RecordingSink()
-    tracer = Tracer(source, sink, ProcReader(str(tmp_path)))
+    tracer = Tracer(source, ProcReader(str(tmp_path)), sink=sink)
     stops = iter([False, False, False, True])
     summary = tracer.run(lambda: next(stops))
     assert sink.seen == [

@@ -1,0 +1,195 @@
+"""Prometheus metrics read from the kernel's counters at scrape time: no per-event Python."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Callable
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from . import abi
+from .counters import ERRNO_SLOTS, OUTCOMES, SLOT_NAMES, SLOT_UNSEEN, Snapshot
+from .escape import escape_bytes
+from .events import (
+    STAT_COMM_OVERFLOW,
+    STAT_COMM_OVERFLOW_DENIED,
+    STAT_COMPAT,
+    STAT_DENIED_OVERFLOW,
+    STAT_DROPPED,
+    STAT_INFLIGHT,
+)
+
+log = logging.getLogger(__name__)
+
+# Histogram buckets: log2 slot k counts durations below 2^k ns. Exported: 256 ns .. ~1.07 s.
+FIRST_BUCKET, LAST_BUCKET = 8, 30
+TOP_CALLERS = 20
+OTHER = "other"
+
+
+class StickyTop:
+    """Which process names get a label of their own: at most n, kept for the daemon's life.
+
+    A name is labelled at the first scrape it appears while a place is free (the busiest
+    first), so it was never counted under "other" before and every series, "other" included,
+    only ever grows: a counter that dropped would read as a reset.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.names: list[bytes] = []
+
+    def split(self, counts: dict[bytes, int], overflow: int) -> list[tuple[str, int]]:
+        if len(self.names) < self.n:
+            new = sorted((c for c in counts if c not in self.names and counts[c]),
+                         key=lambda c: (-counts[c], c))
+            self.names += new[:self.n - len(self.names)]
+        rows = [(escape_bytes(name), counts.get(name, 0)) for name in self.names]
+        other = sum(v for c, v in counts.items() if c not in self.names) + overflow
+        return rows + [(OTHER, other)]
+
+
+@dataclass
+class SelfState:
+    """What the collector reports about the monitor itself."""
+
+    version: str
+    bcc_version: str
+    kernel: str
+    attached: Callable[[], dict[str, bool]]
+    run_stats: Callable[[], dict[str, tuple[int, int]]]
+    bpf_stats_enabled: Callable[[], bool]
+
+
+class KcmpCollector(Collector):
+    def __init__(self, snapshot: Callable[[], Snapshot], state: SelfState,
+                 top: int = TOP_CALLERS) -> None:
+        self._snapshot = snapshot
+        self._state = state
+        self._top_calls = StickyTop(top)
+        self._top_denied = StickyTop(top)
+
+    def describe(self) -> list[Metric]:
+        return []  # no collect() at registration: that would read the maps
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._self_metrics()
+        try:
+            snap = self._snapshot()
+        except Exception as exc:  # a map that cannot be read: report it, never a wrong number
+            log.error("reading the kernel counters failed: %s", exc)
+            yield GaugeMetricFamily("kcmp_monitor_scrape_error",
+                                    "1 if the kernel counters could not be read", value=1)
+            return
+        yield GaugeMetricFamily("kcmp_monitor_scrape_error",
+                                "1 if the kernel counters could not be read", value=0)
+        yield from self._kcmp_metrics(snap)
+
+    def _kcmp_metrics(self, snap: Snapshot) -> Iterator[Metric]:
+        calls = CounterMetricFamily("kcmp_calls", "kcmp calls by type and outcome",
+                                    labels=["kcmp_type", "outcome"])
+        errors = CounterMetricFamily("kcmp_errors", "Failed kcmp calls by type and errno",
+                                     labels=["kcmp_type", "errno"])
+        duration = HistogramMetricFamily(
+            "kcmp_call_duration_seconds", "Time spent in kcmp, entry to exit",
+            labels=["kcmp_type"])
+        for slot, stats in enumerate(snap.types):
+            name = SLOT_NAMES[slot]
+            for outcome, value in zip(OUTCOMES, stats.outcome):
+                calls.add_metric([name, outcome], value)
+            for err, value in enumerate(stats.errnos):
+                if value:
+                    label = OTHER if err == ERRNO_SLOTS - 1 else abi.errno_name(err)
+                    errors.add_metric([name, label], value)
+            if slot != SLOT_UNSEEN:  # calls never seen entering have no duration
+                duration.add_metric([name], _buckets(stats.duration_log2),
+                                    stats.duration_sum_ns / 1e9)
+        yield calls
+        yield errors
+        yield duration
+
+        denied = CounterMetricFamily(
+            "kcmp_permission_denied", "kcmp calls refused with EPERM, by type and caller uid",
+            labels=["kcmp_type", "uid"])
+        for (slot, uid), value in sorted(snap.denied.items()):
+            denied.add_metric([SLOT_NAMES[slot], str(uid)], value)
+        if snap.stats[STAT_DENIED_OVERFLOW]:
+            denied.add_metric([OTHER, OTHER], snap.stats[STAT_DENIED_OVERFLOW])
+        yield denied
+
+        yield CounterMetricFamily("kcmp_compat_calls", "kcmp calls from 32-bit callers",
+                                  value=snap.stats[STAT_COMPAT])
+        yield CounterMetricFamily("kcmp_events_dropped",
+                                  "Events the stream lost (ring buffer full); counts stay exact",
+                                  value=snap.stats[STAT_DROPPED])
+        yield CounterMetricFamily(
+            "kcmp_monitor_unpaired_exits",
+            "Entries the in-flight map could not keep: their calls count as unseen",
+            value=snap.stats[STAT_INFLIGHT])
+
+        by_comm = CounterMetricFamily(
+            "kcmp_caller_calls", f"kcmp calls by process name (the first {self._top_calls.n}"
+            " names seen; the rest under other)", labels=["comm"])
+        for comm, value in self._top_calls.split(
+                {c: v[0] for c, v in snap.comms.items()}, snap.stats[STAT_COMM_OVERFLOW]):
+            by_comm.add_metric([comm], value)
+        yield by_comm
+        denied_by_comm = CounterMetricFamily(
+            "kcmp_caller_permission_denied", "kcmp calls refused with EPERM by process name "
+            f"(the first {self._top_denied.n} names refused; the rest under other)",
+            labels=["comm"])
+        for comm, value in self._top_denied.split(
+                {c: v[1] for c, v in snap.comms.items()},
+                snap.stats[STAT_COMM_OVERFLOW_DENIED]):
+            denied_by_comm.add_metric([comm], value)
+        yield denied_by_comm
+
+    def _self_metrics(self) -> Iterator[Metric]:
+        s = self._state
+        info = GaugeMetricFamily("kcmp_monitor_build_info", "Versions, always 1",
+                                 labels=["version", "bcc_version", "kernel"])
+        info.add_metric([s.version, s.bcc_version, s.kernel], 1)
+        yield info
+        attached = GaugeMetricFamily("kcmp_monitor_program_attached",
+                                     "1 if the program on this tracepoint is attached",
+                                     labels=["tracepoint"])
+        for tracepoint, ok in s.attached().items():
+            attached.add_metric([tracepoint], 1 if ok else 0)
+        yield attached
+        if not s.bpf_stats_enabled():
+            return
+        run_time = CounterMetricFamily(
+            "kcmp_monitor_bpf_run_seconds", "Time the kernel spent in each BPF program "
+            "(while kernel.bpf_stats_enabled is 1)", labels=["program"])
+        runs = CounterMetricFamily("kcmp_monitor_bpf_runs", "Runs of each BPF program "
+                                   "(while kernel.bpf_stats_enabled is 1)", labels=["program"])
+        for program, (run_ns, count) in sorted(s.run_stats().items()):
+            run_time.add_metric([program], run_ns / 1e9)
+            runs.add_metric([program], count)
+        yield run_time
+        yield runs
+
+
+def _buckets(log2: list[int]) -> list[tuple[str, float]]:
+    """Cumulative (le, count) pairs in seconds from the kernel's log2 slots."""
+    out = []
+    below = sum(log2[:FIRST_BUCKET + 1])
+    for k in range(FIRST_BUCKET, LAST_BUCKET + 1):
+        if k > FIRST_BUCKET:
+            below += log2[k]
+        out.append((_le(k), below))
+    out.append(("+Inf", sum(log2)))
+    return out
+
+
+def _le(k: int) -> str:
+    return floatToGoString((1 << k) / 1e9)

@@ -1,0 +1,61 @@
+"""The counters the kernel keeps (bpf/kcmp.h), as plain values summed over CPUs.
+
+The layouts below mirror struct kcmp_type_stats and friends; tests/unit/test_counters.py
+compiles the header to hold them to the same contract.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from collections.abc import Iterable
+
+from . import abi
+
+SLOTS = 10  # KCMP_SLOTS: the Linux types 0..7, then these two
+SLOT_UNKNOWN = abi.KCMP_TYPES  # a type the kernel rejects with EINVAL
+SLOT_UNSEEN = abi.KCMP_TYPES + 1  # an exit without entry: no tracepoint saw the type
+SLOT_NAMES = tuple(t.name for t in abi.KcmpType) + ("unknown", "unseen")
+OUTCOMES = ("same", "different", "error")
+ERRNO_SLOTS = 256  # the last slot counts every errno at or above it
+LOG2_SLOTS = 64  # slot k: durations below 2^k ns (and at least 2^(k-1))
+
+
+
+def slot_of(kcmp_type: int) -> int:
+    """The counter slot of a type as the kernel program files it."""
+    return kcmp_type if 0 <= kcmp_type < abi.KCMP_TYPES else SLOT_UNKNOWN
+
+
+TYPE_STATS = struct.Struct(f"<{len(OUTCOMES)}QQ{LOG2_SLOTS}Q{ERRNO_SLOTS}Q")
+DENIED_KEY = struct.Struct("<II")
+COMM_STATS = struct.Struct("<QQ")
+
+
+@dataclass
+class TypeStats:
+    outcome: list[int] = field(default_factory=lambda: [0] * len(OUTCOMES))
+    duration_sum_ns: int = 0
+    duration_log2: list[int] = field(default_factory=lambda: [0] * LOG2_SLOTS)
+    errnos: list[int] = field(default_factory=lambda: [0] * ERRNO_SLOTS)
+
+    @classmethod
+    def from_cpus(cls, per_cpu: Iterable[bytes]) -> TypeStats:
+        """The sum of one slot's per-CPU records."""
+        total = [0] * (len(OUTCOMES) + 1 + LOG2_SLOTS + ERRNO_SLOTS)
+        for raw in per_cpu:
+            total = [a + b for a, b in zip(total, TYPE_STATS.unpack(raw))]
+        n = len(OUTCOMES)
+        return cls(outcome=total[:n], duration_sum_ns=total[n],
+                   duration_log2=total[n + 1:n + 1 + LOG2_SLOTS],
+                   errnos=total[n + 1 + LOG2_SLOTS:])
+
+
+@dataclass
+class Snapshot:
+    """Everything the kernel counted, read at one scrape."""
+
+    types: list[TypeStats]  # by slot
+    denied: dict[tuple[int, int], int]  # (slot, uid) -> permission failures
+    comms: dict[bytes, tuple[int, int]]  # process name -> (calls, permission failures)
+    stats: list[int]  # by events.STAT_*

@@ -1,0 +1,112 @@
+"""The exporter's lifecycle: listen address, systemd notification, capabilities, serving."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+
+from . import __version__, caps
+from .collector import KcmpCollector, SelfState
+from .errors import MonitorError, UsageError
+
+log = logging.getLogger(__name__)
+
+# Outside 9100-9999, which Prometheus's port allocation list has handed out in full.
+DEFAULT_PORT = 9041
+DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
+EXIT_ADDRESS_IN_USE = 75  # sysexits EX_TEMPFAIL: free the port, or pick another, and retry
+BPF_STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
+
+
+class AddressInUse(MonitorError):
+    exit_code = EXIT_ADDRESS_IN_USE
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str  # "" for every interface
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_listen_address(text: str) -> ListenAddress:
+    """HOST:PORT, [IPV6]:PORT, or :PORT for every interface (only when asked for)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--web.listen-address {text!r}: expected HOST:PORT with a port "
+                         "from 1 to 65535, e.g. 127.0.0.1:9041 or :9041 for every interface")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise UsageError(f"--web.listen-address {text!r}: {host!r} is not an IPv6 "
+                             "address") from None
+    elif ":" in host:
+        raise UsageError(f"--web.listen-address {text!r}: write an IPv6 address in brackets, "
+                         "e.g. [::1]:9041")
+    return ListenAddress(host, int(port))
+
+
+def bpf_stats_enabled(path: str = BPF_STATS_SYSCTL) -> bool:
+    try:
+        with open(path) as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
+
+
+def notify(state: str) -> None:
+    """sd_notify(3): tell systemd (Type=notify) how we are; silent outside systemd."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(path)
+            sock.sendall(state.encode())
+        except OSError as exc:
+            log.warning("could not notify systemd: %s", exc)
+
+
+def build_registry(program) -> CollectorRegistry:
+    """Our collector over the program's maps, and the process's own metrics."""
+    registry = CollectorRegistry()
+    state = SelfState(version=__version__, bcc_version=program.bcc_version,
+                      kernel=os.uname().release, attached=program.attached,
+                      run_stats=program.run_stats, bpf_stats_enabled=bpf_stats_enabled)
+    registry.register(KcmpCollector(program.snapshot, state))
+    ProcessCollector(registry=registry)
+    return registry
+
+
+def serve(registry: CollectorRegistry, address: ListenAddress):
+    """Start the /metrics server thread; AddressInUse or UsageError with the reason."""
+    try:
+        server, _thread = start_http_server(address.port, addr=address.host or "0.0.0.0",
+                                            registry=registry)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUse(f"{address} is in use: stop what listens there or choose "
+                               "another --web.listen-address") from None
+        raise UsageError(f"cannot listen on {address}: {exc.strerror}") from None
+    return server
+
+
+def drop_capabilities(trace: bool) -> set[int]:
+    keep = caps.needed_after_attach(trace)
+    caps.drop_all_but(keep)
+    log.info("capabilities after attach: %s",
+             ", ".join(sorted(caps.NAMES[c] for c in keep)) or "none")
+    return keep

@@ -1,0 +1,62 @@
+"""One structured log line per permission failure, rate-limited so a flood cannot fill a disk.
+
+The kernel counters count every call whatever this log drops; the log says what it dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from .counters import SLOT_NAMES, SLOT_UNSEEN, slot_of
+from .enrich import Context
+from .events import Event
+from .logs import logfmt
+
+log = logging.getLogger(__name__)
+
+
+class PermissionLog:
+    """A token bucket: `rate` lines a second on average, bursts of up to 5 seconds' worth."""
+
+    def __init__(self, rate: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = max(1.0, 5 * rate)
+        self.clock = clock
+        self.tokens = self.burst
+        self.last = clock()
+        self.suppressed = 0
+        self.logged = 0
+
+    def _take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+    def event(self, event: Event, ctx: Context) -> None:
+        if not self._take():
+            self.suppressed += 1
+            return
+        self.report_suppressed()
+        a = event.args
+        owners = ctx.owners or (None, None)
+        log.warning(logfmt(
+            msg="kcmp permission denied",
+            kcmp_type=SLOT_NAMES[slot_of(a.type) if a else SLOT_UNSEEN],
+            caller_pid=event.tgid, caller_tid=event.tid,
+            comm=event.comm.decode("utf-8", "surrogateescape"),
+            uid=event.uid, pid1=a.pid1 if a else None, pid1_uid=owners[0],
+            pid2=a.pid2 if a else None, pid2_uid=owners[1], compat=event.compat))
+        self.logged += 1
+
+    def report_suppressed(self) -> None:
+        """Say how many lines were dropped since the last time, if any."""
+        if self.suppressed:
+            log.warning(logfmt(msg="kcmp permission denied lines suppressed (rate limit)",
+                               suppressed=self.suppressed))
+            self.suppressed = 0

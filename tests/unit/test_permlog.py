@@ -1,0 +1,57 @@
+import logging
+
+from kcmp_monitor.enrich import Context
+from kcmp_monitor.events import Args, Event
+from kcmp_monitor.permlog import PermissionLog
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _denied(args=True):
+    return Event(ts_ns=0, duration_ns=1, cgroup_id=1, tgid=7, tid=8, uid=65534, gid=65534,
+                 comm=b"evil\x1b[2J", ret=-1, compat=False,
+                 args=Args(pid1=7, pid2=1, type=1, idx1=0, idx2=0, slot=None,
+                           slot_fault=False) if args else None)
+
+
+def test_one_structured_line_per_failure(caplog):
+    caplog.set_level(logging.INFO, logger="kcmp_monitor")
+    PermissionLog(clock=Clock()).event(_denied(), Context(owners=(65534, 0)))
+    assert [r.getMessage() for r in caplog.records] == [
+        'msg="kcmp permission denied" kcmp_type=KCMP_VM caller_pid=7 caller_tid=8 '
+        "comm=evil\\x1b[2J uid=65534 pid1=7 pid1_uid=65534 pid2=1 pid2_uid=0 compat=false"]
+    assert caplog.records[0].levelno == logging.WARNING
+
+
+def test_unseen_arguments_are_left_out(caplog):
+    caplog.set_level(logging.INFO, logger="kcmp_monitor")
+    PermissionLog(clock=Clock()).event(_denied(args=False), Context())
+    assert caplog.records[0].getMessage() == (
+        'msg="kcmp permission denied" kcmp_type=unseen caller_pid=7 caller_tid=8 '
+        "comm=evil\\x1b[2J uid=65534 compat=false")
+
+
+def test_rate_limit_and_suppressed_report(caplog):
+    caplog.set_level(logging.INFO, logger="kcmp_monitor")
+    clock = Clock()
+    plog = PermissionLog(rate=2, clock=clock)  # bursts of 10
+    for _ in range(15):
+        plog.event(_denied(), Context())
+    assert plog.logged == 10 and plog.suppressed == 5
+    clock.now = 0.4  # not yet a whole token
+    plog.event(_denied(), Context())
+    assert plog.logged == 10 and plog.suppressed == 6
+    clock.now = 1.0
+    plog.event(_denied(), Context())
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[10] == (
+        'msg="kcmp permission denied lines suppressed (rate limit)" suppressed=6')
+    assert messages[11].startswith('msg="kcmp permission denied" ')
+    assert plog.logged == 11 and plog.suppressed == 0
+    plog.report_suppressed()
+    assert len(caplog.records) == 12  # nothing more to report
