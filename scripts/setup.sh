@@ -13,8 +13,9 @@ command -v apt-get >/dev/null || die "needs apt-get (Debian or Ubuntu); install 
 kernel=$(uname -r)
 arch=$(dpkg --print-architecture)
 
-# Debian's BCC is the real one (PyPI's "bcc" is an unrelated package); strace and gcc serve the tests.
-packages=(python3-bpfcc python3-venv gcc make strace)
+# Debian's BCC is the real one (PyPI's "bcc" is an unrelated package); strace, gcc and bpftool
+# serve the tests.
+packages=(python3-bpfcc python3-venv gcc make strace bpftool)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -52,6 +53,19 @@ if [ ! -e "/lib/modules/$kernel/build/Makefile" ]; then
         done
         say "linked /lib/modules/$kernel/build to the headers of $(basename "$from")"
     fi
+fi
+
+# The tests run a real Prometheus and promtool. Unpacked into .tools rather than installed, so
+# that no Prometheus service starts on the host.
+if [ ! -x .tools/prometheus/usr/bin/prometheus ]; then
+    say "unpacking Debian's prometheus package into .tools/prometheus (for the tests)"
+    apt_update
+    tmp=$(mktemp -d)
+    chmod a+rwx "$tmp"  # apt downloads as the _apt user
+    (cd "$tmp" && apt-get download -qq prometheus >/dev/null)
+    mkdir -p .tools/prometheus
+    dpkg-deb -x "$tmp"/prometheus_*.deb .tools/prometheus
+    rm -rf "$tmp"
 fi
 
 if [ ! -d /sys/kernel/tracing/events ]; then

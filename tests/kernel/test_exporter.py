@@ -1,0 +1,344 @@
+"""The exporter on the real kernel: exact counts through a real Prometheus, a flood of a
+million calls, the permission-failure log, and the daemon's lifecycle."""
+
+import errno
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, monitor_command, skip_or_fail
+
+from .conftest import REPEAT, Workload
+from .test_capture import EXPECTED, int32
+
+pytestmark = pytest.mark.kernel
+
+PROMETHEUS = ROOT / ".tools" / "prometheus" / "usr" / "bin"
+SLOT_NAMES = ("KCMP_FILE", "KCMP_VM", "KCMP_FILES", "KCMP_FS", "KCMP_SIGHAND", "KCMP_IO",
+              "KCMP_SYSVSEM", "KCMP_EPOLL_TFD", "unknown", "unseen")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+class Daemon:
+    """`kcmp-monitor` (the exporter) as a user starts it, on a port of its own."""
+
+    def __init__(self, tmp: Path, *args: str, stdout=subprocess.DEVNULL) -> None:
+        self.port = free_port()
+        self.err_path = tmp / f"daemon-{self.port}.err"
+        self.proc = subprocess.Popen(
+            [monitor_command(), "--web.listen-address", f"127.0.0.1:{self.port}", *args],
+            stdout=stdout, stderr=self.err_path.open("wb"))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}: {self.stderr()}")
+            try:
+                http_get(self.url)
+                return
+            except OSError:
+                assert time.monotonic() < deadline, "the daemon never served /metrics"
+                time.sleep(0.1)
+
+    def metrics(self) -> str:
+        return http_get(self.url)
+
+    def stop(self, sig=signal.SIGTERM) -> tuple:
+        start = time.monotonic()
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=10)
+        return code, time.monotonic() - start
+
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+
+def sample(text: str, name: str, **labels) -> float:
+    """The value of one series in an exposition."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    line = f"{name}{{{want}}} " if labels else f"{name} "
+    for row in text.splitlines():
+        if row.startswith(line):
+            return float(row.split()[-1])
+    raise AssertionError(f"no series {line!r}")
+
+
+def slot_of(case) -> str:
+    if case.name == "seccomp":
+        return "unseen"
+    t = int32(case.type)
+    return SLOT_NAMES[t] if 0 <= t < 8 else "unknown"
+
+
+def outcome_of(ret: int) -> str:
+    return "same" if ret == 0 else "different" if ret > 0 else "error"
+
+
+def expected_counts(cases):
+    """What the exporter must say after the workload, derived from what the calls returned."""
+    kcmp = [c for c in cases if c.name in EXPECTED]
+    calls = Counter({(s, o): 0 for s in SLOT_NAMES for o in ("same", "different", "error")})
+    errors, denied, durations = Counter(), Counter(), Counter()
+    for c in kcmp:
+        calls[slot_of(c), outcome_of(c.ret)] += REPEAT
+        if c.ret < 0:
+            errors[slot_of(c), errno.errorcode[-c.ret]] += REPEAT
+        if c.ret == -errno.EPERM:
+            denied[slot_of(c), str(c.uid)] += REPEAT
+        if c.name != "seccomp":
+            durations[slot_of(c)] += REPEAT
+    return calls, errors, denied, durations
+
+
+@pytest.fixture(scope="module")
+def prometheus_bin():
+    if not (PROMETHEUS / "prometheus").exists():
+        skip_or_fail("needs Prometheus in .tools (run `sudo make setup`)")
+    return PROMETHEUS
+
+
+@pytest.fixture(scope="module")
+def scraped(kcmpload, prometheus_bin, tmp_path_factory):
+    """The daemon scraped every second by a real Prometheus while kcmpload runs."""
+    tmp = tmp_path_factory.mktemp("exporter")
+    daemon = Daemon(tmp)
+    daemon.wait_ready()
+    prom_port = free_port()
+    config = tmp / "prometheus.yml"
+    config.write_text(json.dumps({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "kcmp",
+                            "static_configs": [{"targets": [f"127.0.0.1:{daemon.port}"]}]}],
+    }))
+    prom = subprocess.Popen(
+        [str(prometheus_bin / "prometheus"), f"--config.file={config}",
+         f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
+        stdout=subprocess.DEVNULL, stderr=(tmp / "prometheus.log").open("wb"))
+    api = f"http://127.0.0.1:{prom_port}/api/v1/query?query="
+
+    def query(promql):
+        body = json.loads(http_get(api + urllib.parse.quote(promql)))
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    try:
+        wl = Workload.start(kcmpload, tmp / "files")
+        wl.go()
+        metrics = daemon.metrics()
+        total = REPEAT * len(EXPECTED)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                got = query("sum(kcmp_calls_total)")
+            except OSError:
+                got = []
+            if got and float(got[0]["value"][1]) >= total:
+                break
+            assert time.monotonic() < deadline, "Prometheus never saw every call"
+            time.sleep(0.5)
+        results = {name: query(name) for name in (
+            "kcmp_calls_total", "kcmp_errors_total", "kcmp_permission_denied_total",
+            "kcmp_call_duration_seconds_count", "kcmp_compat_calls_total",
+            'kcmp_caller_calls_total{comm="kcmpload"}',
+            'kcmp_caller_permission_denied_total{comm="kcmpload"}',
+            "kcmp_events_dropped_total", "kcmp_monitor_program_attached",
+            "kcmp_monitor_build_info", "up")}
+        wl.finish()
+        status = Path(f"/proc/{daemon.proc.pid}/status").read_text()
+    finally:
+        prom.terminate()
+        prom.wait(timeout=30)
+    code, seconds = daemon.stop()
+    return dict(wl=wl, results=results, metrics=metrics, status=status, code=code,
+                seconds=seconds, stderr=daemon.stderr())
+
+
+def _by(results, *labels):
+    return {tuple(r["metric"][label] for label in labels): float(r["value"][1])
+            for r in results}
+
+
+def test_prometheus_sees_exact_counts_by_type_and_outcome(scraped):
+    calls, _, _, _ = expected_counts(scraped["wl"].cases)
+    assert _by(scraped["results"]["kcmp_calls_total"], "kcmp_type", "outcome") == calls
+
+
+def test_prometheus_sees_exact_errors_and_permission_failures(scraped):
+    _, errors, denied, _ = expected_counts(scraped["wl"].cases)
+    assert _by(scraped["results"]["kcmp_errors_total"], "kcmp_type", "errno") == errors
+    assert _by(scraped["results"]["kcmp_permission_denied_total"], "kcmp_type", "uid") == \
+        denied
+    assert denied == {("KCMP_VM", "65534"): REPEAT, ("unseen", "0"): REPEAT}
+
+
+def test_prometheus_sees_durations_compat_and_callers(scraped):
+    _, _, _, durations = expected_counts(scraped["wl"].cases)
+    results = scraped["results"]
+    got = _by(results["kcmp_call_duration_seconds_count"], "kcmp_type")
+    assert {k[0]: v for k, v in got.items() if v} == durations
+    assert len(got) == 9  # every type but "unseen", zero or not
+    assert float(results["kcmp_compat_calls_total"][0]["value"][1]) == 2 * REPEAT
+    callers = results['kcmp_caller_calls_total{comm="kcmpload"}']
+    assert float(callers[0]["value"][1]) == REPEAT * len(EXPECTED)
+    refused = results['kcmp_caller_permission_denied_total{comm="kcmpload"}']
+    assert float(refused[0]["value"][1]) == 2 * REPEAT
+    assert float(results["kcmp_events_dropped_total"][0]["value"][1]) == 0
+
+
+def test_self_metrics(scraped):
+    results = scraped["results"]
+    assert _by(results["kcmp_monitor_program_attached"], "tracepoint") == {
+        ("syscalls:sys_enter_kcmp",): 1, ("syscalls:sys_exit_kcmp",): 1,
+        ("raw_syscalls:sys_enter",): 1, ("raw_syscalls:sys_exit",): 1}
+    info = results["kcmp_monitor_build_info"][0]["metric"]
+    assert info["kernel"] == os.uname().release and info["bcc_version"] and info["version"]
+    assert float(results["up"][0]["value"][1]) == 1
+    assert "process_resident_memory_bytes" in scraped["metrics"]
+
+
+def test_exposition_passes_promtool(scraped, prometheus_bin):
+    result = subprocess.run([str(prometheus_bin / "promtool"), "check", "metrics"],
+                            input=scraped["metrics"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_permission_failure_is_logged_as_one_structured_line(scraped):
+    lines = [line for line in scraped["stderr"].splitlines()
+             if 'msg="kcmp permission denied"' in line]
+    assert len(lines) == 2 * REPEAT  # within the first burst: none suppressed
+    eperm = next(c for c in scraped["wl"].cases if c.name == "eperm")
+    assert Counter(re.sub(r"caller_tid=\d+ ", "", line) for line in lines) == {
+        f'kcmp-monitor: warning: msg="kcmp permission denied" kcmp_type=KCMP_VM '
+        f"caller_pid={eperm.caller} comm=kcmpload uid=65534 pid1={eperm.caller} "
+        f"pid1_uid=65534 pid2={eperm.pid2} pid2_uid=0 compat=false": REPEAT,
+        f'kcmp-monitor: warning: msg="kcmp permission denied" kcmp_type=unseen '
+        f"caller_pid={next(c.caller for c in scraped['wl'].cases if c.name == 'seccomp')} "
+        "comm=kcmpload uid=0 compat=false": REPEAT,
+    }
+    assert "Traceback" not in scraped["stderr"]
+
+
+def test_capabilities_are_dropped_after_attach(scraped):
+    fields = dict(line.split(":\t", 1) for line in scraped["status"].splitlines()
+                  if line.startswith("Cap"))
+    assert int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0
+    assert int(fields["CapBnd"], 16) == 0
+    assert "capabilities after attach: none" in scraped["stderr"]
+
+
+def test_sigterm_exits_within_two_seconds(scraped):
+    assert scraped["code"] == 0
+    assert scraped["seconds"] < 2
+
+
+def _program_ids(pid: int) -> set:
+    ids = set()
+    for fd in Path(f"/proc/{pid}/fdinfo").iterdir():
+        try:
+            text = fd.read_text()
+        except OSError:
+            continue
+        ids |= {int(m) for m in re.findall(r"^prog_id:\s+(\d+)", text, re.M)}
+    return ids
+
+
+def test_no_program_stays_loaded_after_sigterm(kernel_ready, tmp_path):
+    daemon = Daemon(tmp_path)
+    daemon.wait_ready()
+    ids = _program_ids(daemon.proc.pid)
+    assert len(ids) >= 2
+    code, seconds = daemon.stop()
+    assert code == 0 and seconds < 2
+
+    def loaded():
+        return {i for i in ids if subprocess.run(["bpftool", "prog", "show", "id", str(i)],
+                                                 capture_output=True).returncode == 0}
+
+    # The kernel frees a detached program after an RCU grace period, not at once.
+    deadline = time.monotonic() + 10
+    while loaded() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not loaded()
+
+
+def test_a_million_calls_are_counted_exactly(kernel_ready, tmp_path):
+    """Two processes flood kcmp while the exporter counts and the stream (JSON) drops what it
+    must: the counters stay exact, and delivered + dropped == calls made."""
+    loop = tmp_path / "loop"
+    subprocess.run(["gcc", "-O2", "-o", str(loop), str(ROOT / "bench" / "loop.c")], check=True)
+    out = tmp_path / "stream.json"
+    daemon = Daemon(tmp_path, "--trace", "--output", "json", "--comm", "kcmpbench",
+                    stdout=out.open("wb"))
+    daemon.wait_ready()
+    half = 500_000
+    floods = [subprocess.Popen([str(loop), "kcmp", str(half)], stdout=subprocess.DEVNULL)
+              for _ in range(2)]
+    assert [f.wait(timeout=300) for f in floods] == [0, 0]
+    time.sleep(1)  # let the reader drain what the ring buffer still holds
+    metrics = daemon.metrics()
+    code, _ = daemon.stop()
+    assert code == 0
+    assert sample(metrics, "kcmp_caller_calls_total", comm="kcmpbench") == 2 * half
+    assert sample(metrics, "kcmp_calls_total", kcmp_type="KCMP_VM", outcome="same") == 2 * half
+    dropped = sample(metrics, "kcmp_events_dropped_total")
+    delivered = sum(1 for line in out.read_text().splitlines() if '"eventName":"kcmp"' in line)
+    assert delivered + dropped == 2 * half
+    assert f"{delivered} calls traced, {int(dropped)} lost" in daemon.stderr()
+
+
+def test_check_reports_what_works(kernel_ready):
+    result = subprocess.run([monitor_command(), "--check"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "tracepoint syscalls:sys_enter_kcmp: attached" in result.stdout
+    assert "tracepoint raw_syscalls:sys_exit: attached" in result.stdout
+    assert "counters: readable" in result.stdout and result.stdout.endswith("check: ok\n")
+
+
+def test_address_in_use_is_one_line_and_exit_75(kernel_ready):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [monitor_command(), "--web.listen-address", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 75
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert errors == [f"kcmp-monitor: error: 127.0.0.1:{port} is in use: stop what listens "
+                      "there or choose another --web.listen-address"]
+    assert "Traceback" not in result.stderr
+
+
+def test_systemd_unit_is_valid():
+    if not subprocess.run(["which", "systemd-analyze"], capture_output=True).returncode == 0:
+        skip_or_fail("needs systemd-analyze to check the unit")
+    result = subprocess.run(["systemd-analyze", "verify",
+                             str(ROOT / "deploy" / "kcmp-monitor.service")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
