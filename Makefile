@@ -2,13 +2,16 @@
 VENV := .venv
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup run test unit kernel lint bench clean
+.PHONY: setup run daemon test unit kernel lint bench clean
 
 setup:
 	@bash scripts/setup.sh
 
 run: setup
 	$(VENV)/bin/kcmp-monitor --trace
+
+daemon: setup
+	$(VENV)/bin/kcmp-monitor
 
 test: setup
 	$(PYTEST) -ra tests
@@ -26,4 +29,4 @@ bench: setup
 	$(VENV)/bin/python bench/overhead.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .tools build *.egg-info

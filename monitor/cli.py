@@ -160,8 +160,9 @@ def run(args: argparse.Namespace) -> int:
     from .permlog import PermissionLog
     from .trace import Tracer
 
-    logs.setup()
     exporter = not args.trace or args.listen is not None
+    # The console alone keeps stderr for losses and warnings; a daemon also says what it does.
+    logs.setup(level=logging.INFO if exporter else logging.WARNING)
     address = daemon.parse_listen_address(args.listen or daemon.DEFAULT_ADDRESS)
     stop = _StopFlag()
     filters = Filters(tgid=args.pid, uid=args.uid, comm=args.comm, types=args.types,

@@ -27,13 +27,13 @@ class JournalFormatter(logging.Formatter):
         return f"{PROG}: {record.levelname.lower()}: {text}"
 
 
-def setup(stream: TextIO = sys.stderr) -> None:
+def setup(stream: TextIO = sys.stderr, level: int = logging.INFO) -> None:
     """Route the package's logs to stderr; JOURNAL_STREAM says systemd connected it."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JournalFormatter("JOURNAL_STREAM" in os.environ))
     root = logging.getLogger("kcmp_monitor")
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    root.setLevel(level)
     root.propagate = False
 
 
