@@ -298,17 +298,45 @@ def test_a_million_calls_are_counted_exactly(kernel_ready, tmp_path):
     half = 500_000
     floods = [subprocess.Popen([str(loop), "kcmp", str(half)], stdout=subprocess.DEVNULL)
               for _ in range(2)]
+    during = []
+    while any(f.poll() is None for f in floods):  # scrapes in the middle of the flood
+        during.append(sample(daemon.metrics(), "kcmp_caller_calls_total", comm="kcmpbench"))
+        time.sleep(0.2)
     assert [f.wait(timeout=300) for f in floods] == [0, 0]
     time.sleep(1)  # let the reader drain what the ring buffer still holds
     metrics = daemon.metrics()
     code, _ = daemon.stop()
     assert code == 0
     assert sample(metrics, "kcmp_caller_calls_total", comm="kcmpbench") == 2 * half
+    assert during == sorted(during) and all(v <= 2 * half for v in during)
     assert sample(metrics, "kcmp_calls_total", kcmp_type="KCMP_VM", outcome="same") == 2 * half
     dropped = sample(metrics, "kcmp_events_dropped_total")
     delivered = sum(1 for line in out.read_text().splitlines() if '"eventName":"kcmp"' in line)
     assert delivered + dropped == 2 * half
     assert f"{delivered} calls traced, {int(dropped)} lost" in daemon.stderr()
+
+
+def test_bpf_run_time_is_exported_while_the_kernel_keeps_it(kcmpload, tmp_path):
+    sysctl = Path("/proc/sys/kernel/bpf_stats_enabled")
+    before = sysctl.read_text()
+    sysctl.write_text("1")
+    try:
+        daemon = Daemon(tmp_path)
+        daemon.wait_ready()
+        wl = Workload.start(kcmpload, tmp_path / "files")
+        wl.go()
+        wl.finish()
+        metrics = daemon.metrics()
+        daemon.stop()
+    finally:
+        sysctl.write_text(before)
+    exit_runs = sample(metrics, "kcmp_monitor_bpf_runs_total",
+                       program="tracepoint__syscalls__sys_exit_kcmp")
+    assert exit_runs >= REPEAT * (len(EXPECTED) - 3)  # not seccomp's nor the compat calls
+    assert sample(metrics, "kcmp_monitor_bpf_run_seconds_total",
+                  program="tracepoint__syscalls__sys_exit_kcmp") > 0
+    assert sample(metrics, "kcmp_monitor_bpf_runs_total",
+                  program="raw_tracepoint__sys_exit") > exit_runs  # every syscall
 
 
 def test_check_reports_what_works(kernel_ready):
