@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import logging
 import os
 import pwd
@@ -12,7 +14,7 @@ from typing import NoReturn
 from collections.abc import Sequence
 
 from . import __version__, abi
-from .errors import EXIT_INTERNAL, EXIT_OK, MonitorError, UsageError
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, MonitorError, UsageError
 from .escape import escape
 from .logs import logfmt
 
@@ -29,6 +31,8 @@ examples:
   kcmp-monitor --trace --errors-only        only calls that failed
   kcmp-monitor --trace --comm criu --type FILE,EPOLL_TFD
   kcmp-monitor --trace --uid 1000 --output json | jq .
+  kcmp-monitor probe 4242 4243              which kernel resources two processes share
+                                            (see kcmp-monitor probe --help)
 exit codes: 0 ok, 2 usage, 69 kernel feature or dependency missing, 70 internal,
   75 listen address in use, 77 no permission
 """
@@ -56,6 +60,13 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = _rate(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("a timeout must be more than 0")
     return value
 
 
@@ -230,15 +241,114 @@ def check(program) -> int:
     return EXIT_OK if ok else EXIT_INTERNAL
 
 
+PROBE_EXAMPLES = """\
+examples:
+  kcmp-monitor probe 4242 4243                   which resources the two share
+  kcmp-monitor probe --fd 4242:3 4243:5          the same open file description?
+  kcmp-monitor probe --epoll 4242:6 4243:8:6     is 4242's fd 6 the target 6 of epoll 4243:8?
+  kcmp-monitor probe --shared-files 4242 4243    every fd shared among these processes
+  kcmp-monitor probe --shared-files --all --freeze --json
+exit codes: 0 ok, 2 usage, 66 no such process or fd, 69 no kcmp in this kernel,
+  77 not permitted (CAP_SYS_PTRACE or the same uid), 124 a kcmp call blocked, 130 interrupted
+"""
+
+
+def _fd_ref(text: str, parts: int) -> tuple[int, ...]:
+    """PID:FD (or PID:EFD:TFD[:TOFF] for parts=3): non-negative integers."""
+    words = text.split(":")
+    if len(words) not in (parts, parts + 1 if parts == 3 else parts) or not all(
+            w.isdigit() for w in words):
+        shape = "PID:FD" if parts == 2 else "PID:EFD:TFD[:TOFF]"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {shape}")
+    values = tuple(int(w) for w in words)
+    return values + (0,) if parts == 3 and len(values) == 3 else values
+
+
+def build_probe_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=f"{PROG} probe",
+        description="Call kcmp directly (no BPF) to see which kernel resources processes "
+                    "share, and which of their fds are the same open file description.",
+        epilog=PROBE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("pids", nargs="*", type=_positive_int, metavar="PID",
+                        help="two processes (or threads) to compare; with --shared-files, any")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--fd", nargs=2, metavar=("PID1:FD1", "PID2:FD2"),
+                      type=lambda t: _fd_ref(t, 2), help="compare two file descriptors")
+    mode.add_argument("--epoll", nargs=2, metavar=("PID1:FD", "PID2:EFD:TFD[:TOFF]"),
+                      help="is PID1's FD the target TFD registered in PID2's epoll EFD")
+    mode.add_argument("--shared-files", action="store_true",
+                      help="group every fd of the PIDs into shared open file descriptions")
+    parser.add_argument("--all", action="store_true",
+                        help="with --shared-files: every process on the machine")
+    parser.add_argument("--freeze", action="store_true",
+                        help="SIGSTOP the targets during the probe (always resumed) so the "
+                             "answer is exact rather than a snapshot")
+    parser.add_argument("--json", action="store_true", help="JSON instead of a table")
+    parser.add_argument("--timeout", type=_seconds, default=5.0, metavar="SECONDS",
+                        help="give up when one kcmp call blocks this long (default: 5)")
+    return parser
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    from . import probe, probeview
+    from .jsonout import dumps
+    from .kcmpcall import make_kcmp
+
+    proc = probe.Proc()
+    caller = probe.Caller(make_kcmp())
+    if args.fd:
+        (pid1, fd1), (pid2, fd2) = args.fd
+        targets = [pid1, pid2]
+        job = functools.partial(probe.probe_fd, pid1, fd1, pid2, fd2, caller, proc)
+        view = (probeview.fd_json, probeview.fd_table)
+    elif args.epoll:
+        (pid1, fd), (pid2, efd, tfd, toff) = (_fd_ref(args.epoll[0], 2),
+                                              _fd_ref(args.epoll[1], 3))
+        targets = [pid1, pid2]
+        job = functools.partial(probe.probe_epoll, pid1, fd, pid2, efd, tfd, toff, caller, proc)
+        view = (probeview.epoll_json, probeview.epoll_table)
+    elif args.shared_files:
+        if args.all == bool(args.pids):
+            raise UsageError("--shared-files takes PIDs or --all (not both)")
+        targets = [p for p in proc.pids() if p != os.getpid()] if args.all else args.pids
+        job = functools.partial(probe.shared_files, targets, caller, proc)
+        view = (probeview.shared_json, probeview.shared_table)
+    else:
+        if len(args.pids) != 2 or args.all:
+            raise UsageError("give two PIDs, or --fd, --epoll or --shared-files")
+        targets = args.pids
+        job = functools.partial(probe.probe_pair, *args.pids, caller, proc)
+        view = (probeview.pair_json, probeview.pair_table)
+
+    def interrupted(_signum, _frame):
+        raise KeyboardInterrupt  # unwinds through --freeze, which resumes the targets
+
+    signal.signal(signal.SIGTERM, interrupted)
+    with probe.frozen(targets, proc) if args.freeze else contextlib.nullcontext():
+        report = probe.run_watched(job, caller, args.timeout)
+    if args.shared_files:
+        report.calls = caller.calls
+    as_json, as_table = view
+    print(dumps(as_json(report, args.freeze)) if args.json else as_table(report, args.freeze))
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.reconfigure(errors="backslashreplace")
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv[:1] == ["probe"]:
+            return run_probe(build_probe_parser().parse_args(argv[1:]))
         args = build_parser().parse_args(argv)
         return run(args)
     except MonitorError as exc:
         # Messages may quote user input or kernel text: one line, terminal-safe.
         sys.stderr.write(f"{PROG}: error: {escape(str(exc))}\n")
         return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`| head`): leave quietly, without flushing into the closed pipe.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -5,6 +5,7 @@ EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69  # a kernel feature or a dependency is missing (sysexits EX_UNAVAILABLE)
 EXIT_INTERNAL = 70
 EXIT_NOPERM = 77
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 class MonitorError(Exception):

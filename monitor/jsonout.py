@@ -20,7 +20,8 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def _path(path: str) -> str:
+def path_text(path: str) -> str:
+    """A path read with surrogateescape, as JSON text (a byte not UTF-8 shows as \\xNN)."""
     return _text(path.encode("utf-8", "surrogateescape"))
 
 
@@ -51,7 +52,7 @@ def event_record(event: Event, ctx: Context, wall_ns: int) -> dict[str, Any]:
         "durationNs": event.duration_ns,
         "epollSlot": None,
         "epollSlotFault": False,
-        "fdPaths": {key: _path(path) for key, path in ctx.paths.items()},
+        "fdPaths": {key: path_text(path) for key, path in ctx.paths.items()},
     }
     if a is not None:
         values = (a.pid1, a.pid2, a.type, a.idx1, a.idx2)
