@@ -312,7 +312,7 @@ def run_probe(args: argparse.Namespace) -> int:
         if args.all == bool(args.pids):
             raise UsageError("--shared-files takes PIDs or --all (not both)")
         targets = [p for p in proc.pids() if p != os.getpid()] if args.all else args.pids
-        job = functools.partial(probe.shared_files, targets, caller, proc)
+        job = functools.partial(probe.shared_files, targets, caller, proc, strict=not args.all)
         view = (probeview.shared_json, probeview.shared_table)
     else:
         if len(args.pids) != 2 or args.all:
@@ -325,7 +325,8 @@ def run_probe(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt  # unwinds through --freeze, which resumes the targets
 
     signal.signal(signal.SIGTERM, interrupted)
-    with probe.frozen(targets, proc) if args.freeze else contextlib.nullcontext():
+    with probe.frozen(targets, proc, strict=not args.all) if args.freeze else \
+            contextlib.nullcontext():
         report = probe.run_watched(job, caller, args.timeout)
     if args.shared_files:
         report.calls = caller.calls

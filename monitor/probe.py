@@ -88,9 +88,12 @@ class Proc:
                                "(root) or the same uid is needed") from None
 
     def fd_key(self, pid: int, fd: int) -> tuple[int, int] | None:
-        """(device, inode) of what the fd points to; None once it is closed."""
+        """(device, inode) of what the fd points to; None once it is closed. PermissionError
+        where this process may not look (pid 1 refuses even root on some systems)."""
         try:
             st = os.stat(f"{self.root}/{pid}/fd/{fd}")
+        except PermissionError:
+            raise
         except OSError:
             return None
         return st.st_dev, st.st_ino
@@ -298,6 +301,7 @@ class SharedFiles:
     pids: list[int]
     groups: list[Group] = field(default_factory=list)
     gone: list[tuple[FdRef, str]] = field(default_factory=list)  # closed or exited mid-probe
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # whole processes left out
     fds: int = 0
     calls: int = 0
 
@@ -313,16 +317,33 @@ class _Gone(Exception):
         self.reason = reason
 
 
-def shared_files(pids: Iterable[int], kcmp: KcmpFn, proc: Proc) -> SharedFiles:
+def shared_files(pids: Iterable[int], kcmp: KcmpFn, proc: Proc,
+                 strict: bool = True) -> SharedFiles:
     """Every fd of these processes grouped into open file descriptions: bucket by the target's
-    (device, inode), sort each bucket with kcmp as the comparator, merge equal neighbours."""
+    (device, inode), sort each bucket with kcmp as the comparator, merge equal neighbours.
+
+    strict: every PID was named by the user, so one that is missing or not permitted ends the
+    probe; otherwise (all processes) it is skipped and listed."""
     pids = sorted(set(pids))
     report = SharedFiles(pids=pids)
+    if strict:
+        for pid in pids:
+            proc.task(pid)
     buckets: dict[tuple[int, int], list[FdRef]] = defaultdict(list)
     for pid in pids:
-        for fd in proc.fds(pid):
+        try:
+            refs = [(fd, proc.fd_key(pid, fd)) for fd in proc.fds(pid)]
+        except NoSuchTarget:
+            report.skipped.append((pid, "exited"))
+            continue
+        except (NoPermission, PermissionError):
+            if strict:
+                raise NoPermission(f"cannot read the fds of {pid}: CAP_SYS_PTRACE (root) or "
+                                   "the same uid is needed") from None
+            report.skipped.append((pid, "not permitted"))
+            continue
+        for fd, key in refs:
             report.fds += 1
-            key = proc.fd_key(pid, fd)
             if key is None:
                 report.gone.append((FdRef(pid, fd), "closed"))
             else:
@@ -378,18 +399,26 @@ def shared_files(pids: Iterable[int], kcmp: KcmpFn, proc: Proc) -> SharedFiles:
 
 
 @contextmanager
-def frozen(pids: Iterable[int], proc: Proc, settle_s: float = 2.0) -> Iterator[list[int]]:
+def frozen(pids: Iterable[int], proc: Proc, settle_s: float = 2.0,
+           strict: bool = True) -> Iterator[list[int]]:
     """SIGSTOP the targets for the duration, and always SIGCONT the ones this stopped: on
-    return, on error and on Ctrl-C. A target already stopped is left as it was."""
+    return, on error and on Ctrl-C. A target already stopped is left as it was; with
+    strict=False one that is gone or may not be signalled is left out."""
     stopped: list[int] = []
     try:
-        for pid in sorted({proc.task(pid).tgid for pid in pids}):
-            if pid == os.getpid():
-                raise UsageError("--freeze cannot stop kcmp-monitor itself")
-            if proc.task(pid).state in "Tt":
+        for pid in pids:
+            try:
+                task = proc.task(pid)
+                if task.tgid == os.getpid():
+                    raise UsageError("--freeze cannot stop kcmp-monitor itself")
+                if task.tgid in stopped or task.state in "Tt":
+                    continue
+                os.kill(task.tgid, signal.SIGSTOP)
+            except (NoSuchTarget, ProcessLookupError, PermissionError):
+                if strict:
+                    raise
                 continue
-            os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
+            stopped.append(task.tgid)
         deadline = time.monotonic() + settle_s
         for pid in stopped:
             while proc.task(pid).state not in "TtZX" and time.monotonic() < deadline:

@@ -95,6 +95,7 @@ def shared_json(r: SharedFiles, frozen: bool) -> dict[str, Any]:
                     "members": [{"pid": m.pid, "fd": m.fd} for m in g.members]}
                    for g in r.groups],
         "gone": [{"pid": ref.pid, "fd": ref.fd, "reason": reason} for ref, reason in r.gone],
+        "skipped": [{"pid": pid, "reason": reason} for pid, reason in r.skipped],
         "fds": r.fds, "kcmpCalls": r.calls, "naivePairs": r.naive_pairs,
     }
 
@@ -107,6 +108,8 @@ def shared_table(r: SharedFiles, frozen: bool) -> str:
         lines.append(f"{escape(g.path)}: {members}")
     for ref, reason in r.gone:
         lines.append(f"gone during the probe: {ref.pid}:{ref.fd} ({reason})")
+    for pid, reason in r.skipped:
+        lines.append(f"skipped: {pid} ({reason})")
     lines.append(f"{len(r.groups)} shared descriptions; {r.fds} fds; {r.calls} kcmp calls "
                  f"(a pairwise scan: {r.naive_pairs})")
     return "\n".join(lines)

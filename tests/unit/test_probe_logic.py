@@ -174,3 +174,34 @@ def test_views():
         "result": None, "errno": "EOPNOTSUPP", "error": "Operation not supported",
         "caveat": None}
     assert record["comm1"] == "a\x1b" and record["exact"] is False
+
+
+class PickyProc(FakeProc):
+    """Process 1 may not be looked at; process 99 is gone."""
+
+    def fds(self, pid):
+        if pid == 99:
+            raise probe.NoSuchTarget("no process 99")
+        return super().fds(pid)
+
+    def fd_key(self, pid, fd):
+        if pid == 1:
+            raise PermissionError(13, "Permission denied")
+        return super().fd_key(pid, fd)
+
+    def task(self, pid):
+        if pid == 99:
+            raise probe.NoSuchTarget("no process 99")
+        return probe.Task(pid=pid, tgid=pid, name="x", state="S", threads=(pid,))
+
+
+def test_all_processes_skips_what_it_cannot_see_but_named_ones_must_be_there():
+    table = {1: {0: (5, "z")}, 10: {3: (7, "a")}, 20: {3: (7, "a")}}
+    proc = PickyProc(table)
+    report = probe.shared_files([1, 10, 20, 99], FakeKcmp(proc), proc, strict=False)
+    assert _groups(report) == [[(10, 3), (20, 3)]]
+    assert report.skipped == [(1, "not permitted"), (99, "exited")]
+    with pytest.raises(probe.NoSuchTarget):
+        probe.shared_files([10, 99], FakeKcmp(proc), proc)
+    with pytest.raises(probe.NoPermission, match="CAP_SYS_PTRACE"):
+        probe.shared_files([1, 10], FakeKcmp(proc), proc)
