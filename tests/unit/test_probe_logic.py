@@ -22,7 +22,14 @@ class FakeProc(probe.Proc):
         super().__init__("/nonexistent")
         self.table = table
 
+    def task(self, pid):
+        if pid not in self.table:
+            raise probe.NoSuchTarget(f"no process {pid}")
+        return probe.Task(pid=pid, tgid=pid, name="x", state="S", threads=(pid,))
+
     def fds(self, pid):
+        if pid not in self.table:
+            raise probe.NoSuchTarget(f"no process {pid}")
         return sorted(self.table[pid])
 
     def fd_key(self, pid, fd):
@@ -179,20 +186,10 @@ def test_views():
 class PickyProc(FakeProc):
     """Process 1 may not be looked at; process 99 is gone."""
 
-    def fds(self, pid):
-        if pid == 99:
-            raise probe.NoSuchTarget("no process 99")
-        return super().fds(pid)
-
     def fd_key(self, pid, fd):
         if pid == 1:
             raise PermissionError(13, "Permission denied")
         return super().fd_key(pid, fd)
-
-    def task(self, pid):
-        if pid == 99:
-            raise probe.NoSuchTarget("no process 99")
-        return probe.Task(pid=pid, tgid=pid, name="x", state="S", threads=(pid,))
 
 
 def test_all_processes_skips_what_it_cannot_see_but_named_ones_must_be_there():
