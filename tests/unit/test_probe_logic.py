@@ -146,12 +146,14 @@ def test_fatal_errors(err, kind, code):
 def test_freeze_stops_and_always_resumes(tmp_path):
     sleeper = subprocess.Popen(["sleep", "30"])
     proc = probe.Proc()
+    while proc.task(sleeper.pid).state != "S":  # started and asleep
+        time.sleep(0.01)
     try:
         with pytest.raises(RuntimeError), probe.frozen([sleeper.pid], proc) as stopped:
             assert stopped == [sleeper.pid]
             assert proc.task(sleeper.pid).state == "T"
             raise RuntimeError("midway")
-        assert proc.task(sleeper.pid).state in "SR"
+        assert proc.task(sleeper.pid).state not in "Tt"  # running again
     finally:
         sleeper.kill()
         sleeper.wait()
