@@ -2,7 +2,7 @@
 VENV := .venv
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup run daemon test unit kernel lint bench clean
+.PHONY: setup run daemon test unit kernel lint bench dashboards clean
 
 setup:
 	@bash scripts/setup.sh
@@ -23,7 +23,11 @@ kernel: setup
 	$(PYTEST) -ra tests/kernel
 
 lint: setup
-	$(VENV)/bin/ruff check monitor tests bench
+	$(VENV)/bin/ruff check monitor tests bench dashboards
+
+dashboards: setup
+	$(VENV)/bin/python dashboards/build.py
+	$(VENV)/bin/python dashboards/lint.py dashboards/*.json
 
 bench: setup
 	$(VENV)/bin/python bench/overhead.py

@@ -223,10 +223,8 @@ def check(program) -> int:
 
     ok = True
     for tracepoint, attached in program.attached().items():
-        wanted = tracepoint.startswith("syscalls:") or program.compat
-        ok &= attached or not wanted
-        state = "attached" if attached else ("not wanted" if not wanted else "NOT ATTACHED")
-        print(f"tracepoint {tracepoint}: {state}")
+        ok &= attached
+        print(f"tracepoint {tracepoint}: {'attached' if attached else 'NOT ATTACHED'}")
     print(f"32-bit capture: {'on' if program.compat else 'off'}"
           + (f" ({escape(program.compat_error)})" if program.compat_error else ""))
     try:

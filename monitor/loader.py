@@ -155,6 +155,7 @@ class KcmpProgram:
             self._bpf = _load(bcc, options, False)
         self._stats = self._bpf["stats"]
         self._count = options.count
+        self._compat_wanted = options.compat and compat_supported()
 
     def open_events(self, callback: Callable[[bytes], None]) -> None:
         def on_record(_ctx, data, size):
@@ -170,12 +171,14 @@ class KcmpProgram:
         return int(self._stats.sum(self._stats.Key(index)).value)
 
     def attached(self) -> dict[str, bool]:
-        """Each tracepoint this program needs, and whether it is attached."""
+        """Each tracepoint this program was asked to use, and whether it is attached (the
+        raw_syscalls pair only when 32-bit capture was asked for: 0 always means a fault)."""
         bpf = self._bpf
         state = {tp: tp.encode() in bpf.tracepoint_fds
                  for tp in ("syscalls:sys_enter_kcmp", "syscalls:sys_exit_kcmp")}
-        for name in ("sys_enter", "sys_exit"):
-            state[f"raw_syscalls:{name}"] = name.encode() in bpf.raw_tracepoint_fds
+        if self._compat_wanted:
+            for name in ("sys_enter", "sys_exit"):
+                state[f"raw_syscalls:{name}"] = name.encode() in bpf.raw_tracepoint_fds
         return state
 
     def snapshot(self) -> Snapshot:

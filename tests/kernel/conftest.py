@@ -1,11 +1,15 @@
 """Fixtures for tests that load the real BPF program and make real kcmp calls."""
 
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -14,9 +18,10 @@ import pytest
 
 from kcmp_monitor import loader
 from kcmp_monitor.errors import MonitorError
-from tests.helpers import monitor_command, skip_or_fail
+from tests.helpers import ROOT, monitor_command, skip_or_fail
 
 HERE = Path(__file__).resolve().parent
+PROMETHEUS = ROOT / ".tools" / "prometheus" / "usr" / "bin"
 HOSTILE_FILE = "evil\x1b[31mred"
 REPEAT = 23  # calls per case, as kcmpload.c makes them
 
@@ -163,3 +168,104 @@ def strace_calls(path: Path, exclude_pids=()) -> list[str]:
             continue
         calls.append(re.sub(r"\)\s+= ", ") = ", rest))
     return calls
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+class Daemon:
+    """`kcmp-monitor` (the exporter) as a user starts it, on a port of its own."""
+
+    def __init__(self, tmp: Path, *args: str, stdout=subprocess.DEVNULL) -> None:
+        self.port = free_port()
+        self.err_path = tmp / f"daemon-{self.port}.err"
+        self.proc = subprocess.Popen(
+            [monitor_command(), "--web.listen-address", f"127.0.0.1:{self.port}", *args],
+            stdout=stdout, stderr=self.err_path.open("wb"))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}: {self.stderr()}")
+            try:
+                http_get(self.url)
+                return
+            except OSError:
+                assert time.monotonic() < deadline, "the daemon never served /metrics"
+                time.sleep(0.1)
+
+    def metrics(self) -> str:
+        return http_get(self.url)
+
+    def stop(self, sig=signal.SIGTERM) -> tuple:
+        start = time.monotonic()
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=10)
+        return code, time.monotonic() - start
+
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+
+class Prometheus:
+    """A real Prometheus on loopback scraping the given ports every second (job "kcmp")."""
+
+    def __init__(self, binary: Path, tmp: Path, ports, rule_files=()) -> None:
+        self.port = free_port()
+        config = tmp / f"prometheus-{self.port}.yml"
+        config.write_text(json.dumps({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(f) for f in rule_files],
+            "scrape_configs": [{"job_name": "kcmp", "static_configs": [
+                {"targets": [f"127.0.0.1:{p}" for p in ports]}]}],
+        }))
+        self.proc = subprocess.Popen(
+            [str(binary / "prometheus"), f"--config.file={config}",
+             f"--storage.tsdb.path={tmp / f'tsdb-{self.port}'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=(tmp / f"prometheus-{self.port}.log").open("wb"))
+
+    def api(self, path: str):
+        body = json.loads(http_get(f"http://127.0.0.1:{self.port}/api/v1/{path}"))
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, promql: str):
+        return self.api("query?query=" + urllib.parse.quote(promql))["result"]
+
+    def wait_for(self, promql: str, at_least: float, timeout: float = 60) -> None:
+        """Until the single value of promql reaches at_least (Prometheus has scraped it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                got = self.query(promql)
+            except OSError:
+                got = []
+            if got and float(got[0]["value"][1]) >= at_least:
+                return
+            assert time.monotonic() < deadline, f"Prometheus never saw {promql} >= {at_least}"
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def prometheus_bin():
+    if not (PROMETHEUS / "prometheus").exists():
+        skip_or_fail("needs Prometheus in .tools (run `sudo make setup`)")
+    return PROMETHEUS

@@ -2,15 +2,11 @@
 million calls, the permission-failure log, and the daemon's lifecycle."""
 
 import errno
-import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -18,64 +14,13 @@ import pytest
 
 from tests.helpers import ROOT, monitor_command, skip_or_fail
 
-from .conftest import REPEAT, Workload
+from .conftest import REPEAT, Daemon, Prometheus, Workload
 from .test_capture import EXPECTED, int32
 
 pytestmark = pytest.mark.kernel
 
-PROMETHEUS = ROOT / ".tools" / "prometheus" / "usr" / "bin"
 SLOT_NAMES = ("KCMP_FILE", "KCMP_VM", "KCMP_FILES", "KCMP_FS", "KCMP_SIGHAND", "KCMP_IO",
               "KCMP_SYSVSEM", "KCMP_EPOLL_TFD", "unknown", "unseen")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(url: str, timeout: float = 5) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.read().decode()
-
-
-class Daemon:
-    """`kcmp-monitor` (the exporter) as a user starts it, on a port of its own."""
-
-    def __init__(self, tmp: Path, *args: str, stdout=subprocess.DEVNULL) -> None:
-        self.port = free_port()
-        self.err_path = tmp / f"daemon-{self.port}.err"
-        self.proc = subprocess.Popen(
-            [monitor_command(), "--web.listen-address", f"127.0.0.1:{self.port}", *args],
-            stdout=stdout, stderr=self.err_path.open("wb"))
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/metrics"
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited {self.proc.returncode}: {self.stderr()}")
-            try:
-                http_get(self.url)
-                return
-            except OSError:
-                assert time.monotonic() < deadline, "the daemon never served /metrics"
-                time.sleep(0.1)
-
-    def metrics(self) -> str:
-        return http_get(self.url)
-
-    def stop(self, sig=signal.SIGTERM) -> tuple:
-        start = time.monotonic()
-        self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=10)
-        return code, time.monotonic() - start
-
-    def stderr(self) -> str:
-        return self.err_path.read_text(errors="replace")
 
 
 def sample(text: str, name: str, **labels) -> float:
@@ -116,51 +61,19 @@ def expected_counts(cases):
 
 
 @pytest.fixture(scope="module")
-def prometheus_bin():
-    if not (PROMETHEUS / "prometheus").exists():
-        skip_or_fail("needs Prometheus in .tools (run `sudo make setup`)")
-    return PROMETHEUS
-
-
-@pytest.fixture(scope="module")
 def scraped(kcmpload, prometheus_bin, tmp_path_factory):
     """The daemon scraped every second by a real Prometheus while kcmpload runs."""
     tmp = tmp_path_factory.mktemp("exporter")
     daemon = Daemon(tmp)
     daemon.wait_ready()
-    prom_port = free_port()
-    config = tmp / "prometheus.yml"
-    config.write_text(json.dumps({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "kcmp",
-                            "static_configs": [{"targets": [f"127.0.0.1:{daemon.port}"]}]}],
-    }))
-    prom = subprocess.Popen(
-        [str(prometheus_bin / "prometheus"), f"--config.file={config}",
-         f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
-        stdout=subprocess.DEVNULL, stderr=(tmp / "prometheus.log").open("wb"))
-    api = f"http://127.0.0.1:{prom_port}/api/v1/query?query="
-
-    def query(promql):
-        body = json.loads(http_get(api + urllib.parse.quote(promql)))
-        assert body["status"] == "success", body
-        return body["data"]["result"]
+    prom = Prometheus(prometheus_bin, tmp, [daemon.port])
+    query = prom.query
 
     try:
         wl = Workload.start(kcmpload, tmp / "files")
         wl.go()
         metrics = daemon.metrics()
-        total = REPEAT * len(EXPECTED)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                got = query("sum(kcmp_calls_total)")
-            except OSError:
-                got = []
-            if got and float(got[0]["value"][1]) >= total:
-                break
-            assert time.monotonic() < deadline, "Prometheus never saw every call"
-            time.sleep(0.5)
+        prom.wait_for("sum(kcmp_calls_total)", REPEAT * len(EXPECTED))
         results = {name: query(name) for name in (
             "kcmp_calls_total", "kcmp_errors_total", "kcmp_permission_denied_total",
             "kcmp_call_duration_seconds_count", "kcmp_compat_calls_total",
@@ -171,8 +84,7 @@ def scraped(kcmpload, prometheus_bin, tmp_path_factory):
         wl.finish()
         status = Path(f"/proc/{daemon.proc.pid}/status").read_text()
     finally:
-        prom.terminate()
-        prom.wait(timeout=30)
+        prom.stop()
     code, seconds = daemon.stop()
     return dict(wl=wl, results=results, metrics=metrics, status=status, code=code,
                 seconds=seconds, stderr=daemon.stderr())

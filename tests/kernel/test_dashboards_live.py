@@ -1,0 +1,80 @@
+"""Every query of every dashboard panel, run against a real Prometheus scraping the real
+daemon after a workload with every outcome: none may fail or come back empty."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+
+from .conftest import REPEAT, Daemon, Prometheus, Workload
+from .test_capture import EXPECTED
+
+pytestmark = pytest.mark.kernel
+
+DASHBOARDS = ROOT / "dashboards"
+# What Grafana would put in for its own variables, at a 1 s scrape interval.
+GRAFANA = {"$__rate_interval": "30s", "$__range": "5m", "$__interval": "5s"}
+
+
+def panel_queries():
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        board = json.loads(path.read_text())
+        for panel in board["panels"]:
+            for target in panel.get("targets", []):
+                yield pytest.param(panel["title"], target["expr"],
+                                   id=f"{path.stem}: {panel['title']} {target['refId']}")
+
+
+@pytest.fixture(scope="module")
+def live(kcmpload, prometheus_bin, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dashboards")
+    sysctl = Path("/proc/sys/kernel/bpf_stats_enabled")
+    before = sysctl.read_text()
+    sysctl.write_text("1")  # so that the BPF run-time panel has data
+    daemon = Daemon(tmp)
+    prom = None
+    try:
+        daemon.wait_ready()
+        prom = Prometheus(prometheus_bin, tmp, [daemon.port],
+                          rule_files=[DASHBOARDS / "alerts.yml"])
+        # Rates need samples on both sides of the workload.
+        prom.wait_for("count_over_time(up[30s])", 3)
+        wl = Workload.start(kcmpload, tmp / "files")
+        wl.go()
+        wl.finish()
+        prom.wait_for("sum(kcmp_calls_total)", REPEAT * len(EXPECTED))
+        prom.wait_for("count_over_time(up[30s])", 6)
+        yield prom, daemon
+    finally:
+        if prom is not None:
+            prom.stop()
+        daemon.stop()
+        sysctl.write_text(before)
+
+
+@pytest.mark.parametrize("title, expr", panel_queries())
+def test_panel_query_returns_data(live, title, expr):
+    prom, daemon = live
+    filled = expr.replace('"$job"', '"kcmp"').replace('"$instance"',
+                                                      f'"127.0.0.1:{daemon.port}"')
+    for var, value in GRAFANA.items():
+        filled = filled.replace(var, value)
+    assert "$" not in filled, filled
+    result = prom.query(filled)
+    assert result, f"{title}: no data for {filled}"
+
+
+def test_template_variables_have_values(live):
+    prom, daemon = live
+    assert prom.api("label/job/values?match[]=kcmp_monitor_build_info") == ["kcmp"]
+    assert prom.api('label/instance/values?match[]=kcmp_monitor_build_info{job=~"kcmp"}') == \
+        [f"127.0.0.1:{daemon.port}"]
+
+
+def test_alert_rules_load_in_prometheus(live):
+    prom, _ = live
+    groups = prom.api("rules")["groups"]
+    rules = [r for g in groups for r in g["rules"]]
+    assert len(rules) == 6 and all(r["health"] in ("ok", "unknown") for r in rules), rules
