@@ -54,7 +54,7 @@ def live(kcmpload, prometheus_bin, tmp_path_factory):
         sysctl.write_text(before)
 
 
-@pytest.mark.parametrize("title, expr", panel_queries())
+@pytest.mark.parametrize("title, expr", list(panel_queries()))
 def test_panel_query_returns_data(live, title, expr):
     prom, daemon = live
     filled = expr.replace('"$job"', '"kcmp"').replace('"$instance"',
