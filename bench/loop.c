@@ -1,5 +1,6 @@
-/* The benchmark's workload: N calls of one syscall in a tight loop, timed.
- * Usage: loop kcmp|getppid N   -> prints the calls per second */
+/* The benchmark's workload: N calls of one syscall in a tight loop, timed; or a steady rate.
+ * Usage: loop kcmp|getppid N         -> prints the calls per second
+ *        loop paced RATE SECONDS     -> kcmp at RATE calls/s in 1 ms batches; prints the calls */
 #define _GNU_SOURCE
 #include <linux/kcmp.h>
 #include <stdio.h>
@@ -10,10 +11,34 @@
 #include <time.h>
 #include <unistd.h>
 
+static int paced(long rate, long seconds, pid_t me)
+{
+	struct timespec next;
+	long per_ms = rate / 1000, calls = 0;
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	for (long ms = 0; ms < seconds * 1000; ms++) {
+		for (long i = 0; i < per_ms; i++)
+			syscall(SYS_kcmp, me, me, KCMP_VM, 0, 0);
+		calls += per_ms;
+		next.tv_nsec += 1000000;
+		if (next.tv_nsec >= 1000000000) {
+			next.tv_nsec -= 1000000000;
+			next.tv_sec++;
+		}
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+	}
+	printf("%ld\n", calls);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	if (argc != 3)
+	if (argc != 3 && !(argc == 4 && strcmp(argv[1], "paced") == 0))
 		return 2;
+	if (argc == 4) {
+		prctl(PR_SET_NAME, "kcmpbench", 0, 0, 0);
+		return paced(atol(argv[2]), atol(argv[3]), getpid());
+	}
 	long n = atol(argv[2]);
 	int kcmp = strcmp(argv[1], "kcmp") == 0;
 	pid_t me = getpid();

@@ -50,11 +50,14 @@ class ProcReader:
         return None
 
 
+NOTHING = Context()
+
+
 def enrich(event: Event, proc: ProcReader) -> Context:
     """The context of one event: only what the kernel's record cannot carry."""
     a = event.args
-    if a is None:
-        return Context()
+    if a is None or (a.type not in abi.FD_TYPES and event.ret != -abi.EPERM):
+        return NOTHING
     paths: dict[str, str] = {}
     if a.type in abi.FD_TYPES:
         # As strace -y: idx1 belongs to pid1; idx2 and the epoll slot's fds to pid2.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, TextIO
 
@@ -25,46 +26,65 @@ def path_text(path: str) -> str:
     return _text(path.encode("utf-8", "surrogateescape"))
 
 
-def event_record(event: Event, ctx: Context, wall_ns: int) -> dict[str, Any]:
+def json_string(text: str) -> str:
+    """A JSON string literal, ASCII only, DEL escaped too."""
+    return json.dumps(text, ensure_ascii=True).replace("\x7f", "\\u007f")
+
+
+# Built once: the pieces of a record that repeat from event to event.
+_ARGS = "[" + ",".join('{"name":"%s","type":"%s","value":%%d}' % arg  # noqa: UP031
+                       for arg in ARG_TYPES) + "]"
+_TYPE = {t.value: json_string(t.name) for t in abi.KcmpType}
+_BOOL = ("false", "true")
+
+
+@functools.lru_cache(maxsize=4096)
+def _comm(comm: bytes) -> str:
+    return json_string(_text(comm))
+
+
+@functools.lru_cache(maxsize=512)
+def _errno(ret: int) -> str:
+    if not abi.is_error(ret):
+        return '"errno":null,"errnoMessage":null'
+    return (f'"errno":{json_string(abi.errno_name(-ret))},'
+            f'"errnoMessage":{json_string(abi.errno_message(-ret))}')
+
+
+def _int(value: int | None) -> str:
+    return "null" if value is None else str(value)
+
+
+def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
+    """The event as one JSON line, written out directly: the stream's hot path (a dict and
+    json.dumps cost several times more per event)."""
     a = event.args
-    err = event.errno
-    record: dict[str, Any] = {
-        "timestamp": wall_ns,
-        "processId": event.tgid,
-        "threadId": event.tid,
-        "cgroupId": event.cgroup_id,
-        "userId": event.uid,
-        "groupId": event.gid,
-        "processName": _text(event.comm),
-        "eventName": "kcmp",
-        "syscall": "kcmp",
-        "returnValue": event.ret,
-        "argsNum": len(ARG_TYPES) if a else 0,
-        "args": [],
-        "kcmpType": None,
-        "result": event.meaning,
-        "errno": abi.errno_name(err) if err is not None else None,
-        "errnoMessage": abi.errno_message(err) if err is not None else None,
-        "permissionDenied": event.permission_denied,
-        "targetOwners": None,
-        "compat": event.compat,
-        "argsKnown": a is not None,
-        "durationNs": event.duration_ns,
-        "epollSlot": None,
-        "epollSlotFault": False,
-        "fdPaths": {key: path_text(path) for key, path in ctx.paths.items()},
-    }
-    if a is not None:
-        values = (a.pid1, a.pid2, a.type, a.idx1, a.idx2)
-        record["args"] = [{"name": name, "type": typ, "value": value}
-                          for (name, typ), value in zip(ARG_TYPES, values)]
-        record["kcmpType"] = abi.type_name(a.type)
-        if a.slot is not None:
-            record["epollSlot"] = {"efd": a.slot.efd, "tfd": a.slot.tfd, "toff": a.slot.toff}
-        record["epollSlotFault"] = a.slot_fault
-    if ctx.owners is not None:
-        record["targetOwners"] = {"pid1": ctx.owners[0], "pid2": ctx.owners[1]}
-    return record
+    if a is None:
+        args, argsnum, kcmp_type, slot, fault = "[]", 0, "null", "null", "false"
+    else:
+        args = _ARGS % (a.pid1, a.pid2, a.type, a.idx1, a.idx2)
+        argsnum, kcmp_type = len(ARG_TYPES), _TYPE.get(a.type, "null")
+        slot = ("null" if a.slot is None
+                else f'{{"efd":{a.slot.efd},"tfd":{a.slot.tfd},"toff":{a.slot.toff}}}')
+        fault = _BOOL[a.slot_fault]
+    owners = ("null" if ctx.owners is None else
+              f'{{"pid1":{_int(ctx.owners[0])},"pid2":{_int(ctx.owners[1])}}}')
+    paths = ",".join(f'"{key}":{json_string(path_text(path))}'
+                     for key, path in ctx.paths.items())
+    return (f'{{"timestamp":{wall_ns},"processId":{event.tgid},"threadId":{event.tid},'
+            f'"cgroupId":{event.cgroup_id},"userId":{event.uid},"groupId":{event.gid},'
+            f'"processName":{_comm(event.comm)},"eventName":"kcmp","syscall":"kcmp",'
+            f'"returnValue":{event.ret},"argsNum":{argsnum},"args":{args},'
+            f'"kcmpType":{kcmp_type},"result":"{event.meaning}",{_errno(event.ret)},'
+            f'"permissionDenied":{_BOOL[event.permission_denied]},"targetOwners":{owners},'
+            f'"compat":{_BOOL[event.compat]},"argsKnown":{_BOOL[a is not None]},'
+            f'"durationNs":{_int(event.duration_ns)},"epollSlot":{slot},'
+            f'"epollSlotFault":{fault},"fdPaths":{{{paths}}}}}')
+
+
+def event_record(event: Event, ctx: Context, wall_ns: int) -> dict[str, Any]:
+    """The record as a dict (what a JSON reader of the stream gets)."""
+    return json.loads(event_line(event, ctx, wall_ns))
 
 
 def lost_record(count: int, wall_ns: int) -> dict[str, Any]:
@@ -78,21 +98,26 @@ def dumps(record: dict[str, Any]) -> str:
 
 
 class JsonSink:
-    """JSON lines on out, losses as records in the same stream; notes for people on err."""
+    """JSON lines on out, losses as records in the same stream; notes for people on err.
+    Lines are gathered and written once per poll."""
 
     def __init__(self, out: TextIO, err: TextIO) -> None:
         self.out = out
         self.err = err
+        self._lines: list[str] = []
 
     def start(self, notes: list[str]) -> None:
         self.err.write(start_line(notes) + "\n")
         self.err.flush()
 
     def event(self, event: Event, ctx: Context, wall_ns: int) -> None:
-        self.out.write(dumps(event_record(event, ctx, wall_ns)) + "\n")
+        self._lines.append(event_line(event, ctx, wall_ns))
 
     def lost(self, count: int, wall_ns: int) -> None:
-        self.out.write(dumps(lost_record(count, wall_ns)) + "\n")
+        self._lines.append(dumps(lost_record(count, wall_ns)))
 
     def flush(self) -> None:
+        if self._lines:
+            self.out.write("\n".join(self._lines) + "\n")
+            self._lines.clear()
         self.out.flush()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import platform
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from . import abi
+from . import abi, ringbuf
 from .counters import COMM_STATS, DENIED_KEY, SLOTS, Snapshot, TypeStats
 from .errors import MonitorError, NoPermission, Unavailable
 from .events import STAT_COUNT
@@ -154,17 +154,32 @@ class KcmpProgram:
             self.compat = False
             self._bpf = _load(bcc, options, False)
         self._stats = self._bpf["stats"]
+        self._ringbuf_pages = options.ringbuf_pages
+        self._reader: ringbuf.RingReader | None = None
+        self._pending: list[bytes] = []  # records BCC's reader handed over, until read()
         self._count = options.count
         self._compat_wanted = options.compat and compat_supported()
 
-    def open_events(self, callback: Callable[[bytes], None]) -> None:
+    def open_events(self) -> None:
+        """Start reading the ring buffer; read() then returns what arrived."""
+        table = self._bpf["events"]
+        if ringbuf.supported():
+            self._reader = ringbuf.RingReader(table.map_fd,
+                                              self._ringbuf_pages * mmap.PAGESIZE)
+            return
+
         def on_record(_ctx, data, size):
-            callback(ctypes.string_at(data, size))
+            self._pending.append(ctypes.string_at(data, size))
 
-        self._bpf["events"].open_ring_buffer(on_record)
+        table.open_ring_buffer(on_record)
 
-    def poll(self, timeout_ms: int) -> None:
+    def read(self, timeout_ms: int) -> list[bytes]:
+        """The records available, after waiting up to timeout_ms for the first."""
+        if self._reader is not None:
+            return self._reader.read(timeout_ms)
         self._bpf.ring_buffer_poll(timeout_ms)
+        records, self._pending = self._pending, []
+        return records
 
     def stat(self, index: int) -> int:
         """A counter of the stats map, summed over CPUs."""
@@ -219,6 +234,8 @@ class KcmpProgram:
         return result
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         self._bpf.cleanup()
 
     def __enter__(self) -> KcmpProgram:

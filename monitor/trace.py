@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from .abi import EPERM
 from .enrich import Context, ProcReader, enrich
 from .events import STAT_DROPPED, STAT_INFLIGHT, Event, decode
 from .logs import logfmt
@@ -30,9 +31,9 @@ class EventLog(Protocol):
 
 
 class EventSource(Protocol):
-    def open_events(self, callback: Callable[[bytes], None]) -> None: ...
+    def open_events(self) -> None: ...
 
-    def poll(self, timeout_ms: int) -> None: ...
+    def read(self, timeout_ms: int) -> list[bytes]: ...
 
     def stat(self, index: int) -> int: ...
 
@@ -61,8 +62,7 @@ class Tracer:
         self.proc = proc
         self.summary = Summary()
         self._offset = monotonic_to_wall_ns()
-        self._batch: list[bytes] = []
-        source.open_events(self._batch.append)
+        source.open_events()
 
     def run(self, should_stop: Callable[[], bool]) -> Summary:
         """Poll until should_stop() says so, then drain what is left."""
@@ -74,31 +74,30 @@ class Tracer:
         return self.summary
 
     def step(self, timeout_ms: int) -> None:
-        """One poll: records reach the sink in order, then any new loss is reported."""
-        self.source.poll(timeout_ms)
-        # The callback only collects raw bytes: BCC swallows exceptions raised inside it.
-        batch = self._batch[:]
-        del self._batch[:]
-        for raw in batch:
+        """One read: records reach the sinks in order, then any new loss is reported."""
+        sink, eperm_log, proc, offset = self.sink, self.eperm_log, self.proc, self._offset
+        traced = 0
+        for raw in self.source.read(timeout_ms):  # the hot loop: locals only
             event = decode(raw)
-            to_sink = event.traced and self.sink is not None
-            to_log = event.permission_denied and self.eperm_log is not None
+            to_sink = event.traced and sink is not None
+            to_log = eperm_log is not None and event.ret == -EPERM
             if not (to_sink or to_log):
                 continue
-            ctx = enrich(event, self.proc)
+            ctx = enrich(event, proc)
             if to_sink:
-                self.sink.event(event, ctx, event.ts_ns + self._offset)
-                self.summary.events += 1
+                sink.event(event, ctx, event.ts_ns + offset)
+                traced += 1
             if to_log:
-                self.eperm_log.event(event, ctx)
+                eperm_log.event(event, ctx)
+        self.summary.events += traced
         dropped = self.source.stat(STAT_DROPPED)
         if dropped > self.summary.lost:
-            if self.sink is not None:
-                self.sink.lost(dropped - self.summary.lost, time.time_ns())
+            if sink is not None:
+                sink.lost(dropped - self.summary.lost, time.time_ns())
             else:
                 log.warning(logfmt(msg="events lost: ring buffer full (counters stay exact)",
                                    lost=dropped - self.summary.lost))
             self.summary.lost = dropped
         self.summary.unpaired = self.source.stat(STAT_INFLIGHT)
-        if self.sink is not None:
-            self.sink.flush()
+        if sink is not None:
+            sink.flush()

@@ -56,7 +56,7 @@ def test_arguments_by_type(args, ctx, shown):
 
 def test_unknown_arguments_of_an_exit_without_entry():
     event = _event(-1, duration_ns=None)
-    event = Event(**{**event.__dict__, "args": None})
+    event = event._replace(args=None)
     assert console.format_call(event, Context()) == \
         "kcmp(?) = -1 EPERM (Operation not permitted)"
 

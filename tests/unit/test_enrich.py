@@ -65,5 +65,5 @@ def test_missing_process(proc):
 
 def test_exit_without_entry_has_no_context(proc):
     event = _event(1, ret=-1)
-    event = Event(**{**event.__dict__, "args": None})
+    event = event._replace(args=None)
     assert enrich(event, proc) == Context()

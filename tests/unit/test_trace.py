@@ -8,18 +8,17 @@ from kcmp_monitor.trace import Tracer
 
 class FakeSource:
     def __init__(self, polls):
-        self.polls = list(polls)  # per poll: (records, dropped counter after it)
-        self.callback = None
+        self.polls = list(polls)  # per read: (records, dropped counter after it)
         self.dropped = 0
 
-    def open_events(self, callback):
-        self.callback = callback
+    def open_events(self):
+        pass
 
-    def poll(self, timeout_ms):
-        if self.polls:
-            records, self.dropped = self.polls.pop(0)
-            for raw in records:
-                self.callback(raw)
+    def read(self, timeout_ms):
+        if not self.polls:
+            return []
+        records, self.dropped = self.polls.pop(0)
+        return records
 
     def stat(self, index):
         return self.dropped if index == events.STAT_DROPPED else 0
