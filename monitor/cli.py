@@ -140,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument("--no-compat", dest="compat", action="store_false",
                         help="do not capture 32-bit (int 0x80) callers; their hook runs on "
                              "every syscall of the machine")
-    tuning.add_argument("--ringbuf-pages", type=_ringbuf_pages, default=256,
-                        help="ring buffer size in pages, a power of two (default: 256)")
+    tuning.add_argument("--ringbuf-pages", type=_ringbuf_pages, default=1024,
+                        help="ring buffer size in pages, a power of two (default: 1024 = 4 MiB)")
     return parser
 
 

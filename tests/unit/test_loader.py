@@ -14,7 +14,7 @@ def _defines(options, compat=False):
 
 def test_default_flags_carry_the_abi_values_and_the_trace_stream():
     assert _defines(ProgramOptions()) == {
-        "RINGBUF_PAGES": "256", "KCMP_EPOLL_TFD": "7", "KCMP_TYPE_UNKNOWN_BIT": "8",
+        "RINGBUF_PAGES": "1024", "KCMP_EPOLL_TFD": "7", "KCMP_TYPE_UNKNOWN_BIT": "8",
         "EPERM_ERRNO": "1", "STREAM_TRACE": None}
 
 
