@@ -30,7 +30,8 @@ dashboards: setup
 	$(VENV)/bin/python dashboards/lint.py dashboards/*.json
 
 bench: setup
-	$(VENV)/bin/python bench/overhead.py
+	@bash scripts/setup.sh --bench
+	$(VENV)/bin/python bench/bench.py
 
 clean:
 	rm -rf $(VENV) .tools build *.egg-info

@@ -16,6 +16,8 @@ arch=$(dpkg --print-architecture)
 # Debian's BCC is the real one (PyPI's "bcc" is an unrelated package); strace, gcc and bpftool
 # serve the tests.
 packages=(python3-bpfcc python3-venv gcc make strace bpftool)
+# `setup.sh --bench` adds the peers the benchmark measures us against.
+[ "${1:-}" = "--bench" ] && packages+=(bpftrace bpfcc-tools linux-perf)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
