@@ -50,9 +50,12 @@ def scrape(port: int, name: str, **labels) -> float:
 
 
 def count_lines(stream, needle: bytes, result: list) -> None:
-    n = 0
+    """Occurrences of needle in the stream, one that straddles two reads included."""
+    n, tail = 0, b""
     for chunk in iter(lambda: stream.read(1 << 20), b""):
-        n += chunk.count(needle)
+        data = tail + chunk
+        n += data.count(needle)
+        tail = data[-(len(needle) - 1):]  # too short to hold a whole needle: no double count
     result.append(n)
 
 
