@@ -171,6 +171,14 @@ def run(args: argparse.Namespace) -> int:
     from .permlog import PermissionLog
     from .trace import Tracer
 
+    if not args.trace:
+        given = [flag for flag, value in (
+            ("--pid", args.pid), ("--comm", args.comm), ("--uid", args.uid),
+            ("--type", args.types), ("--errors-only", args.errors_only),
+            ("--output", args.output != "text")) if value]
+        if given:
+            raise UsageError(f"{', '.join(given)} shape the --trace stream; the exporter "
+                             "counts every call (add --trace)")
     exporter = not args.trace or args.listen is not None
     # The console alone keeps stderr for losses and warnings; a daemon also says what it does.
     logs.setup(level=logging.INFO if exporter else logging.WARNING)

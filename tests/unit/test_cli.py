@@ -15,6 +15,8 @@ from tests.helpers import monitor_command, skip_or_fail
     (["--web.listen-address", "localhost"], "expected HOST:PORT"),
     (["--web.listen-address", "::1:9041"], "write an IPv6 address in brackets"),
     (["--eperm-log-rate", "-1"], "must be 0 or more"),
+    (["--comm", "criu", "--errors-only"], "--comm, --errors-only shape the --trace stream"),
+    (["--output", "json"], "--output shape the --trace stream"),
     (["--trace", "--pid", "x"], "argument --pid: 'x' is not a number"),
     (["--trace", "--pid", "0"], "argument --pid: '0' must be positive"),
     (["--trace", "--type", "FILE,bogus"], "unknown kcmp type 'bogus'"),
