@@ -1,4 +1,9 @@
-"""What /proc adds to an event when it is decoded: fd paths and the targets' owners."""
+"""What /proc adds to an event when it is decoded: fd paths and the targets' owners.
+
+pid1 and pid2 are numbers in the caller's pid namespace, while /proc here is the monitor's:
+for a caller in another pid namespace (a container) they name other processes, so nothing is
+looked up rather than something wrong reported (translating them is a later step).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,9 @@ class Context:
     paths: dict[str, str] = field(default_factory=dict)
     # For a permission failure: the effective uids of pid1 and pid2, where readable.
     owners: tuple[int | None, int | None] | None = None
+    # Whether the caller's pid namespace is the monitor's: True, False (no lookups were
+    # made), or None when not checked (nothing to look up) or the caller is gone.
+    same_pidns: bool | None = None
 
 
 class ProcReader:
@@ -27,6 +35,14 @@ class ProcReader:
 
     def __init__(self, root: str = "/proc") -> None:
         self.root = root
+        self.own_pidns = self.pid_namespace("self")
+
+    def pid_namespace(self, pid: int | str) -> int | None:
+        """The inode that names the pid namespace of a process; None if it is gone."""
+        try:
+            return os.stat(f"{self.root}/{pid}/ns/pid").st_ino
+        except OSError:
+            return None
 
     def fd_path(self, pid: int, fd: int) -> str | None:
         if pid <= 0 or fd > _FD_MAX:
@@ -51,6 +67,7 @@ class ProcReader:
 
 
 NOTHING = Context()
+OTHER_PIDNS = Context(same_pidns=False)
 
 
 def enrich(event: Event, proc: ProcReader) -> Context:
@@ -58,6 +75,9 @@ def enrich(event: Event, proc: ProcReader) -> Context:
     a = event.args
     if a is None or (a.type not in abi.FD_TYPES and event.ret != -abi.EPERM):
         return NOTHING
+    pidns = proc.pid_namespace(event.tgid)
+    if pidns is None or pidns != proc.own_pidns:
+        return NOTHING if pidns is None else OTHER_PIDNS
     paths: dict[str, str] = {}
     if a.type in abi.FD_TYPES:
         # As strace -y: idx1 belongs to pid1; idx2 and the epoll slot's fds to pid2.
@@ -73,4 +93,4 @@ def enrich(event: Event, proc: ProcReader) -> Context:
     owners = None
     if event.permission_denied:
         owners = (proc.effective_uid(a.pid1), proc.effective_uid(a.pid2))
-    return Context(paths=paths, owners=owners)
+    return Context(paths=paths, owners=owners, same_pidns=True)

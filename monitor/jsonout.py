@@ -36,6 +36,7 @@ _ARGS = "[" + ",".join('{"name":"%s","type":"%s","value":%%d}' % arg  # noqa: UP
                        for arg in ARG_TYPES) + "]"
 _TYPE = {t.value: json_string(t.name) for t in abi.KcmpType}
 _BOOL = ("false", "true")
+_PIDNS = {True: '"host"', False: '"other"', None: "null"}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -71,6 +72,7 @@ def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
               f'{{"pid1":{_int(ctx.owners[0])},"pid2":{_int(ctx.owners[1])}}}')
     paths = ",".join(f'"{key}":{json_string(path_text(path))}'
                      for key, path in ctx.paths.items())
+    pidns = _PIDNS[ctx.same_pidns]
     return (f'{{"timestamp":{wall_ns},"processId":{event.tgid},"threadId":{event.tid},'
             f'"cgroupId":{event.cgroup_id},"userId":{event.uid},"groupId":{event.gid},'
             f'"processName":{_comm(event.comm)},"eventName":"kcmp","syscall":"kcmp",'
@@ -79,7 +81,7 @@ def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
             f'"permissionDenied":{_BOOL[event.permission_denied]},"targetOwners":{owners},'
             f'"compat":{_BOOL[event.compat]},"argsKnown":{_BOOL[a is not None]},'
             f'"durationNs":{_int(event.duration_ns)},"epollSlot":{slot},'
-            f'"epollSlotFault":{fault},"fdPaths":{{{paths}}}}}')
+            f'"epollSlotFault":{fault},"fdPaths":{{{paths}}},"callerPidNamespace":{pidns}}}')
 
 
 def event_record(event: Event, ctx: Context, wall_ns: int) -> dict[str, Any]:

@@ -80,14 +80,15 @@ class Workload:
 
     @classmethod
     def start(cls, exe: Path, workdir: Path, name: Optional[bytes] = None,
-              strace_out: Optional[Path] = None) -> "Workload":
+              strace_out: Optional[Path] = None, prefix: tuple = ()) -> "Workload":
         workdir.mkdir(parents=True, exist_ok=True)
         for f in ("a", "child", HOSTILE_FILE):
             (workdir / f).write_text("x")
         argv = [str(exe), str(workdir)] + ([name] if name is not None else [])
         if strace_out is not None:
             argv = ["strace", "-f", "-y", "-e", "trace=kcmp", "-o", str(strace_out)] + argv
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        proc = subprocess.Popen(list(prefix) + argv, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE)
         first = proc.stdout.readline().decode()
         assert first.startswith("pid "), first
         return cls(proc=proc, dir=workdir, pid=int(first.split()[1]))

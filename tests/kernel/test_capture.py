@@ -5,6 +5,7 @@ import ctypes
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -13,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.helpers import monitor_command
+from tests.helpers import monitor_command, skip_or_fail
 
 from .conftest import HOSTILE_FILE, REPEAT, Monitor, Workload, strace_calls
 
@@ -364,3 +365,34 @@ def test_lost_events_are_counted_exactly(kcmpload, tmp_path):
         assert lost > 0, "the burst did not overflow a one-page ring buffer"
         assert delivered + lost == total
         assert f"{delivered} calls traced, {lost} lost" in m.stderr()
+
+
+def test_a_caller_in_another_pid_namespace_is_not_looked_up(kcmpload, tmp_path):
+    """Inside `unshare --pid`, the workload is pid 1 and its pid1/pid2 are that namespace's
+    numbers; looked up in the host's /proc they would name other processes (host pid 1, a
+    kernel thread...). No fd path or owner may be reported from them."""
+    if not shutil.which("unshare"):
+        skip_or_fail("needs unshare (util-linux)")
+    wl = Workload.start(kcmpload, tmp_path / "files",
+                        prefix=("unshare", "--pid", "--fork", "--mount-proc"))
+    assert wl.pid == 1
+    js = Monitor(["--output", "json", "--comm", "kcmpload"], tmp_path, "json")
+    text = Monitor(["--comm", "kcmpload"], tmp_path, "text")
+    js.wait_started()
+    text.wait_started()
+    wl.go()
+    for m in (js, text):
+        m.wait_lines(REPEAT * len(EXPECTED))
+    wl.finish()
+    assert js.stop() == 0 and text.stop() == 0
+    records = [json.loads(line) for line in js.lines()]
+    assert len(records) == REPEAT * len(EXPECTED)
+    looked_up = [r for r in records if r["argsKnown"] and (
+        r["kcmpType"] in ("KCMP_FILE", "KCMP_EPOLL_TFD") or r["permissionDenied"])]
+    assert len(looked_up) == REPEAT * 10  # 5 with KCMP_FILE, 4 with KCMP_EPOLL_TFD, eperm
+    assert all(r["callerPidNamespace"] == "other" and r["fdPaths"] == {}
+               and r["targetOwners"] is None for r in looked_up)
+    assert all(r["callerPidNamespace"] is None for r in records if r not in looked_up)
+    assert all(r["processId"] != 1 for r in records)  # the host's view of the caller
+    marked = [line for line in text.lines() if "[other pid namespace" in line]
+    assert len(marked) == len(looked_up)

@@ -10,8 +10,14 @@ from kcmp_monitor.events import Args, EpollSlot, Event
 
 @pytest.fixture
 def proc(tmp_path):
-    def task(pid, uid, fds):
+    (tmp_path / "self" / "ns").mkdir(parents=True)
+    host = tmp_path / "self" / "ns" / "pid"
+    host.write_text("")
+
+    def task(pid, uid, fds, pidns=host):
         (tmp_path / str(pid) / "fd").mkdir(parents=True)
+        (tmp_path / str(pid) / "ns").mkdir()
+        os.link(pidns, tmp_path / str(pid) / "ns" / "pid")  # same inode: same namespace
         (tmp_path / str(pid) / "status").write_text(
             f"Name:\tx\nUid:\t{uid + 1}\t{uid}\t{uid}\t{uid}\nGid:\t0\t0\t0\t0\n")
         for fd, target in fds.items():
@@ -20,11 +26,14 @@ def proc(tmp_path):
     task(10, 1000, {3: "/home/a", 8: "anon_inode:[eventpoll]"})
     task(20, 0, {3: "/etc/b", 6: "pipe:[7]", 8: "anon_inode:[eventpoll]",
                  9: b"/tmp/\xff\x1b".decode("utf-8", "surrogateescape")})
+    other = tmp_path / "other-pidns"
+    other.write_text("")
+    task(30, 0, {3: "/in/a/container"}, pidns=other)
     return ProcReader(str(tmp_path))
 
 
-def _event(type, idx1=3, idx2=3, slot=None, ret=0):
-    return Event(ts_ns=0, duration_ns=1, cgroup_id=1, tgid=10, tid=10, uid=0, gid=0,
+def _event(type, idx1=3, idx2=3, slot=None, ret=0, tgid=10):
+    return Event(ts_ns=0, duration_ns=1, cgroup_id=1, tgid=tgid, tid=tgid, uid=0, gid=0,
                  comm=b"x", ret=ret, compat=False,
                  args=Args(pid1=10, pid2=20, type=type, idx1=idx1, idx2=idx2, slot=slot,
                            slot_fault=False))
@@ -58,8 +67,16 @@ def test_raw_bytes_of_a_path_survive(proc):
     assert proc.fd_path(20, 9) == b"/tmp/\xff\x1b".decode("utf-8", "surrogateescape")
 
 
+def test_a_caller_in_another_pid_namespace_gets_no_lookups(proc):
+    # Its pid1/pid2 are its own namespace's numbers: /proc here would name other processes.
+    ctx = enrich(_event(0, ret=-1, tgid=30), proc)
+    assert ctx.paths == {} and ctx.owners is None and ctx.same_pidns is False
+    assert enrich(_event(0), proc).same_pidns is True
+    assert enrich(_event(0, tgid=99), proc) == Context()  # the caller is gone: unknown
+
+
 def test_missing_process(proc):
-    assert proc.fd_path(30, 3) is None and proc.effective_uid(30) is None
+    assert proc.fd_path(31, 3) is None and proc.effective_uid(31) is None
     assert proc.fd_path(0, 3) is None and proc.effective_uid(-5) is None
 
 

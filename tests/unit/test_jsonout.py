@@ -12,7 +12,7 @@ SCHEMA = {
     "errno": (str, type(None)), "errnoMessage": (str, type(None)), "permissionDenied": bool,
     "targetOwners": (dict, type(None)), "compat": bool, "argsKnown": bool,
     "durationNs": (int, type(None)), "epollSlot": (dict, type(None)), "epollSlotFault": bool,
-    "fdPaths": dict,
+    "fdPaths": dict, "callerPidNamespace": (str, type(None)),
 }
 
 
