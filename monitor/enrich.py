@@ -35,14 +35,41 @@ class ProcReader:
 
     def __init__(self, root: str = "/proc") -> None:
         self.root = root
-        self.own_pidns = self.pid_namespace("self")
+        self.own_depth = self._nspid_depth("self")
+        self.own_pidns = self._pid_namespace("self")
 
-    def pid_namespace(self, pid: int | str) -> int | None:
-        """The inode that names the pid namespace of a process; None if it is gone."""
+    def _status_field(self, pid: int | str, name: bytes) -> list[bytes] | None:
         try:
-            return os.stat(f"{self.root}/{pid}/ns/pid").st_ino
+            with open(f"{self.root}/{pid}/status", "rb") as status:
+                for line in status:
+                    if line.startswith(name):
+                        return line.split()[1:]
         except OSError:
             return None
+        return None
+
+    def _nspid_depth(self, pid: int | str) -> int | None:
+        """How many pid namespaces deep a process is (NSpid: has one number per level)."""
+        nspid = self._status_field(pid, b"NSpid:")
+        return len(nspid) if nspid else None
+
+    def _pid_namespace(self, pid: int | str) -> int | None:
+        try:
+            return os.stat(f"{self.root}/{pid}/ns/pid").st_ino
+        except OSError:  # gone, or another user's process to a monitor without CAP_SYS_PTRACE
+            return None
+
+    def same_pidns(self, pid: int) -> bool | None:
+        """Whether a process shares this one's pid namespace; None if that cannot be told.
+
+        From the host (depth 1) the world-readable NSpid: line settles it: the only
+        namespace at depth 1 is the initial one. Deeper, siblings share a depth, so the
+        namespace inodes are compared, which needs ptrace access to the process."""
+        if self.own_depth == 1:
+            depth = self._nspid_depth(pid)
+            return None if depth is None else depth == 1
+        ns = self._pid_namespace(pid)
+        return None if ns is None or self.own_pidns is None else ns == self.own_pidns
 
     def fd_path(self, pid: int, fd: int) -> str | None:
         if pid <= 0 or fd > _FD_MAX:
@@ -54,16 +81,11 @@ class ProcReader:
         return target.decode("utf-8", "surrogateescape")
 
     def effective_uid(self, pid: int) -> int | None:
-        if pid <= 0:
-            return None
+        uid = self._status_field(pid, b"Uid:") if pid > 0 else None
         try:
-            with open(f"{self.root}/{pid}/status", "rb") as status:
-                for line in status:
-                    if line.startswith(b"Uid:"):
-                        return int(line.split()[2])
-        except (OSError, ValueError, IndexError):
+            return int(uid[1]) if uid else None
+        except (ValueError, IndexError):
             return None
-        return None
 
 
 NOTHING = Context()
@@ -75,9 +97,9 @@ def enrich(event: Event, proc: ProcReader) -> Context:
     a = event.args
     if a is None or (a.type not in abi.FD_TYPES and event.ret != -abi.EPERM):
         return NOTHING
-    pidns = proc.pid_namespace(event.tgid)
-    if pidns is None or pidns != proc.own_pidns:
-        return NOTHING if pidns is None else OTHER_PIDNS
+    same = proc.same_pidns(event.tgid)
+    if not same:
+        return NOTHING if same is None else OTHER_PIDNS
     paths: dict[str, str] = {}
     if a.type in abi.FD_TYPES:
         # As strace -y: idx1 belongs to pid1; idx2 and the epoll slot's fds to pid2.

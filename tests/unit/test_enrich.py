@@ -10,25 +10,21 @@ from kcmp_monitor.events import Args, EpollSlot, Event
 
 @pytest.fixture
 def proc(tmp_path):
-    (tmp_path / "self" / "ns").mkdir(parents=True)
-    host = tmp_path / "self" / "ns" / "pid"
-    host.write_text("")
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "status").write_text("Name:\tmonitor\nNSpid:\t1234\n")
 
-    def task(pid, uid, fds, pidns=host):
+    def task(pid, uid, fds, nspid=None):
         (tmp_path / str(pid) / "fd").mkdir(parents=True)
-        (tmp_path / str(pid) / "ns").mkdir()
-        os.link(pidns, tmp_path / str(pid) / "ns" / "pid")  # same inode: same namespace
         (tmp_path / str(pid) / "status").write_text(
-            f"Name:\tx\nUid:\t{uid + 1}\t{uid}\t{uid}\t{uid}\nGid:\t0\t0\t0\t0\n")
+            f"Name:\tx\nUid:\t{uid + 1}\t{uid}\t{uid}\t{uid}\nGid:\t0\t0\t0\t0\n"
+            f"NSpid:\t{pid}{'' if nspid is None else f'	{nspid}'}\n")
         for fd, target in fds.items():
             os.symlink(target, tmp_path / str(pid) / "fd" / str(fd))
 
     task(10, 1000, {3: "/home/a", 8: "anon_inode:[eventpoll]"})
     task(20, 0, {3: "/etc/b", 6: "pipe:[7]", 8: "anon_inode:[eventpoll]",
                  9: b"/tmp/\xff\x1b".decode("utf-8", "surrogateescape")})
-    other = tmp_path / "other-pidns"
-    other.write_text("")
-    task(30, 0, {3: "/in/a/container"}, pidns=other)
+    task(30, 0, {3: "/in/a/container"}, nspid=1)  # pid 1 of a namespace below the host
     return ProcReader(str(tmp_path))
 
 
@@ -84,3 +80,19 @@ def test_exit_without_entry_has_no_context(proc):
     event = _event(1, ret=-1)
     event = event._replace(args=None)
     assert enrich(event, proc) == Context()
+
+
+def test_a_monitor_in_a_container_compares_namespace_inodes(tmp_path):
+    (tmp_path / "self" / "ns").mkdir(parents=True)
+    (tmp_path / "self" / "status").write_text("NSpid:\t900\t5\n")  # depth 2
+    ours, theirs = tmp_path / "ns-a", tmp_path / "ns-b"
+    ours.write_text("")
+    theirs.write_text("")
+    os.link(ours, tmp_path / "self" / "ns" / "pid")
+    for pid, ns in ((7, ours), (8, theirs)):
+        (tmp_path / str(pid) / "ns").mkdir(parents=True)
+        (tmp_path / str(pid) / "status").write_text(f"NSpid:\t{pid}\t2\n")
+        os.link(ns, tmp_path / str(pid) / "ns" / "pid")  # the same inode: the same namespace
+    proc = ProcReader(str(tmp_path))
+    assert proc.same_pidns(7) is True and proc.same_pidns(8) is False
+    assert proc.same_pidns(9) is None
