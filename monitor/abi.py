@@ -56,7 +56,6 @@ IA32_NR_KCMP = SYSCALL_NR["i386"]
 # struct kcmp_epoll_slot { __u32 efd, tfd, toff; }: 12 bytes (the man page's 64-bit toff is wrong).
 EPOLL_SLOT = struct.Struct("<III")
 
-RESULT_SAME = 0
 RESULT_MEANINGS = {0: "same", 1: "less", 2: "greater", 3: "unordered"}
 
 # Every errno kcmp can return, with glibc's message (what strace prints).
@@ -143,7 +142,6 @@ def result_meaning(ret: int) -> str:
 # tests/unit/test_abi.py checks them against <linux/bpf.h>.
 BPF_SYSCALL_NR = {"x86_64": 321, "aarch64": 280, "riscv64": 280}
 BPF_OBJ_GET_INFO_BY_FD = 15
-BPF_PROG_INFO_ID = 4
 BPF_PROG_INFO_RUN_TIME_NS = 192
 BPF_PROG_INFO_RUN_CNT = 200
 BPF_PROG_INFO_SIZE = 208  # through run_cnt: older kernels accept a shorter struct

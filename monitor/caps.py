@@ -55,10 +55,3 @@ def drop_all_but(keep: set[int]) -> None:
         err = ctypes.get_errno()
         raise MonitorError(f"could not drop capabilities: {os.strerror(err)}")
 
-
-def effective() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    return 0

@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
-#include <linux/ioprio.h>
 #include <linux/kcmp.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
@@ -27,6 +26,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "../lazy_resources.h"
 
 #define REPEAT 23
 #define IA32_NR_KCMP 349
@@ -202,14 +203,9 @@ int main(int argc, char **argv)
 	struct epoll_event ev = {.events = EPOLLIN, .data.fd = pipefd[0]};
 	if (efd < 0 || epoll_ctl(efd, EPOLL_CTL_ADD, pipefd[0], &ev))
 		die("epoll");
-	/* IO contexts and SysV undo lists are allocated lazily: make ours, so that a child's
-	 * differs from them instead of both being NULL. */
-	if (syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_PRIO_VALUE(IOPRIO_CLASS_BE, 4)))
-		die("ioprio_set");
-	int sem = semget(IPC_PRIVATE, 1, 0600);
-	struct sembuf up = {.sem_num = 0, .sem_op = 1, .sem_flg = SEM_UNDO};
-	if (sem < 0 || semop(sem, &up, 1))
-		die("semop");
+	int sem = make_lazy_resources();
+	if (sem < 0)
+		die("I/O context and SysV undo list");
 	int child_fd;
 	unsigned long child = spawn(child_open, &child_fd);
 	semctl(sem, 0, IPC_RMID);

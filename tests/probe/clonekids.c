@@ -1,10 +1,8 @@
 /* clonekids: children made with known sharing, for the probe tests.
  * Prints "parent PID", "NAME PID" for each child and "thread TID", then "ready", and keeps them
- * all alive
- * until stdin closes. Before cloning it makes an I/O context (ioprio_set) and a SysV undo list
- * (semop SEM_UNDO), so that a child without CLONE_IO or CLONE_SYSVSEM really differs. */
+ * all alive until stdin closes. Before cloning it makes an I/O context and a SysV undo list
+ * (lazy_resources.h), so that a child without CLONE_IO or CLONE_SYSVSEM really differs. */
 #define _GNU_SOURCE
-#include <linux/ioprio.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -14,6 +12,8 @@
 #include <sys/sem.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "../lazy_resources.h"
 
 static int hold[2];
 
@@ -60,12 +60,9 @@ int main(void)
 
 	if (pipe(hold))
 		die("pipe");
-	if (syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_PRIO_VALUE(IOPRIO_CLASS_BE, 4)))
-		die("ioprio_set");
-	int sem = semget(IPC_PRIVATE, 1, 0600);
-	struct sembuf up = {.sem_num = 0, .sem_op = 1, .sem_flg = SEM_UNDO};
-	if (sem < 0 || semop(sem, &up, 1))
-		die("semop");
+	int sem = make_lazy_resources();
+	if (sem < 0)
+		die("I/O context and SysV undo list");
 	printf("parent %d\n", getpid());
 	for (size_t i = 0; i < sizeof(kids) / sizeof(kids[0]); i++) {
 		size_t size = 1 << 16;

@@ -111,7 +111,6 @@ def test_bpf_prog_info_offsets_match_the_uapi_header(tmp_path):
 
     facts = c_facts(tmp_path, ["<linux/bpf.h>"], [
         ("cmd", "BPF_OBJ_GET_INFO_BY_FD"),
-        ("id", "offsetof(struct bpf_prog_info, id)"),
         ("run_time_ns", "offsetof(struct bpf_prog_info, run_time_ns)"),
         ("run_cnt", "offsetof(struct bpf_prog_info, run_cnt)"),
         ("attr_fd", "offsetof(union bpf_attr, info.bpf_fd)"),
@@ -119,7 +118,6 @@ def test_bpf_prog_info_offsets_match_the_uapi_header(tmp_path):
         ("attr_info", "offsetof(union bpf_attr, info.info)"),
     ])
     assert facts["cmd"] == abi.BPF_OBJ_GET_INFO_BY_FD
-    assert facts["id"] == abi.BPF_PROG_INFO_ID
     assert facts["run_time_ns"] == abi.BPF_PROG_INFO_RUN_TIME_NS
     assert facts["run_cnt"] == abi.BPF_PROG_INFO_RUN_CNT
     assert abi.BPF_PROG_INFO_SIZE == facts["run_cnt"] + 8
