@@ -89,7 +89,10 @@ def format_line(event: Event, ctx: Context, wall_ns: int) -> str:
     meaning = "" if event.errno is not None else f" <{event.meaning}>"
     line = (f"{stamp} {caller} uid={event.uid} {compat}{format_call(event, ctx)}{meaning} "
             f"{format_duration(event.duration_ns)}")
-    if ctx.same_pidns is False:
+    if ctx.host_pids is not None:
+        line += (f"  [other pid namespace: pid1 is host {_owner(ctx.host_pids[0])}, "
+                 f"pid2 is host {_owner(ctx.host_pids[1])}]")
+    elif ctx.same_pidns is False:
         line += "  [other pid namespace: pids are the caller's, not looked up]"
     if event.permission_denied:
         line += f"  {DENIED_MARK} caller uid={event.uid}"

@@ -1,13 +1,16 @@
 """What /proc adds to an event when it is decoded: fd paths and the targets' owners.
 
 pid1 and pid2 are numbers in the caller's pid namespace, while /proc here is the monitor's:
-for a caller in another pid namespace (a container) they name other processes, so nothing is
-looked up rather than something wrong reported (translating them is a later step).
+for a caller in another pid namespace (a container) they are first translated to host pids,
+through the NSpid: lines of the processes in that namespace. Where that cannot be done (the
+namespace cannot be read without CAP_SYS_PTRACE, or a pid is not found), nothing is looked up
+rather than something wrong reported.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 
 from . import abi
@@ -28,15 +31,23 @@ class Context:
     # Whether the caller's pid namespace is the monitor's: True, False (no lookups were
     # made), or None when not checked (nothing to look up) or the caller is gone.
     same_pidns: bool | None = None
+    # For a caller in another pid namespace: the host pids of pid1 and pid2, where found.
+    host_pids: tuple[int | None, int | None] | None = None
 
 
 class ProcReader:
     """Reads /proc (or a tree laid out like it, for tests)."""
 
+    # A namespace's table of pids is read again on a miss, at most this often (a pid that
+    # does not exist, as in an ESRCH call, must not cost a scan of /proc per event).
+    RESCAN_S = 0.1
+
     def __init__(self, root: str = "/proc") -> None:
         self.root = root
         self.own_depth = self._nspid_depth("self")
         self.own_pidns = self._pid_namespace("self")
+        # pid namespace inode -> ({pid in that namespace: host pid}, when it was read)
+        self._ns_pids: dict[int, tuple[dict[int, int], float]] = {}
 
     def _status_field(self, pid: int | str, name: bytes) -> list[bytes] | None:
         try:
@@ -71,8 +82,40 @@ class ProcReader:
         ns = self._pid_namespace(pid)
         return None if ns is None or self.own_pidns is None else ns == self.own_pidns
 
-    def fd_path(self, pid: int, fd: int) -> str | None:
-        if pid <= 0 or fd > _FD_MAX:
+    def translate(self, caller: int, pids: tuple[int, ...]) -> tuple[int | None, ...] | None:
+        """The host pids of pids numbered in the caller's pid namespace (None for one not
+        found); None when the caller's namespace cannot be read."""
+        ns, nspid = self._pid_namespace(caller), self._status_field(caller, b"NSpid:")
+        if ns is None or not nspid:
+            return None
+        depth = len(nspid)
+        table, when = self._ns_pids.get(ns, ({}, -self.RESCAN_S))
+        table[int(nspid[-1])] = caller  # the caller is known without a scan
+        for p in pids:  # a pid reused since the scan must not keep its old host pid
+            if p in table and not self._still(table[p], p, depth):
+                del table[p]
+        if any(p not in table for p in pids) and time.monotonic() - when >= self.RESCAN_S:
+            table = self._scan(ns, depth)
+            when = time.monotonic()
+        self._ns_pids[ns] = (table, when)
+        return tuple(table.get(p) for p in pids)
+
+    def _still(self, host: int, nspid: int, depth: int) -> bool:
+        now = self._status_field(host, b"NSpid:")
+        return bool(now) and len(now) == depth and int(now[-1]) == nspid
+
+    def _scan(self, ns: int, depth: int) -> dict[int, int]:
+        table = {}
+        for entry in os.listdir(self.root):
+            if not entry.isdigit():
+                continue
+            nspid = self._status_field(entry, b"NSpid:")
+            if nspid and len(nspid) == depth and self._pid_namespace(entry) == ns:
+                table[int(nspid[-1])] = int(entry)
+        return table
+
+    def fd_path(self, pid: int | None, fd: int) -> str | None:
+        if not pid or pid <= 0 or fd > _FD_MAX:
             return None
         try:
             target = os.readlink(f"{self.root}/{pid}/fd/{fd}".encode())
@@ -80,8 +123,8 @@ class ProcReader:
             return None
         return target.decode("utf-8", "surrogateescape")
 
-    def effective_uid(self, pid: int) -> int | None:
-        uid = self._status_field(pid, b"Uid:") if pid > 0 else None
+    def effective_uid(self, pid: int | None) -> int | None:
+        uid = self._status_field(pid, b"Uid:") if pid and pid > 0 else None
         try:
             return int(uid[1]) if uid else None
         except (ValueError, IndexError):
@@ -98,21 +141,27 @@ def enrich(event: Event, proc: ProcReader) -> Context:
     if a is None or (a.type not in abi.FD_TYPES and event.ret != -abi.EPERM):
         return NOTHING
     same = proc.same_pidns(event.tgid)
+    if same is None:
+        return NOTHING
+    pid1, pid2, host_pids = a.pid1, a.pid2, None
     if not same:
-        return NOTHING if same is None else OTHER_PIDNS
+        host_pids = proc.translate(event.tgid, (a.pid1, a.pid2))
+        if host_pids is None:
+            return OTHER_PIDNS
+        pid1, pid2 = host_pids
     paths: dict[str, str] = {}
     if a.type in abi.FD_TYPES:
         # As strace -y: idx1 belongs to pid1; idx2 and the epoll slot's fds to pid2.
-        wanted = [("idx1", a.pid1, a.fd1)]
+        wanted = [("idx1", pid1, a.fd1)]
         if a.type == abi.KcmpType.KCMP_FILE:
-            wanted.append(("idx2", a.pid2, a.fd2))
+            wanted.append(("idx2", pid2, a.fd2))
         elif a.slot is not None:
-            wanted += [("efd", a.pid2, a.slot.efd), ("tfd", a.pid2, a.slot.tfd)]
+            wanted += [("efd", pid2, a.slot.efd), ("tfd", pid2, a.slot.tfd)]
         for key, pid, fd in wanted:
             path = proc.fd_path(pid, fd)
             if path is not None:
                 paths[key] = path
     owners = None
     if event.permission_denied:
-        owners = (proc.effective_uid(a.pid1), proc.effective_uid(a.pid2))
-    return Context(paths=paths, owners=owners, same_pidns=True)
+        owners = (proc.effective_uid(pid1), proc.effective_uid(pid2))
+    return Context(paths=paths, owners=owners, same_pidns=same, host_pids=host_pids)

@@ -73,6 +73,8 @@ def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
     paths = ",".join(f'"{key}":{json_string(path_text(path))}'
                      for key, path in ctx.paths.items())
     pidns = _PIDNS[ctx.same_pidns]
+    hosts = ("null" if ctx.host_pids is None else
+             f'{{"pid1":{_int(ctx.host_pids[0])},"pid2":{_int(ctx.host_pids[1])}}}')
     return (f'{{"timestamp":{wall_ns},"processId":{event.tgid},"threadId":{event.tid},'
             f'"cgroupId":{event.cgroup_id},"userId":{event.uid},"groupId":{event.gid},'
             f'"processName":{_comm(event.comm)},"eventName":"kcmp","syscall":"kcmp",'
@@ -81,7 +83,8 @@ def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
             f'"permissionDenied":{_BOOL[event.permission_denied]},"targetOwners":{owners},'
             f'"compat":{_BOOL[event.compat]},"argsKnown":{_BOOL[a is not None]},'
             f'"durationNs":{_int(event.duration_ns)},"epollSlot":{slot},'
-            f'"epollSlotFault":{fault},"fdPaths":{{{paths}}},"callerPidNamespace":{pidns}}}')
+            f'"epollSlotFault":{fault},"fdPaths":{{{paths}}},"callerPidNamespace":{pidns},'
+            f'"targetHostPids":{hosts}}}')
 
 
 def event_record(event: Event, ctx: Context, wall_ns: int) -> dict[str, Any]:

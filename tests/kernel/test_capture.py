@@ -367,10 +367,11 @@ def test_lost_events_are_counted_exactly(kcmpload, tmp_path):
         assert f"{delivered} calls traced, {lost} lost" in m.stderr()
 
 
-def test_a_caller_in_another_pid_namespace_is_not_looked_up(kcmpload, tmp_path):
+def test_pids_of_a_caller_in_another_pid_namespace_are_translated(kcmpload, tmp_path):
     """Inside `unshare --pid`, the workload is pid 1 and its pid1/pid2 are that namespace's
-    numbers; looked up in the host's /proc they would name other processes (host pid 1, a
-    kernel thread...). No fd path or owner may be reported from them."""
+    numbers; looked up as they are in the host's /proc they would name other processes (host
+    pid 1, a kernel thread). The monitor translates them to host pids first, and resolves fd
+    paths and owners against those."""
     if not shutil.which("unshare"):
         skip_or_fail("needs unshare (util-linux)")
     wl = Workload.start(kcmpload, tmp_path / "files",
@@ -390,9 +391,20 @@ def test_a_caller_in_another_pid_namespace_is_not_looked_up(kcmpload, tmp_path):
     looked_up = [r for r in records if r["argsKnown"] and (
         r["kcmpType"] in ("KCMP_FILE", "KCMP_EPOLL_TFD") or r["permissionDenied"])]
     assert len(looked_up) == REPEAT * 10  # 5 with KCMP_FILE, 4 with KCMP_EPOLL_TFD, eperm
-    assert all(r["callerPidNamespace"] == "other" and r["fdPaths"] == {}
-               and r["targetOwners"] is None for r in looked_up)
-    assert all(r["callerPidNamespace"] is None for r in records if r not in looked_up)
-    assert all(r["processId"] != 1 for r in records)  # the host's view of the caller
-    marked = [line for line in text.lines() if "[other pid namespace" in line]
-    assert len(marked) == len(looked_up)
+    assert all(r["callerPidNamespace"] == "other" for r in looked_up)
+    assert all(r["callerPidNamespace"] is None and r["targetHostPids"] is None
+               for r in records if r not in looked_up)
+    same_file = [r for r in looked_up if [a["value"] for a in r["args"]][:3] == [1, 1, 0]
+                 and r["returnValue"] == 0 and not r["compat"]]
+    host = same_file[0]["processId"]  # the workload, as the host sees it
+    assert host != 1
+    a = str(wl.dir / "a")
+    assert {r["fdPaths"].get("idx1") for r in same_file} >= {a}
+    assert all(r["targetHostPids"] == {"pid1": host, "pid2": host} for r in same_file)
+    eperm = [r for r in looked_up if r["permissionDenied"]]
+    assert len(eperm) == REPEAT
+    assert all(r["targetHostPids"] == {"pid1": r["processId"], "pid2": host}
+               and r["targetOwners"] == {"pid1": NOBODY, "pid2": 0} for r in eperm)
+    marked = [line for line in text.lines()
+              if f"[other pid namespace: pid1 is host {host}, pid2 is host {host}]" in line]
+    assert len(marked) >= len(same_file)

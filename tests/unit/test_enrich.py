@@ -96,3 +96,30 @@ def test_a_monitor_in_a_container_compares_namespace_inodes(tmp_path):
     proc = ProcReader(str(tmp_path))
     assert proc.same_pidns(7) is True and proc.same_pidns(8) is False
     assert proc.same_pidns(9) is None
+
+
+def test_pids_of_another_namespace_are_translated_to_host_pids(tmp_path):
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "status").write_text("NSpid:\t1234\n")
+    container = tmp_path / "container-pidns"
+    container.write_text("")
+    for host, inner, fds in ((30, 1, {3: "/srv/a"}), (31, 2, {4: "/srv/b"}),
+                             (40, 1, {3: "/elsewhere"})):
+        (tmp_path / str(host) / "fd").mkdir(parents=True)
+        (tmp_path / str(host) / "ns").mkdir()
+        (tmp_path / str(host) / "status").write_text(
+            f"Uid:\t{host}\t{host}\t{host}\t{host}\nNSpid:\t{host}\t{inner}\n")
+        if host != 40:  # 40 is pid 1 of another container: same depth, other namespace
+            os.link(container, tmp_path / str(host) / "ns" / "pid")
+        for fd, target in fds.items():
+            os.symlink(target, tmp_path / str(host) / "fd" / str(fd))
+    proc = ProcReader(str(tmp_path))
+    event = Event(ts_ns=0, duration_ns=1, cgroup_id=1, tgid=30, tid=30, uid=0, gid=0,
+                  comm=b"x", ret=-1, compat=False,
+                  args=Args(pid1=1, pid2=2, type=0, idx1=3, idx2=4, slot=None,
+                            slot_fault=False))
+    ctx = enrich(event, proc)
+    assert ctx.host_pids == (30, 31) and ctx.same_pidns is False
+    assert ctx.paths == {"idx1": "/srv/a", "idx2": "/srv/b"}
+    assert ctx.owners == (30, 31)
+    assert proc.translate(30, (1, 2, 3)) == (30, 31, None)

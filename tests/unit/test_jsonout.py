@@ -13,6 +13,7 @@ SCHEMA = {
     "targetOwners": (dict, type(None)), "compat": bool, "argsKnown": bool,
     "durationNs": (int, type(None)), "epollSlot": (dict, type(None)), "epollSlotFault": bool,
     "fdPaths": dict, "callerPidNamespace": (str, type(None)),
+    "targetHostPids": (dict, type(None)),
 }
 
 
