@@ -10,7 +10,9 @@ rather than something wrong reported.
 from __future__ import annotations
 
 import os
+import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from . import abi
@@ -18,6 +20,25 @@ from .events import Event
 
 # An fd above INT_MAX cannot be open; /proc would only be asked in vain.
 _FD_MAX = 0x7FFFFFFF
+
+
+# A container's id in a cgroup path: docker, containerd (CRI), CRI-O, podman, kubepods.
+_CONTAINER = re.compile(rb"(?:docker|cri-containerd|crio|libpod|kubepods)[^\n]*?[-/:]"
+                        rb"([0-9a-f]{64})(?:\.scope)?(?:/|$)", re.M)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made the call, beyond what the kernel's record says (None: not readable)."""
+
+    ns_pid: int | None  # the caller's pid as its own pid namespace numbers it
+    ns_tid: int | None
+    host_ppid: int | None
+    ns_ppid: int | None  # 0 when the parent lies outside the caller's pid namespace
+    pidns: int | None  # namespace inodes (need ptrace access to the caller)
+    mntns: int | None
+    container_id: str | None
+    exe: str | None
 
 
 @dataclass(frozen=True)
@@ -33,11 +54,14 @@ class Context:
     same_pidns: bool | None = None
     # For a caller in another pid namespace: the host pids of pid1 and pid2, where found.
     host_pids: tuple[int | None, int | None] | None = None
+    caller: Caller | None = None
 
 
 class ProcReader:
     """Reads /proc (or a tree laid out like it, for tests)."""
 
+    CALLERS = 4096  # callers remembered
+    CALLER_TTL_S = 5.0  # after which a caller is read again (its pid may have been reused)
     # A namespace's table of pids is read again on a miss, at most this often (a pid that
     # does not exist, as in an ESRCH call, must not cost a scan of /proc per event).
     RESCAN_S = 0.1
@@ -48,6 +72,58 @@ class ProcReader:
         self.own_pidns = self._pid_namespace("self")
         # pid namespace inode -> ({pid in that namespace: host pid}, when it was read)
         self._ns_pids: dict[int, tuple[dict[int, int], float]] = {}
+        # (tgid, tid) -> (comm, when read, Caller): a process that exec'd or is older than the
+        # time to live is read again
+        self._callers: OrderedDict[tuple[int, int], tuple[bytes, float, Caller]] = OrderedDict()
+
+    def caller(self, tgid: int, tid: int, comm: bytes) -> Caller:
+        key, now = (tgid, tid), time.monotonic()
+        hit = self._callers.get(key)
+        if hit and hit[0] == comm and now - hit[1] < self.CALLER_TTL_S:
+            return hit[2]
+        info = self._read_caller(tgid, tid)
+        self._callers[key] = (comm, now, info)
+        self._callers.move_to_end(key)
+        if len(self._callers) > self.CALLERS:
+            self._callers.popitem(last=False)
+        return info
+
+    def _read_caller(self, tgid: int, tid: int) -> Caller:
+        nspid = self._status_field(tgid, b"NSpid:")
+        ppid = self._status_field(tgid, b"PPid:")
+        host_ppid = int(ppid[0]) if ppid else None
+        ns_ppid = None
+        parent = self._status_field(host_ppid, b"NSpid:") if nspid and host_ppid else None
+        if parent:
+            # The parent is in the caller's namespace when it is as deep or deeper.
+            ns_ppid = int(parent[len(nspid) - 1]) if len(parent) >= len(nspid) else 0
+        ns_tid = None
+        if nspid and (tid == tgid or len(nspid) == 1):  # the main thread, or the host's view
+            ns_tid = int(nspid[-1]) if tid == tgid else tid
+        elif nspid:  # another thread in a namespace: None once it has gone
+            tids = self._status_field(f"{tgid}/task/{tid}", b"NSpid:")
+            ns_tid = int(tids[-1]) if tids else None
+        try:
+            with open(f"{self.root}/{tgid}/cgroup", "rb") as f:
+                found = _CONTAINER.search(f.read())
+            container = found.group(1).decode() if found else None
+        except OSError:
+            container = None
+        try:
+            exe = os.readlink(f"{self.root}/{tgid}/exe".encode()).decode("utf-8",
+                                                                          "surrogateescape")
+        except OSError:
+            exe = None
+        return Caller(ns_pid=int(nspid[-1]) if nspid else None, ns_tid=ns_tid,
+                      host_ppid=host_ppid, ns_ppid=ns_ppid,
+                      pidns=self._pid_namespace(tgid), mntns=self._ns(tgid, "mnt"),
+                      container_id=container, exe=exe)
+
+    def _ns(self, pid: int | str, kind: str) -> int | None:
+        try:
+            return os.stat(f"{self.root}/{pid}/ns/{kind}").st_ino
+        except OSError:
+            return None
 
     def _status_field(self, pid: int | str, name: bytes) -> list[bytes] | None:
         try:
@@ -65,10 +141,8 @@ class ProcReader:
         return len(nspid) if nspid else None
 
     def _pid_namespace(self, pid: int | str) -> int | None:
-        try:
-            return os.stat(f"{self.root}/{pid}/ns/pid").st_ino
-        except OSError:  # gone, or another user's process to a monitor without CAP_SYS_PTRACE
-            return None
+        # None: gone, or another user's process to a monitor without CAP_SYS_PTRACE
+        return self._ns(pid, "pid")
 
     def same_pidns(self, pid: int) -> bool | None:
         """Whether a process shares this one's pid namespace; None if that cannot be told.
@@ -131,23 +205,20 @@ class ProcReader:
             return None
 
 
-NOTHING = Context()
-OTHER_PIDNS = Context(same_pidns=False)
-
-
 def enrich(event: Event, proc: ProcReader) -> Context:
     """The context of one event: only what the kernel's record cannot carry."""
+    caller = proc.caller(event.tgid, event.tid, event.comm)
     a = event.args
     if a is None or (a.type not in abi.FD_TYPES and event.ret != -abi.EPERM):
-        return NOTHING
+        return Context(caller=caller)
     same = proc.same_pidns(event.tgid)
     if same is None:
-        return NOTHING
+        return Context(caller=caller)
     pid1, pid2, host_pids = a.pid1, a.pid2, None
     if not same:
         host_pids = proc.translate(event.tgid, (a.pid1, a.pid2))
         if host_pids is None:
-            return OTHER_PIDNS
+            return Context(same_pidns=False, caller=caller)
         pid1, pid2 = host_pids
     paths: dict[str, str] = {}
     if a.type in abi.FD_TYPES:
@@ -164,4 +235,5 @@ def enrich(event: Event, proc: ProcReader) -> Context:
     owners = None
     if event.permission_denied:
         owners = (proc.effective_uid(pid1), proc.effective_uid(pid2))
-    return Context(paths=paths, owners=owners, same_pidns=same, host_pids=host_pids)
+    return Context(paths=paths, owners=owners, same_pidns=same, host_pids=host_pids,
+                   caller=caller)

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from . import abi
 from .console import start_line
-from .enrich import Context
+from .enrich import Caller, Context
 from .events import Event
 
 # (name, Tracee's type) of kcmp's arguments, in order.
@@ -37,6 +37,7 @@ _ARGS = "[" + ",".join('{"name":"%s","type":"%s","value":%%d}' % arg  # noqa: UP
 _TYPE = {t.value: json_string(t.name) for t in abi.KcmpType}
 _BOOL = ("false", "true")
 _PIDNS = {True: '"host"', False: '"other"', None: "null"}
+_UNKNOWN = Caller(None, None, None, None, None, None, None, None)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -73,9 +74,20 @@ def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
     paths = ",".join(f'"{key}":{json_string(path_text(path))}'
                      for key, path in ctx.paths.items())
     pidns = _PIDNS[ctx.same_pidns]
+    c = ctx.caller or _UNKNOWN
+    # As the caller's pid namespace numbers them; the host's when the caller could not be
+    # read (it had gone), and null for a thread gone from another namespace.
+    pid, tid = ((event.tgid, str(event.tid)) if c.ns_pid is None else
+                (c.ns_pid, _int(c.ns_tid)))
+    exe = "null" if c.exe is None else f'{{"path":{json_string(path_text(c.exe))}}}'
+    container = '""' if c.container_id is None else f'"{c.container_id}"'
     hosts = ("null" if ctx.host_pids is None else
              f'{{"pid1":{_int(ctx.host_pids[0])},"pid2":{_int(ctx.host_pids[1])}}}')
-    return (f'{{"timestamp":{wall_ns},"processId":{event.tgid},"threadId":{event.tid},'
+    return (f'{{"timestamp":{wall_ns},"processId":{pid},"threadId":{tid},'
+            f'"hostProcessId":{event.tgid},"hostThreadId":{event.tid},'
+            f'"parentProcessId":{_int(c.ns_ppid)},"hostParentProcessId":{_int(c.host_ppid)},'
+            f'"pidNamespace":{_int(c.pidns)},"mountNamespace":{_int(c.mntns)},'
+            f'"containerId":{container},"executable":{exe},'
             f'"cgroupId":{event.cgroup_id},"userId":{event.uid},"groupId":{event.gid},'
             f'"processName":{_comm(event.comm)},"eventName":"kcmp","syscall":"kcmp",'
             f'"returnValue":{event.ret},"argsNum":{argsnum},"args":{args},'

@@ -396,15 +396,27 @@ def test_pids_of_a_caller_in_another_pid_namespace_are_translated(kcmpload, tmp_
                for r in records if r not in looked_up)
     same_file = [r for r in looked_up if [a["value"] for a in r["args"]][:3] == [1, 1, 0]
                  and r["returnValue"] == 0 and not r["compat"]]
-    host = same_file[0]["processId"]  # the workload, as the host sees it
+    host = same_file[0]["hostProcessId"]  # the workload, as the host sees it
     assert host != 1
+    main = [r for r in records if r["hostProcessId"] == host]
+    assert all(r["processId"] == 1 for r in main)  # as its namespace numbers it
+    threads = {r["threadId"] for r in main} - {1}
+    # thread_vm's thread, numbered by the namespace, or null once it had gone
+    assert len(threads) == 1 and all(t is None or 1 < t < 100 for t in threads)
+    assert all(r["parentProcessId"] == 0 and r["hostParentProcessId"] == wl.proc.pid
+               for r in main)  # its parent, unshare, lies outside the namespace
+    assert len({r["pidNamespace"] for r in records}) == 1
+    assert all(r["containerId"] == "" and r["executable"]["path"].endswith("/kcmpload")
+               for r in records if r["executable"])
     a = str(wl.dir / "a")
     assert {r["fdPaths"].get("idx1") for r in same_file} >= {a}
     assert all(r["targetHostPids"] == {"pid1": host, "pid2": host} for r in same_file)
     eperm = [r for r in looked_up if r["permissionDenied"]]
     assert len(eperm) == REPEAT
-    assert all(r["targetHostPids"] == {"pid1": r["processId"], "pid2": host}
-               and r["targetOwners"] == {"pid1": NOBODY, "pid2": 0} for r in eperm)
+    assert all(r["targetHostPids"] == {"pid1": r["hostProcessId"], "pid2": host}
+               and r["targetOwners"] == {"pid1": NOBODY, "pid2": 0}
+               and r["parentProcessId"] == 1 and r["hostParentProcessId"] == host
+               for r in eperm)
     marked = [line for line in text.lines()
               if f"[other pid namespace: pid1 is host {host}, pid2 is host {host}]" in line]
     assert len(marked) >= len(same_file)

@@ -49,9 +49,13 @@ def test_unresolvable_fds_are_left_out(proc):
     assert enrich(_event(7, idx1=3, idx2=1), proc).paths == {"idx1": "/home/a"}
 
 
+def _looked_up(ctx):
+    return ctx.paths, ctx.owners, ctx.same_pidns, ctx.host_pids
+
+
 def test_types_without_fds_read_nothing(proc):
-    assert enrich(_event(1), proc) == Context()
-    assert enrich(_event(42), proc) == Context()
+    assert _looked_up(enrich(_event(1), proc)) == _looked_up(Context())
+    assert _looked_up(enrich(_event(42), proc)) == _looked_up(Context())
 
 
 def test_owners_only_for_permission_failures(proc):
@@ -68,7 +72,8 @@ def test_a_caller_in_another_pid_namespace_gets_no_lookups(proc):
     ctx = enrich(_event(0, ret=-1, tgid=30), proc)
     assert ctx.paths == {} and ctx.owners is None and ctx.same_pidns is False
     assert enrich(_event(0), proc).same_pidns is True
-    assert enrich(_event(0, tgid=99), proc) == Context()  # the caller is gone: unknown
+    gone = enrich(_event(0, tgid=99), proc)  # the caller is gone: unknown
+    assert _looked_up(gone) == _looked_up(Context())
 
 
 def test_missing_process(proc):
@@ -79,7 +84,7 @@ def test_missing_process(proc):
 def test_exit_without_entry_has_no_context(proc):
     event = _event(1, ret=-1)
     event = event._replace(args=None)
-    assert enrich(event, proc) == Context()
+    assert _looked_up(enrich(event, proc)) == _looked_up(Context())
 
 
 def test_a_monitor_in_a_container_compares_namespace_inodes(tmp_path):
@@ -123,3 +128,26 @@ def test_pids_of_another_namespace_are_translated_to_host_pids(tmp_path):
     assert ctx.paths == {"idx1": "/srv/a", "idx2": "/srv/b"}
     assert ctx.owners == (30, 31)
     assert proc.translate(30, (1, 2, 3)) == (30, 31, None)
+
+
+def test_caller_context_from_proc(tmp_path):
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "status").write_text("NSpid:\t1234\n")
+    cid = "ab" * 32
+    for pid, status in ((50, "PPid:\t40\nNSpid:\t50\t7\n"), (40, "PPid:\t1\nNSpid:\t40\t1\n"),
+                        (1, "PPid:\t0\nNSpid:\t1\n")):
+        (tmp_path / str(pid) / "task" / "52").mkdir(parents=True)
+        (tmp_path / str(pid) / "status").write_text(status)
+    (tmp_path / "50" / "task" / "52" / "status").write_text("NSpid:\t52\t9\n")
+    (tmp_path / "50" / "cgroup").write_text(
+        f"0::/system.slice/docker-{cid}.scope\n")
+    os.symlink("/usr/sbin/criu", tmp_path / "50" / "exe")
+    proc = ProcReader(str(tmp_path))
+    caller = proc.caller(50, 50, b"criu")
+    assert (caller.ns_pid, caller.ns_tid, caller.host_ppid, caller.ns_ppid) == (7, 7, 40, 1)
+    assert caller.container_id == cid and caller.exe == "/usr/sbin/criu"
+    assert proc.caller(50, 52, b"criu").ns_tid == 9
+    assert proc.caller(40, 40, b"init").ns_ppid == 0  # its parent is outside the namespace
+    assert proc.caller(50, 50, b"criu") is caller  # remembered
+    assert proc.caller(50, 50, b"sh") is not caller  # exec'd: read again
+    assert proc.caller(77, 77, b"gone").ns_pid is None

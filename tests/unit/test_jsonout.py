@@ -13,7 +13,10 @@ SCHEMA = {
     "targetOwners": (dict, type(None)), "compat": bool, "argsKnown": bool,
     "durationNs": (int, type(None)), "epollSlot": (dict, type(None)), "epollSlotFault": bool,
     "fdPaths": dict, "callerPidNamespace": (str, type(None)),
-    "targetHostPids": (dict, type(None)),
+    "targetHostPids": (dict, type(None)), "hostProcessId": int, "hostThreadId": int,
+    "parentProcessId": (int, type(None)), "hostParentProcessId": (int, type(None)),
+    "pidNamespace": (int, type(None)), "mountNamespace": (int, type(None)),
+    "containerId": str, "executable": (dict, type(None)),
 }
 
 
