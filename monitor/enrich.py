@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import abi
 from .events import Event
@@ -27,8 +27,7 @@ _CONTAINER = re.compile(rb"(?:docker|cri-containerd|crio|libpod|kubepods)[^\n]*?
                         rb"([0-9a-f]{64})(?:\.scope)?(?:/|$)", re.M)
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):
     """Who made the call, beyond what the kernel's record says (None: not readable)."""
 
     ns_pid: int | None  # the caller's pid as its own pid namespace numbers it
@@ -41,12 +40,12 @@ class Caller:
     exe: str | None
 
 
-@dataclass(frozen=True)
-class Context:
-    """What was learnt about an event beyond the kernel's record."""
+class Context(NamedTuple):
+    """What was learnt about an event beyond the kernel's record (a named tuple: one is made
+    per event)."""
 
     # "idx1", "idx2", "efd", "tfd" -> the fd's path as `strace -y` shows it, where resolvable.
-    paths: dict[str, str] = field(default_factory=dict)
+    paths: dict[str, str] = {}  # shared by the contexts with no paths, and never mutated
     # For a permission failure: the effective uids of pid1 and pid2, where readable.
     owners: tuple[int | None, int | None] | None = None
     # Whether the caller's pid namespace is the monitor's: True, False (no lookups were
@@ -61,7 +60,7 @@ class ProcReader:
     """Reads /proc (or a tree laid out like it, for tests)."""
 
     CALLERS = 4096  # callers remembered
-    CALLER_TTL_S = 5.0  # after which a caller is read again (its pid may have been reused)
+    CALLER_TTL_NS = 5_000_000_000  # after which a caller is read again (pid reuse)
     # A namespace's table of pids is read again on a miss, at most this often (a pid that
     # does not exist, as in an ESRCH call, must not cost a scan of /proc per event).
     RESCAN_S = 0.1
@@ -72,21 +71,22 @@ class ProcReader:
         self.own_pidns = self._pid_namespace("self")
         # pid namespace inode -> ({pid in that namespace: host pid}, when it was read)
         self._ns_pids: dict[int, tuple[dict[int, int], float]] = {}
-        # (tgid, tid) -> (comm, when read, Caller): a process that exec'd or is older than the
-        # time to live is read again
-        self._callers: OrderedDict[tuple[int, int], tuple[bytes, float, Caller]] = OrderedDict()
+        # (tgid, tid) -> (comm, when read, the caller's Context with nothing looked up): a
+        # process that exec'd, or read longer ago than the time to live, is read again
+        self._callers: OrderedDict[tuple[int, int], tuple[bytes, int, Context]] = OrderedDict()
 
-    def caller(self, tgid: int, tid: int, comm: bytes) -> Caller:
-        key, now = (tgid, tid), time.monotonic()
+    def caller(self, tgid: int, tid: int, comm: bytes, now_ns: int) -> Context:
+        """The caller's context, nothing looked up yet; now_ns: the event's monotonic time."""
+        key = (tgid, tid)
         hit = self._callers.get(key)
-        if hit and hit[0] == comm and now - hit[1] < self.CALLER_TTL_S:
+        if hit and hit[0] == comm and now_ns - hit[1] < self.CALLER_TTL_NS:
             return hit[2]
-        info = self._read_caller(tgid, tid)
-        self._callers[key] = (comm, now, info)
+        bare = Context(caller=self._read_caller(tgid, tid))
+        self._callers[key] = (comm, now_ns, bare)
         self._callers.move_to_end(key)
         if len(self._callers) > self.CALLERS:
             self._callers.popitem(last=False)
-        return info
+        return bare
 
     def _read_caller(self, tgid: int, tid: int) -> Caller:
         nspid = self._status_field(tgid, b"NSpid:")
@@ -207,13 +207,14 @@ class ProcReader:
 
 def enrich(event: Event, proc: ProcReader) -> Context:
     """The context of one event: only what the kernel's record cannot carry."""
-    caller = proc.caller(event.tgid, event.tid, event.comm)
+    bare = proc.caller(event.tgid, event.tid, event.comm, event.ts_ns)
     a = event.args
     if a is None or (a.type not in abi.FD_TYPES and event.ret != -abi.EPERM):
-        return Context(caller=caller)
+        return bare
+    caller = bare.caller
     same = proc.same_pidns(event.tgid)
     if same is None:
-        return Context(caller=caller)
+        return bare
     pid1, pid2, host_pids = a.pid1, a.pid2, None
     if not same:
         host_pids = proc.translate(event.tgid, (a.pid1, a.pid2))

@@ -57,6 +57,20 @@ def _int(value: int | None) -> str:
     return "null" if value is None else str(value)
 
 
+@functools.lru_cache(maxsize=4096)
+def _caller(c: Caller, tgid: int, tid: int) -> str:
+    """The caller's fields, made once per caller: they repeat from event to event."""
+    # As the caller's pid namespace numbers them; the host's when the caller could not be
+    # read (it had gone), and null for a thread gone from another namespace.
+    pid, ns_tid = (tgid, str(tid)) if c.ns_pid is None else (c.ns_pid, _int(c.ns_tid))
+    exe = "null" if c.exe is None else f'{{"path":{json_string(path_text(c.exe))}}}'
+    container = '""' if c.container_id is None else f'"{c.container_id}"'
+    return (f'"processId":{pid},"threadId":{ns_tid},"hostProcessId":{tgid},'
+            f'"hostThreadId":{tid},"parentProcessId":{_int(c.ns_ppid)},'
+            f'"hostParentProcessId":{_int(c.host_ppid)},"pidNamespace":{_int(c.pidns)},'
+            f'"mountNamespace":{_int(c.mntns)},"containerId":{container},"executable":{exe}')
+
+
 def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
     """The event as one JSON line, written out directly: the stream's hot path (a dict and
     json.dumps cost several times more per event)."""
@@ -74,20 +88,10 @@ def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
     paths = ",".join(f'"{key}":{json_string(path_text(path))}'
                      for key, path in ctx.paths.items())
     pidns = _PIDNS[ctx.same_pidns]
-    c = ctx.caller or _UNKNOWN
-    # As the caller's pid namespace numbers them; the host's when the caller could not be
-    # read (it had gone), and null for a thread gone from another namespace.
-    pid, tid = ((event.tgid, str(event.tid)) if c.ns_pid is None else
-                (c.ns_pid, _int(c.ns_tid)))
-    exe = "null" if c.exe is None else f'{{"path":{json_string(path_text(c.exe))}}}'
-    container = '""' if c.container_id is None else f'"{c.container_id}"'
+    who = _caller(ctx.caller or _UNKNOWN, event.tgid, event.tid)
     hosts = ("null" if ctx.host_pids is None else
              f'{{"pid1":{_int(ctx.host_pids[0])},"pid2":{_int(ctx.host_pids[1])}}}')
-    return (f'{{"timestamp":{wall_ns},"processId":{pid},"threadId":{tid},'
-            f'"hostProcessId":{event.tgid},"hostThreadId":{event.tid},'
-            f'"parentProcessId":{_int(c.ns_ppid)},"hostParentProcessId":{_int(c.host_ppid)},'
-            f'"pidNamespace":{_int(c.pidns)},"mountNamespace":{_int(c.mntns)},'
-            f'"containerId":{container},"executable":{exe},'
+    return (f'{{"timestamp":{wall_ns},{who},'
             f'"cgroupId":{event.cgroup_id},"userId":{event.uid},"groupId":{event.gid},'
             f'"processName":{_comm(event.comm)},"eventName":"kcmp","syscall":"kcmp",'
             f'"returnValue":{event.ret},"argsNum":{argsnum},"args":{args},'

@@ -143,11 +143,13 @@ def test_caller_context_from_proc(tmp_path):
         f"0::/system.slice/docker-{cid}.scope\n")
     os.symlink("/usr/sbin/criu", tmp_path / "50" / "exe")
     proc = ProcReader(str(tmp_path))
-    caller = proc.caller(50, 50, b"criu")
+    bare = proc.caller(50, 50, b"criu", 0)
+    caller = bare.caller
     assert (caller.ns_pid, caller.ns_tid, caller.host_ppid, caller.ns_ppid) == (7, 7, 40, 1)
     assert caller.container_id == cid and caller.exe == "/usr/sbin/criu"
-    assert proc.caller(50, 52, b"criu").ns_tid == 9
-    assert proc.caller(40, 40, b"init").ns_ppid == 0  # its parent is outside the namespace
-    assert proc.caller(50, 50, b"criu") is caller  # remembered
-    assert proc.caller(50, 50, b"sh") is not caller  # exec'd: read again
-    assert proc.caller(77, 77, b"gone").ns_pid is None
+    assert proc.caller(50, 52, b"criu", 0).caller.ns_tid == 9
+    assert proc.caller(40, 40, b"init", 0).caller.ns_ppid == 0  # parent outside the namespace
+    assert proc.caller(50, 50, b"criu", 10**9) is bare  # remembered
+    assert proc.caller(50, 50, b"sh", 10**9) is not bare  # exec'd: read again
+    assert proc.caller(50, 50, b"sh", 10**10).caller == caller  # read again after 5 s
+    assert proc.caller(77, 77, b"gone", 0).caller.ns_pid is None
