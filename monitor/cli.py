@@ -169,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
     from .jsonout import JsonSink
     from .loader import Filters, KcmpProgram, ProgramOptions
     from .permlog import PermissionLog
+    from .sockets import NetnsNames, SocketResolver
     from .trace import Tracer
 
     if not args.trace:
@@ -204,7 +205,8 @@ def run(args: argparse.Namespace) -> int:
                             compat=program.compat, compat_error=program.compat_error))
         eperm_log = (PermissionLog(rate=args.eperm_log_rate)
                      if options.log_eperm else None)
-        tracer = Tracer(program, ProcReader(), sink=sink, eperm_log=eperm_log)
+        proc = ProcReader(sockets=SocketResolver(), netns=NetnsNames())
+        tracer = Tracer(program, proc, sink=sink, eperm_log=eperm_log)
         daemon.notify("READY=1")
         summary = tracer.run(stop)
         daemon.notify("STOPPING=1")

@@ -38,6 +38,8 @@ class Caller(NamedTuple):
     mntns: int | None
     container_id: str | None
     exe: str | None
+    netns: int | None = None
+    netns_name: str | None = None  # as `ip netns` names it
 
 
 class Context(NamedTuple):
@@ -65,8 +67,12 @@ class ProcReader:
     # does not exist, as in an ESRCH call, must not cost a scan of /proc per event).
     RESCAN_S = 0.1
 
-    def __init__(self, root: str = "/proc") -> None:
+    def __init__(self, root: str = "/proc", sockets=None, netns=None) -> None:
+        """sockets: a sockets.SocketResolver to show what socket fds are connected to;
+        netns: a sockets.NetnsNames to name network namespaces (both optional)."""
         self.root = root
+        self.sockets = sockets
+        self.netns = netns
         self.own_depth = self._nspid_depth("self")
         self.own_pidns = self._pid_namespace("self")
         # pid namespace inode -> ({pid in that namespace: host pid}, when it was read)
@@ -114,10 +120,12 @@ class ProcReader:
                                                                           "surrogateescape")
         except OSError:
             exe = None
+        netns = self._ns(tgid, "net")
+        name = self.netns.name(netns) if self.netns is not None and netns else None
         return Caller(ns_pid=int(nspid[-1]) if nspid else None, ns_tid=ns_tid,
                       host_ppid=host_ppid, ns_ppid=ns_ppid,
                       pidns=self._pid_namespace(tgid), mntns=self._ns(tgid, "mnt"),
-                      container_id=container, exe=exe)
+                      container_id=container, exe=exe, netns=netns, netns_name=name)
 
     def _ns(self, pid: int | str, kind: str) -> int | None:
         try:
@@ -195,7 +203,10 @@ class ProcReader:
             target = os.readlink(f"{self.root}/{pid}/fd/{fd}".encode())
         except OSError:
             return None
-        return target.decode("utf-8", "surrogateescape")
+        path = target.decode("utf-8", "surrogateescape")
+        if self.sockets is not None and path.startswith("socket:["):
+            return self.sockets.describe(int(path[8:-1])) or path
+        return path
 
     def effective_uid(self, pid: int | None) -> int | None:
         uid = self._status_field(pid, b"Uid:") if pid and pid > 0 else None

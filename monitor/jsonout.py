@@ -65,10 +65,13 @@ def _caller(c: Caller, tgid: int, tid: int) -> str:
     pid, ns_tid = (tgid, str(tid)) if c.ns_pid is None else (c.ns_pid, _int(c.ns_tid))
     exe = "null" if c.exe is None else f'{{"path":{json_string(path_text(c.exe))}}}'
     container = '""' if c.container_id is None else f'"{c.container_id}"'
+    name = "null" if c.netns_name is None else json_string(c.netns_name)
+    netns = "null" if c.netns is None else f'{{"inode":{c.netns},"name":{name}}}'
     return (f'"processId":{pid},"threadId":{ns_tid},"hostProcessId":{tgid},'
             f'"hostThreadId":{tid},"parentProcessId":{_int(c.ns_ppid)},'
             f'"hostParentProcessId":{_int(c.host_ppid)},"pidNamespace":{_int(c.pidns)},'
-            f'"mountNamespace":{_int(c.mntns)},"containerId":{container},"executable":{exe}')
+            f'"mountNamespace":{_int(c.mntns)},"networkNamespace":{netns},'
+            f'"containerId":{container},"executable":{exe}')
 
 
 def event_line(event: Event, ctx: Context, wall_ns: int) -> str:

@@ -17,6 +17,7 @@ SCHEMA = {
     "parentProcessId": (int, type(None)), "hostParentProcessId": (int, type(None)),
     "pidNamespace": (int, type(None)), "mountNamespace": (int, type(None)),
     "containerId": str, "executable": (dict, type(None)),
+    "networkNamespace": (dict, type(None)),
 }
 
 
