@@ -40,6 +40,7 @@ class Caller(NamedTuple):
     exe: str | None
     netns: int | None = None
     netns_name: str | None = None  # as `ip netns` names it
+    depth: int | None = None  # how many pid namespaces deep (entries of NSpid:)
 
 
 class Context(NamedTuple):
@@ -125,7 +126,8 @@ class ProcReader:
         return Caller(ns_pid=int(nspid[-1]) if nspid else None, ns_tid=ns_tid,
                       host_ppid=host_ppid, ns_ppid=ns_ppid,
                       pidns=self._pid_namespace(tgid), mntns=self._ns(tgid, "mnt"),
-                      container_id=container, exe=exe, netns=netns, netns_name=name)
+                      container_id=container, exe=exe, netns=netns, netns_name=name,
+                      depth=len(nspid) if nspid else None)
 
     def _ns(self, pid: int | str, kind: str) -> int | None:
         try:
@@ -152,27 +154,29 @@ class ProcReader:
         # None: gone, or another user's process to a monitor without CAP_SYS_PTRACE
         return self._ns(pid, "pid")
 
-    def same_pidns(self, pid: int) -> bool | None:
-        """Whether a process shares this one's pid namespace; None if that cannot be told.
+    def same_pidns(self, caller: Caller) -> bool | None:
+        """Whether a caller (as caller() read it) shares this process's pid namespace; None
+        if that cannot be told.
 
         From the host (depth 1) the world-readable NSpid: line settles it: the only
         namespace at depth 1 is the initial one. Deeper, siblings share a depth, so the
         namespace inodes are compared, which needs ptrace access to the process."""
         if self.own_depth == 1:
-            depth = self._nspid_depth(pid)
-            return None if depth is None else depth == 1
-        ns = self._pid_namespace(pid)
-        return None if ns is None or self.own_pidns is None else ns == self.own_pidns
-
-    def translate(self, caller: int, pids: tuple[int, ...]) -> tuple[int | None, ...] | None:
-        """The host pids of pids numbered in the caller's pid namespace (None for one not
-        found); None when the caller's namespace cannot be read."""
-        ns, nspid = self._pid_namespace(caller), self._status_field(caller, b"NSpid:")
-        if ns is None or not nspid:
+            return None if caller.depth is None else caller.depth == 1
+        if caller.pidns is None or self.own_pidns is None:
             return None
-        depth = len(nspid)
+        return caller.pidns == self.own_pidns
+
+    def translate(self, tgid: int, caller: Caller,
+                  pids: tuple[int, ...]) -> tuple[int | None, ...] | None:
+        """The host pids of pids numbered in the caller's pid namespace (None for one not
+        found); None when the caller's namespace cannot be read. caller: as caller() read
+        the process tgid (a process's pid namespace never changes)."""
+        ns, depth = caller.pidns, caller.depth
+        if ns is None or depth is None or caller.ns_pid is None:
+            return None
         table, when = self._ns_pids.get(ns, ({}, -self.RESCAN_S))
-        table[int(nspid[-1])] = caller  # the caller is known without a scan
+        table[caller.ns_pid] = tgid  # the caller is known without a scan
         for p in pids:  # a pid reused since the scan must not keep its old host pid
             if p in table and not self._still(table[p], p, depth):
                 del table[p]
@@ -222,13 +226,14 @@ def enrich(event: Event, proc: ProcReader) -> Context:
     a = event.args
     if a is None or (a.type not in abi.FD_TYPES and event.ret != -abi.EPERM):
         return bare
+    # The namespace facts come from the caller's cached context: no /proc read per event.
     caller = bare.caller
-    same = proc.same_pidns(event.tgid)
+    same = proc.same_pidns(caller)
     if same is None:
         return bare
     pid1, pid2, host_pids = a.pid1, a.pid2, None
     if not same:
-        host_pids = proc.translate(event.tgid, (a.pid1, a.pid2))
+        host_pids = proc.translate(event.tgid, caller, (a.pid1, a.pid2))
         if host_pids is None:
             return Context(same_pidns=False, caller=caller)
         pid1, pid2 = host_pids

@@ -99,8 +99,11 @@ def test_a_monitor_in_a_container_compares_namespace_inodes(tmp_path):
         (tmp_path / str(pid) / "status").write_text(f"NSpid:\t{pid}\t2\n")
         os.link(ns, tmp_path / str(pid) / "ns" / "pid")  # the same inode: the same namespace
     proc = ProcReader(str(tmp_path))
-    assert proc.same_pidns(7) is True and proc.same_pidns(8) is False
-    assert proc.same_pidns(9) is None
+    def same(pid):
+        return proc.same_pidns(proc.caller(pid, pid, b"x", 0).caller)
+
+    assert same(7) is True and same(8) is False
+    assert same(9) is None
 
 
 def test_pids_of_another_namespace_are_translated_to_host_pids(tmp_path):
@@ -127,7 +130,7 @@ def test_pids_of_another_namespace_are_translated_to_host_pids(tmp_path):
     assert ctx.host_pids == (30, 31) and ctx.same_pidns is False
     assert ctx.paths == {"idx1": "/srv/a", "idx2": "/srv/b"}
     assert ctx.owners == (30, 31)
-    assert proc.translate(30, (1, 2, 3)) == (30, 31, None)
+    assert proc.translate(30, proc.caller(30, 30, b"x", 0).caller, (1, 2, 3)) == (30, 31, None)
 
 
 def test_caller_context_from_proc(tmp_path):
