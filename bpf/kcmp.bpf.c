@@ -13,6 +13,10 @@
  *   TYPE_MASK          trace only types whose bit is set (bit KCMP_TYPE_UNKNOWN_BIT: unknown)
  *   ERRORS_ONLY        trace only calls that returned an error
  *   CAPTURE_COMPAT     x86_64: also capture 32-bit (int 0x80) calls through raw_syscalls
+ *   PROC_TABLE         keep a table of this many tasks (parent, process and name, from the
+ *                      fork and rename tracepoints) and stamp streamed records with the
+ *                      caller's parent; needs CLONE_THREAD_FLAG, CLONE_PARENT_FLAG (abi.py)
+ *   OWN_PIDNS_DEV/INO  the monitor's pid namespace: records say whether the caller shares it
  * Only tracepoint fields, helpers and user memory are read, plus pt_regs registers on the
  * compat path, whose layout is the ptrace ABI: no kernel struct offset from mismatched headers
  * is ever used. */
@@ -29,6 +33,12 @@ BPF_PERCPU_ARRAY(stats, u64, KCMP_STAT_COUNT);
 BPF_PERCPU_ARRAY(type_stats, struct kcmp_type_stats, KCMP_SLOTS);
 BPF_PERCPU_HASH(denied, struct kcmp_denied_key, u64, 4096);
 BPF_PERCPU_HASH(comms, struct kcmp_comm_key, struct kcmp_comm_stats, 10240);
+#endif
+
+#ifdef PROC_TABLE
+/* LRU: bounded, and a process gone long ago gives way to the living. Entries are kept after
+ * exit on purpose: that is when user space needs them. */
+BPF_TABLE("lru_hash", u32, struct kcmp_proc, procs, PROC_TABLE);
 #endif
 
 static __always_inline void count(u32 stat)
@@ -210,8 +220,16 @@ static __always_inline void on_exit(s64 ret, u32 flags)
 	else
 		e->flags &= ~KCMP_EV_TRACE;
 	u64 uid_gid = bpf_get_current_uid_gid();
+	u32 tgid = pid_tgid >> 32;
+#ifdef PROC_TABLE
+	struct kcmp_proc *proc = procs.lookup(&tgid);
+	e->ppid = proc ? proc->ppid : 0;
+	struct bpf_pidns_info own;
+	if (bpf_get_ns_current_pid_tgid(OWN_PIDNS_DEV, OWN_PIDNS_INO, &own, sizeof(own)) == 0)
+		e->flags |= KCMP_EV_OWN_PIDNS;
+#endif
 	e->ret = ret;
-	e->tgid = pid_tgid >> 32;
+	e->tgid = tgid;
 	e->tid = tid;
 	e->uid = (u32)uid_gid;
 	e->gid = uid_gid >> 32;
@@ -231,6 +249,37 @@ TRACEPOINT_PROBE(syscalls, sys_exit_kcmp)
 	on_exit(args->ret, 0);
 	return 0;
 }
+
+#ifdef PROC_TABLE
+/* A new task: a process's parent is its creator, or with CLONE_PARENT the creator's parent;
+ * a thread belongs to its creator's process (a kcmp target may be a thread). task_newtask is
+ * the fork tracepoint that carries the clone flags. */
+TRACEPOINT_PROBE(task, task_newtask)
+{
+	u64 flags = args->clone_flags;
+	u32 creator = bpf_get_current_pid_tgid() >> 32;
+	struct kcmp_proc p = {.ppid = creator};
+	u32 pid = args->pid;
+	if (flags & (CLONE_THREAD_FLAG | CLONE_PARENT_FLAG)) {
+		struct kcmp_proc *c = procs.lookup(&creator);
+		p.ppid = c ? c->ppid : 0;
+	}
+	p.tgid = flags & CLONE_THREAD_FLAG ? creator : pid;
+	bpf_probe_read_kernel(p.comm, sizeof(p.comm), args->comm);
+	procs.update(&pid, &p);
+	return 0;
+}
+
+/* exec and prctl(PR_SET_NAME) both rename: keep the name a gone process last had. */
+TRACEPOINT_PROBE(task, task_rename)
+{
+	u32 pid = args->pid;
+	struct kcmp_proc *p = procs.lookup(&pid);
+	if (p)
+		bpf_probe_read_kernel(p->comm, sizeof(p->comm), args->newcomm);
+	return 0;
+}
+#endif
 
 #ifdef CAPTURE_COMPAT
 /* The per-syscall tracepoints skip compat calls, so 32-bit kcmp is caught on the raw syscall

@@ -11,6 +11,7 @@
 #define KCMP_EV_SLOT_READ  0x4 /* epoll slot copied from the caller at entry */
 #define KCMP_EV_SLOT_FAULT 0x8 /* epoll slot pointer unreadable at entry */
 #define KCMP_EV_TRACE      0x10 /* passed the trace filters (else streamed only for the EPERM log) */
+#define KCMP_EV_OWN_PIDNS  0x20 /* the caller was in the monitor's pid namespace (PROC_TABLE) */
 
 #define KCMP_STAT_DROPPED          0 /* ring buffer full: event lost */
 #define KCMP_STAT_INFLIGHT         1 /* in-flight map full: entry not kept */
@@ -67,6 +68,16 @@ struct kcmp_event {
 	__u32 slot_tfd;
 	__u32 slot_toff;
 	__u32 flags;
+	char comm[16];
+	__u32 ppid;        /* the caller's parent as the process table knew it; 0: not known */
+	__u32 reserved;    /* keeps the record a multiple of 8 bytes */
+};
+
+/* What the process table keeps of a task, so that one gone before its event is decoded still
+ * has a name and a parent. */
+struct kcmp_proc {
+	__u32 ppid;
+	__u32 tgid;        /* the process a thread belongs to (its own pid for a process) */
 	char comm[16];
 };
 

@@ -72,6 +72,14 @@ ERRNOS = {
 }
 EPERM = _errno.EPERM
 ENOSYS = _errno.ENOSYS
+ESRCH = _errno.ESRCH
+
+# clone(2) flags (<linux/sched.h>) that decide who a new task's parent is.
+CLONE_PARENT = 0x00008000
+CLONE_THREAD = 0x00010000
+
+# ioctl on a /proc/<pid>/ns/pid fd: an fd of the parent pid namespace (<linux/nsfs.h>).
+NS_GET_PARENT = 0xB702
 
 # The kernel returns errors as -1..-4095 (MAX_ERRNO).
 MAX_ERRNO = 4095

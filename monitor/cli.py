@@ -27,6 +27,7 @@ EXAMPLES = """\
 examples:
   kcmp-monitor                              the exporter: metrics on 127.0.0.1:9041
   kcmp-monitor --check                      what works on this machine
+  kcmp-monitor --context                    also count calls crossing namespace boundaries
   kcmp-monitor --trace                      every kcmp call on the machine, live
   kcmp-monitor --trace --errors-only        only calls that failed
   kcmp-monitor --trace --comm criu --type FILE,EPOLL_TFD
@@ -120,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--web.listen-address", dest="listen", metavar="HOST:PORT",
                         help="where to serve /metrics (default: 127.0.0.1:9041; "
                              ":PORT for every interface)")
+    parser.add_argument("--context", action="store_true",
+                        help="exporter: also stream every call to give it context and export "
+                             "kcmp_boundary_crossings_total (costs a stream; --trace does it "
+                             "for the traced calls)")
     parser.add_argument("--check", action="store_true",
                         help="load and attach, report what works, and exit (0: all works)")
     parser.add_argument("--eperm-log-rate", type=_rate, default=10.0, metavar="LINES",
@@ -181,6 +186,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{', '.join(given)} shape the --trace stream; the exporter "
                              "counts every call (add --trace)")
     exporter = not args.trace or args.listen is not None
+    if args.context and args.trace:
+        raise UsageError("--context is the exporter's: --trace already gives every traced "
+                         "call its context")
     # The console alone keeps stderr for losses and warnings; a daemon also says what it does.
     logs.setup(level=logging.INFO if exporter else logging.WARNING)
     address = daemon.parse_listen_address(args.listen or daemon.DEFAULT_ADDRESS)
@@ -188,35 +196,56 @@ def run(args: argparse.Namespace) -> int:
     filters = Filters(tgid=args.pid, uid=args.uid, comm=args.comm, types=args.types,
                       errors_only=args.errors_only)
     options = ProgramOptions(filters=filters, ringbuf_pages=args.ringbuf_pages,
-                             compat=args.compat, trace=args.trace, count=exporter or args.check,
+                             compat=args.compat, trace=args.trace or args.context,
+                             count=exporter or args.check,
                              log_eperm=exporter and args.eperm_log_rate > 0)
     with KcmpProgram(options) as program:
         if args.check:
             return check(program)
-        registry = daemon.build_registry(program) if exporter else None
-        daemon.drop_capabilities(args.trace)
-        server = daemon.serve(registry, address) if registry is not None else None
+        proc = ProcReader(sockets=SocketResolver(), netns=NetnsNames(), kernel=program)
+        if options.trace or options.log_eperm:
+            # Processes started before the program: the fork hook never saw them.
+            program.remember(proc.existing())
         sink = None
         if args.trace:
             sink = (JsonSink if args.output == "json" else ConsoleSink)(sys.stdout, sys.stderr)
+        eperm_log = (PermissionLog(rate=args.eperm_log_rate)
+                     if options.log_eperm else None)
+        tracer = Tracer(program, proc, sink=sink, eperm_log=eperm_log,
+                        count_context=args.context)
+        registry = None
+        if exporter:
+            context = (lambda: tracer.summary) if options.trace else None
+            registry = daemon.build_registry(program, context)
+        daemon.drop_capabilities(args.trace or args.context)
+        server = daemon.serve(registry, address) if registry is not None else None
+        if sink is not None:
             sink.start(compat_notes(program))
         if server is not None:
             log.info(logfmt(msg="exporting kcmp metrics", address=str(address),
-                            compat=program.compat, compat_error=program.compat_error))
-        eperm_log = (PermissionLog(rate=args.eperm_log_rate)
-                     if options.log_eperm else None)
-        proc = ProcReader(sockets=SocketResolver(), netns=NetnsNames())
-        tracer = Tracer(program, proc, sink=sink, eperm_log=eperm_log)
+                            compat=program.compat, compat_error=program.compat_error,
+                            context=options.trace))
         daemon.notify("READY=1")
         summary = tracer.run(stop)
         daemon.notify("STOPPING=1")
         if server is not None:
             server.shutdown()
     if args.trace:
-        sys.stderr.write(f"{PROG}: {summary.events} calls traced, {summary.lost} lost"
-                         + (f", {summary.unpaired} without entry (in-flight map full)"
-                            if summary.unpaired else "") + "\n")
+        sys.stderr.write(exit_line(summary) + "\n")
     return EXIT_OK
+
+
+def exit_line(summary) -> str:
+    """What the trace saw, lost and could not resolve, in one line."""
+    line = f"{PROG}: {summary.events} calls traced, {summary.lost} lost"
+    if summary.unpaired:
+        line += f", {summary.unpaired} without entry (in-flight map full)"
+    crossed = [f"{kind} {n}" for kind, n in summary.crossings.items() if n]
+    if crossed:
+        line += f"; crossing a boundary: {', '.join(crossed)}"
+    if summary.unresolved:
+        line += f"; {summary.unresolved} with context unresolved"
+    return line
 
 
 def compat_notes(program) -> list[str]:

@@ -179,6 +179,33 @@ class KcmpCollector(Collector):
         yield runs
 
 
+class ContextCollector(Collector):
+    """What enriching the traced stream found: calls crossing namespace or container
+    boundaries, and calls whose context could not be resolved. It counts what reached user
+    space: kcmp_events_dropped_total says what did not."""
+
+    def __init__(self, summary: Callable[[], object]) -> None:
+        self._summary = summary
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._summary()
+        yield CounterMetricFamily("kcmp_context_events", "Streamed kcmp calls given context",
+                                  value=s.events)
+        crossings = CounterMetricFamily(
+            "kcmp_boundary_crossings", "Streamed kcmp calls whose caller and a target sat in "
+            "different pid, mount or network namespaces or containers, by kind",
+            labels=["kind"])
+        for kind, value in s.crossings.items():
+            crossings.add_metric([kind], value)
+        yield crossings
+        yield CounterMetricFamily(
+            "kcmp_context_unresolved", "Streamed kcmp calls whose caller or a target could "
+            "not be found in /proc or the process table", value=s.unresolved)
+
+
 def _buckets(log2: list[int]) -> list[tuple[str, float]]:
     """Cumulative (le, count) pairs in seconds from the kernel's log2 slots."""
     out = []

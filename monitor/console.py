@@ -6,12 +6,13 @@ import time
 from typing import TextIO
 
 from . import abi
-from .enrich import Context
+from .enrich import Context, Target
 from .escape import escape, escape_bytes
 from .events import Args, Event
 
 START_LINE = "Tracing kcmp()... Ctrl-C to end."
 DENIED_MARK = "!! DENIED"
+CROSSING_MARK = "!! CROSSES"
 
 
 def start_line(notes: list[str]) -> str:
@@ -78,6 +79,17 @@ def _owner(uid: int | None) -> str:
     return "?" if uid is None else str(uid)
 
 
+def format_target(t: Target | None, caller_tgid: int) -> str:
+    """name/host pid and owner; "self" for the caller's own process."""
+    if t is None:
+        return "?"
+    if t.host_pid == caller_tgid:
+        return "self"
+    name = "?" if t.name is None else escape_bytes(t.name)
+    text = f"{name}/{t.host_pid} uid={_owner(t.uid)}"
+    return text + " exited" if t.gone else text
+
+
 def format_line(event: Event, ctx: Context, wall_ns: int) -> str:
     """One console line: time, caller, the strace part, its meaning, duration, markers."""
     seconds, ns = divmod(wall_ns, 1_000_000_000)
@@ -89,11 +101,17 @@ def format_line(event: Event, ctx: Context, wall_ns: int) -> str:
     meaning = "" if event.errno is not None else f" <{event.meaning}>"
     line = (f"{stamp} {caller} uid={event.uid} {compat}{format_call(event, ctx)}{meaning} "
             f"{format_duration(event.duration_ns)}")
-    if ctx.host_pids is not None:
-        line += (f"  [other pid namespace: pid1 is host {_owner(ctx.host_pids[0])}, "
-                 f"pid2 is host {_owner(ctx.host_pids[1])}]")
-    elif ctx.same_pidns is False:
-        line += "  [other pid namespace: pids are the caller's, not looked up]"
+    if ctx.targets is not None:
+        t1, t2 = ctx.targets
+        line += (f"  [pid1 {format_target(t1, event.tgid)}, "
+                 f"pid2 {format_target(t2, event.tgid)}]")
+    if ctx.same_pidns is False:
+        line += ("  [caller in another pid namespace]" if ctx.host_pids is not None else
+                 "  [caller in another pid namespace: pids not looked up]")
+    if ctx.unresolved:
+        line += f"  [unresolved: {','.join(ctx.unresolved)}]"
+    if ctx.crossings:
+        line += f"  {CROSSING_MARK} {','.join(ctx.crossings)}"
     if event.permission_denied:
         line += f"  {DENIED_MARK} caller uid={event.uid}"
         if ctx.owners is not None:

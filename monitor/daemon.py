@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
 from . import __version__, caps
-from .collector import KcmpCollector, SelfState
+from .collector import ContextCollector, KcmpCollector, SelfState
 from .errors import MonitorError, UsageError
 
 log = logging.getLogger(__name__)
@@ -80,13 +80,16 @@ def notify(state: str) -> None:
             log.warning("could not notify systemd: %s", exc)
 
 
-def build_registry(program) -> CollectorRegistry:
-    """Our collector over the program's maps, and the process's own metrics."""
+def build_registry(program, context=None) -> CollectorRegistry:
+    """Our collector over the program's maps, the process's own metrics, and with context
+    (a callable returning the tracer's Summary) what enriching the stream found."""
     registry = CollectorRegistry()
     state = SelfState(version=__version__, bcc_version=program.bcc_version,
                       kernel=os.uname().release, attached=program.attached,
                       run_stats=program.run_stats, bpf_stats_enabled=bpf_stats_enabled)
     registry.register(KcmpCollector(program.snapshot, state))
+    if context is not None:
+        registry.register(ContextCollector(context))
     ProcessCollector(registry=registry)
     return registry
 

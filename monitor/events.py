@@ -31,6 +31,8 @@ LAYOUT = (
     ("slot_toff", "I"),
     ("flags", "I"),
     ("comm", "16s"),
+    ("ppid", "I"),
+    ("reserved", "I"),
 )
 RAW_EVENT = struct.Struct("<" + "".join(code for _, code in LAYOUT))
 # The same bytes read the way the kernel reads the arguments: pid1, pid2 and type are the low
@@ -45,6 +47,10 @@ EV_COMPAT = 0x2
 EV_SLOT_READ = 0x4
 EV_SLOT_FAULT = 0x8
 EV_TRACE = 0x10
+EV_OWN_PIDNS = 0x20
+
+# struct kcmp_proc, a value of the process table: ppid, tgid, comm.
+PROC_ENTRY = struct.Struct("<II16s")
 
 # Indexes of the per-CPU stats map (bpf/kcmp.h).
 STAT_DROPPED = 0
@@ -97,6 +103,8 @@ class Event(NamedTuple):
     compat: bool
     args: Args | None  # None for an exit without entry (e.g. refused by seccomp)
     traced: bool = True  # passed the trace filters; False: streamed only for the EPERM log
+    ppid: int = 0  # the caller's parent as the kernel's process table knew it; 0: not known
+    own_pidns: bool = True  # the caller was in the monitor's pid namespace at the call
 
     @property
     def errno(self) -> int | None:
@@ -114,7 +122,7 @@ class Event(NamedTuple):
 def decode(raw: bytes) -> Event:
     """An Event from the bytes of one ring-buffer record."""
     (ts_ns, duration_ns, cgroup_id, pid1, pid2, kcmp_type, idx1, idx2, ret, tgid, tid, uid, gid,
-     efd, tfd, toff, flags, comm) = _DECODE.unpack_from(raw)
+     efd, tfd, toff, flags, comm, ppid, _) = _DECODE.unpack_from(raw)
     # Positional construction: this runs for every event of the stream.
     if flags & EV_ENTRY:
         args = Args(pid1, pid2, kcmp_type, idx1, idx2,
@@ -123,14 +131,15 @@ def decode(raw: bytes) -> Event:
     else:
         args, duration_ns = None, None
     return Event(ts_ns, duration_ns, cgroup_id, tgid, tid, uid, gid, comm.split(b"\0", 1)[0],
-                 ret, bool(flags & EV_COMPAT), args, bool(flags & EV_TRACE))
+                 ret, bool(flags & EV_COMPAT), args, bool(flags & EV_TRACE), ppid,
+                 bool(flags & EV_OWN_PIDNS))
 
 
 def encode(event: Event) -> bytes:
     """The record bytes of an Event: the inverse of decode, for tests and replays."""
     a = event.args
     flags = ((EV_ENTRY if a else 0) | (EV_COMPAT if event.compat else 0)
-             | (EV_TRACE if event.traced else 0))
+             | (EV_TRACE if event.traced else 0) | (EV_OWN_PIDNS if event.own_pidns else 0))
     slot = EpollSlot(0, 0, 0)
     if a is not None:
         if a.slot is not None:
@@ -144,5 +153,5 @@ def encode(event: Event) -> bytes:
         (a.pid1 & mask) if a else 0, (a.pid2 & mask) if a else 0, (a.type & mask) if a else 0,
         a.idx1 if a else 0, a.idx2 if a else 0, event.ret,
         event.tgid, event.tid, event.uid, event.gid, slot.efd, slot.tfd, slot.toff, flags,
-        event.comm,
+        event.comm, event.ppid, 0,
     )

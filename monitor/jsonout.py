@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from . import abi
 from .console import start_line
-from .enrich import Caller, Context
+from .enrich import Caller, Context, Target
 from .events import Event
 
 # (name, Tracee's type) of kcmp's arguments, in order.
@@ -38,6 +38,9 @@ _TYPE = {t.value: json_string(t.name) for t in abi.KcmpType}
 _BOOL = ("false", "true")
 _PIDNS = {True: '"host"', False: '"other"', None: "null"}
 _UNKNOWN = Caller(None, None, None, None, None, None, None, None)
+_NO_TARGET = ('"hostPid":null,"processName":null,"userId":null,"hostParentProcessId":null,'
+              '"pidNamespace":null,"mountNamespace":null,"networkNamespace":null,'
+              '"containerId":null,"exited":null')
 
 
 @functools.lru_cache(maxsize=4096)
@@ -57,6 +60,33 @@ def _int(value: int | None) -> str:
     return "null" if value is None else str(value)
 
 
+def _netns(inode: int | None, name: str | None) -> str:
+    if inode is None:
+        return "null"
+    return f'{{"inode":{inode},"name":{"null" if name is None else json_string(name)}}}'
+
+
+def _container(cid: str | None) -> str:
+    return "null" if cid is None else f'"{cid}"'  # hex digits or empty: nothing to escape
+
+
+@functools.lru_cache(maxsize=4096)
+def _target(t: Target | None) -> str:
+    """A target's fields but its pid, made once per target."""
+    if t is None:
+        return _NO_TARGET
+    name = "null" if t.name is None else _comm(t.name)
+    return (f'"hostPid":{t.host_pid},"processName":{name},"userId":{_int(t.uid)},'
+            f'"hostParentProcessId":{_int(t.host_ppid)},"pidNamespace":{_int(t.pidns)},'
+            f'"mountNamespace":{_int(t.mntns)},"networkNamespace":{_netns(t.netns, t.netns_name)},'
+            f'"containerId":{_container(t.container_id)},"exited":{_BOOL[t.gone]}')
+
+
+@functools.lru_cache(maxsize=64)
+def _names(names: tuple[str, ...]) -> str:
+    return "[" + ",".join(f'"{n}"' for n in names) + "]"
+
+
 @functools.lru_cache(maxsize=4096)
 def _caller(c: Caller, tgid: int, tid: int) -> str:
     """The caller's fields, made once per caller: they repeat from event to event."""
@@ -64,14 +94,13 @@ def _caller(c: Caller, tgid: int, tid: int) -> str:
     # read (it had gone), and null for a thread gone from another namespace.
     pid, ns_tid = (tgid, str(tid)) if c.ns_pid is None else (c.ns_pid, _int(c.ns_tid))
     exe = "null" if c.exe is None else f'{{"path":{json_string(path_text(c.exe))}}}'
-    container = '""' if c.container_id is None else f'"{c.container_id}"'
-    name = "null" if c.netns_name is None else json_string(c.netns_name)
-    netns = "null" if c.netns is None else f'{{"inode":{c.netns},"name":{name}}}'
     return (f'"processId":{pid},"threadId":{ns_tid},"hostProcessId":{tgid},'
             f'"hostThreadId":{tid},"parentProcessId":{_int(c.ns_ppid)},'
             f'"hostParentProcessId":{_int(c.host_ppid)},"pidNamespace":{_int(c.pidns)},'
-            f'"mountNamespace":{_int(c.mntns)},"networkNamespace":{netns},'
-            f'"containerId":{container},"executable":{exe}')
+            f'"mountNamespace":{_int(c.mntns)},'
+            f'"networkNamespace":{_netns(c.netns, c.netns_name)},'
+            f'"containerId":{_container(c.container_id)},"executable":{exe},'
+            f'"callerExited":{_BOOL[c.gone]}')
 
 
 def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
@@ -86,24 +115,26 @@ def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
         slot = ("null" if a.slot is None
                 else f'{{"efd":{a.slot.efd},"tfd":{a.slot.tfd},"toff":{a.slot.toff}}}')
         fault = _BOOL[a.slot_fault]
-    owners = ("null" if ctx.owners is None else
-              f'{{"pid1":{_int(ctx.owners[0])},"pid2":{_int(ctx.owners[1])}}}')
     paths = ",".join(f'"{key}":{json_string(path_text(path))}'
                      for key, path in ctx.paths.items())
     pidns = _PIDNS[ctx.same_pidns]
     who = _caller(ctx.caller or _UNKNOWN, event.tgid, event.tid)
-    hosts = ("null" if ctx.host_pids is None else
-             f'{{"pid1":{_int(ctx.host_pids[0])},"pid2":{_int(ctx.host_pids[1])}}}')
+    if ctx.targets is None or a is None:
+        targets = "null"
+    else:
+        targets = (f'[{{"pid":{a.pid1},{_target(ctx.targets[0])}}},'
+                   f'{{"pid":{a.pid2},{_target(ctx.targets[1])}}}]')
     return (f'{{"timestamp":{wall_ns},{who},'
             f'"cgroupId":{event.cgroup_id},"userId":{event.uid},"groupId":{event.gid},'
             f'"processName":{_comm(event.comm)},"eventName":"kcmp","syscall":"kcmp",'
             f'"returnValue":{event.ret},"argsNum":{argsnum},"args":{args},'
             f'"kcmpType":{kcmp_type},"result":"{event.meaning}",{_errno(event.ret)},'
-            f'"permissionDenied":{_BOOL[event.permission_denied]},"targetOwners":{owners},'
+            f'"permissionDenied":{_BOOL[event.permission_denied]},'
             f'"compat":{_BOOL[event.compat]},"argsKnown":{_BOOL[a is not None]},'
             f'"durationNs":{_int(event.duration_ns)},"epollSlot":{slot},'
             f'"epollSlotFault":{fault},"fdPaths":{{{paths}}},"callerPidNamespace":{pidns},'
-            f'"targetHostPids":{hosts}}}')
+            f'"targets":{targets},"crossesBoundary":{_names(ctx.crossings)},'
+            f'"contextUnresolved":{_names(ctx.unresolved)}}}')
 
 
 def event_record(event: Event, ctx: Context, wall_ns: int) -> dict[str, Any]:

@@ -13,12 +13,16 @@ from pathlib import Path
 from . import abi, ringbuf
 from .counters import COMM_STATS, DENIED_KEY, SLOTS, Snapshot, TypeStats
 from .errors import MonitorError, NoPermission, Unavailable
-from .events import STAT_COUNT
+from .events import PROC_ENTRY, STAT_COUNT
 
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 BPF_SOURCE = BPF_DIR / "kcmp.bpf.c"
 TRACEFS = "/sys/kernel/tracing"
 SETUP_HINT = "run `sudo make setup`"
+
+# Processes the kernel's process table remembers (32 bytes each, LRU): parents and names of
+# those gone before their events are decoded.
+PROC_TABLE_SIZE = 65536
 
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
@@ -77,6 +81,11 @@ def cflags(options: ProgramOptions, compat: bool) -> list[str]:
         flags.append(f"-DTYPE_MASK={sum(1 << t for t in f.types):#x}")
     if f.errors_only:
         flags.append("-DERRORS_ONLY")
+    if options.trace or options.log_eperm:  # a stream: its events get context
+        own = os.stat("/proc/self/ns/pid")
+        flags += [f"-DPROC_TABLE={PROC_TABLE_SIZE}", f"-DOWN_PIDNS_DEV={own.st_dev}ULL",
+                  f"-DOWN_PIDNS_INO={own.st_ino}ULL", f"-DCLONE_THREAD_FLAG={abi.CLONE_THREAD}",
+                  f"-DCLONE_PARENT_FLAG={abi.CLONE_PARENT}"]
     if compat:
         flags += ["-DCAPTURE_COMPAT", f"-DIA32_NR_KCMP={abi.IA32_NR_KCMP}",
                   f"-DENOSYS_ERRNO={abi.ENOSYS}"]
@@ -159,6 +168,7 @@ class KcmpProgram:
         self._pending: list[bytes] = []  # records BCC's reader handed over, until read()
         self._count = options.count
         self._compat_wanted = options.compat and compat_supported()
+        self._has_proc_table = options.trace or options.log_eperm
 
     def open_events(self) -> None:
         """Start reading the ring buffer; read() then returns what arrived."""
@@ -185,12 +195,31 @@ class KcmpProgram:
         """A counter of the stats map, summed over CPUs."""
         return int(self._stats.sum(self._stats.Key(index)).value)
 
+    def process(self, pid: int) -> tuple[int, bytes] | None:
+        """(parent, name) of a process or thread as the kernel's table last knew it."""
+        table = self._bpf["procs"]
+        try:
+            ppid, _, comm = PROC_ENTRY.unpack(bytes(table[table.Key(pid)]))
+        except (KeyError, ValueError):
+            return None
+        return ppid, comm.split(b"\0", 1)[0]
+
+    def remember(self, processes) -> None:
+        """Add (pid, parent, name) rows for processes that started before the program."""
+        table = self._bpf["procs"]
+        for pid, ppid, comm in processes:
+            table[table.Key(pid)] = table.Leaf.from_buffer_copy(
+                PROC_ENTRY.pack(ppid, pid, comm[:16]))
+
     def attached(self) -> dict[str, bool]:
         """Each tracepoint this program was asked to use, and whether it is attached (the
         raw_syscalls pair only when 32-bit capture was asked for: 0 always means a fault)."""
         bpf = self._bpf
         state = {tp: tp.encode() in bpf.tracepoint_fds
                  for tp in ("syscalls:sys_enter_kcmp", "syscalls:sys_exit_kcmp")}
+        if self._has_proc_table:
+            for tp in ("task:task_newtask", "task:task_rename"):
+                state[tp] = tp.encode() in bpf.tracepoint_fds
         if self._compat_wanted:
             for name in ("sys_enter", "sys_exit"):
                 state[f"raw_syscalls:{name}"] = name.encode() in bpf.raw_tracepoint_fds

@@ -5,11 +5,11 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from .abi import EPERM
-from .enrich import Context, ProcReader, enrich
+from .enrich import BOUNDARIES, Context, ProcReader, enrich
 from .events import STAT_DROPPED, STAT_INFLIGHT, Event, decode
 from .logs import logfmt
 
@@ -41,9 +41,12 @@ class EventSource(Protocol):
 
 @dataclass
 class Summary:
-    events: int = 0
+    events: int = 0  # traced calls given their context
     lost: int = 0  # ring buffer full
     unpaired: int = 0  # entries the in-flight map could not keep (their exits came alone)
+    # traced calls that crossed each kind of boundary
+    crossings: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BOUNDARIES, 0))
+    unresolved: int = 0  # traced calls whose caller or a target could not be resolved
 
 
 def monotonic_to_wall_ns() -> int:
@@ -56,9 +59,12 @@ class Tracer:
     permission failure to the EPERM log; either may be absent."""
 
     def __init__(self, source: EventSource, proc: ProcReader, sink: Sink | None = None,
-                 eperm_log: EventLog | None = None) -> None:
+                 eperm_log: EventLog | None = None, count_context: bool = False) -> None:
+        """count_context: give every traced call its context and count crossings even
+        without a sink (the daemon's --context)."""
         self.source = source
         self.sink = sink
+        self.traces = sink is not None or count_context
         self.eperm_log = eperm_log
         self.proc = proc
         self.summary = Summary()
@@ -79,20 +85,29 @@ class Tracer:
     def step(self, timeout_ms: int) -> None:
         """One read: records reach the sinks in order, then any new loss is reported."""
         sink, eperm_log, proc, offset = self.sink, self.eperm_log, self.proc, self._offset
-        traced = 0
+        traces, summary = self.traces, self.summary
+        crossed = summary.crossings
+        traced = unresolved = 0
         for raw in self.source.read(timeout_ms):  # the hot loop: locals only
             event = decode(raw)
-            to_sink = event.traced and sink is not None
+            to_trace = event.traced and traces
             to_log = eperm_log is not None and event.ret == -EPERM
-            if not (to_sink or to_log):
+            if not (to_trace or to_log):
                 continue
             ctx = enrich(event, proc)
-            if to_sink:
-                sink.event(event, ctx, event.ts_ns + offset)
+            if to_trace:
                 traced += 1
+                if ctx.crossings:
+                    for kind in ctx.crossings:
+                        crossed[kind] += 1
+                if ctx.unresolved:
+                    unresolved += 1
+                if sink is not None:
+                    sink.event(event, ctx, event.ts_ns + offset)
             if to_log:
                 eperm_log.event(event, ctx)
-        self.summary.events += traced
+        summary.events += traced
+        summary.unresolved += unresolved
         dropped = self.source.stat(STAT_DROPPED)
         if dropped > self.summary.lost:
             if sink is not None:

@@ -122,3 +122,13 @@ def test_bpf_prog_info_offsets_match_the_uapi_header(tmp_path):
     assert facts["run_cnt"] == abi.BPF_PROG_INFO_RUN_CNT
     assert abi.BPF_PROG_INFO_SIZE == facts["run_cnt"] + 8
     assert (facts["attr_fd"], facts["attr_len"], facts["attr_info"]) == (0, 4, 8)
+
+
+def test_clone_flags_and_nsfs_ioctl_match_the_uapi_headers(tmp_path):
+    from tests.helpers import c_facts
+
+    facts = c_facts(tmp_path, ["<linux/sched.h>", "<linux/nsfs.h>"],
+                    [("CLONE_PARENT", "CLONE_PARENT"), ("CLONE_THREAD", "CLONE_THREAD"),
+                     ("NS_GET_PARENT", "NS_GET_PARENT")])
+    assert facts == {"CLONE_PARENT": abi.CLONE_PARENT, "CLONE_THREAD": abi.CLONE_THREAD,
+                     "NS_GET_PARENT": abi.NS_GET_PARENT}

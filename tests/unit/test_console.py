@@ -3,7 +3,7 @@ import time
 import pytest
 
 from kcmp_monitor import console
-from kcmp_monitor.enrich import Context
+from kcmp_monitor.enrich import Context, Target
 from kcmp_monitor.events import Args, EpollSlot, Event
 
 
@@ -89,13 +89,41 @@ def test_thread_compat_and_meaning_markers():
                     "kcmp(1145, 1144, KCMP_VM) = 1 <less> 1.2us")
 
 
+def _target(pid, uid, name=b"sshd", gone=False):
+    return Target(pid, name, uid, 1, None, None, None, None, None, gone)
+
+
 def test_permission_failure_is_marked_with_owners():
     line = console.format_line(_event(-1, _args(type=1), uid=65534),
-                               Context(owners=(65534, 0)), _wall(0, 0, 0, 0))
+                               Context(targets=(_target(1145, 65534), _target(1144, 0))),
+                               _wall(0, 0, 0, 0))
     assert line.endswith("kcmp(1145, 1144, KCMP_VM) = -1 EPERM (Operation not permitted) "
-                         "1.2us  !! DENIED caller uid=65534, pid1 owner=65534, pid2 owner=0")
-    unknown = console.format_line(_event(-1, _args(type=1)), Context(owners=(None, 0)), 0)
+                         "1.2us  [pid1 sshd/1145 uid=65534, pid2 sshd/1144 uid=0]"
+                         "  !! DENIED caller uid=65534, pid1 owner=65534, pid2 owner=0")
+    unknown = console.format_line(_event(-1, _args(type=1)),
+                                  Context(targets=(_target(1145, None), _target(1144, 0))), 0)
     assert unknown.endswith("pid1 owner=?, pid2 owner=0")
+
+
+def test_targets_self_exited_and_unknown():
+    ctx = Context(targets=(_target(4242, 0), _target(77, 1000, b"\x1b]0;x\x07", gone=True)))
+    line = console.format_line(_event(0, _args(4242, 77, type=1)), ctx, 0)
+    assert line.endswith("  [pid1 self, pid2 \\x1b]0;x\\x07/77 uid=1000 exited]")
+    line = console.format_line(_event(-3, _args(4242, 9, type=1)),
+                               Context(targets=(_target(4242, 0), None)), 0)
+    assert line.endswith("  [pid1 self, pid2 ?]")
+
+
+def test_crossing_other_namespace_and_unresolved_are_marked():
+    ctx = Context(same_pidns=False, host_pids=(4242, 900), targets=(_target(4242, 0), None),
+                  crossings=("pid", "net"), unresolved=("pid2",))
+    line = console.format_line(_event(0, _args(1, 2, type=1)), ctx, 0)
+    assert line.endswith("  [pid1 self, pid2 ?]  [caller in another pid namespace]"
+                         "  [unresolved: pid2]  !! CROSSES pid,net")
+    ctx = Context(same_pidns=False, unresolved=("caller", "pid1", "pid2"))
+    line = console.format_line(_event(0, _args(1, 2, type=1)), ctx, 0)
+    assert line.endswith("  [caller in another pid namespace: pids not looked up]"
+                         "  [unresolved: caller,pid1,pid2]")
 
 
 def test_hostile_name_and_path_are_escaped():

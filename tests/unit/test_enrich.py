@@ -1,38 +1,65 @@
-"""Enrichment against a fake /proc tree: which pid each fd is looked up in."""
+"""Enrichment against a fake /proc tree: who the caller and targets are, which pid each fd is
+looked up in, what crossed a boundary and what could not be resolved."""
 
 import os
 
 import pytest
 
-from kcmp_monitor.enrich import Context, ProcReader, enrich
+from kcmp_monitor.enrich import BOUNDARIES, Caller, Context, ProcReader, Target, crossings, enrich
 from kcmp_monitor.events import Args, EpollSlot, Event
+
+CID = "ab" * 32
+
+
+def _task(root, pid, uid=0, fds=None, nspid=None, ppid=1, name="x", ns=None, cgroup=""):
+    """A process directory; ns: {kind: a file whose inode stands for the namespace}."""
+    (root / str(pid) / "fd").mkdir(parents=True)
+    (root / str(pid) / "ns").mkdir()
+    (root / str(pid) / "status").write_text(
+        f"Name:\t{name}\nPPid:\t{ppid}\nUid:\t{uid + 1}\t{uid}\t{uid}\t{uid}\n"
+        f"NSpid:\t{pid}{'' if nspid is None else f'	{nspid}'}\n")
+    (root / str(pid) / "comm").write_bytes(name.encode() + b"\n")
+    (root / str(pid) / "cgroup").write_text(cgroup)
+    for fd, target in (fds or {}).items():
+        os.symlink(target, root / str(pid) / "fd" / str(fd))
+    for kind, path in (ns or {}).items():
+        os.link(path, root / str(pid) / "ns" / kind)
+
+
+def _ns(root, name):
+    path = root / f"ns-{name}"
+    path.write_text("")
+    return path
+
+
+class Table:
+    """The kernel's process table, as the loader hands it over."""
+
+    def __init__(self, known):
+        self.known = known
+        self.asked = []
+
+    def process(self, pid):
+        self.asked.append(pid)
+        return self.known.get(pid)
 
 
 @pytest.fixture
 def proc(tmp_path):
     (tmp_path / "self").mkdir()
     (tmp_path / "self" / "status").write_text("Name:\tmonitor\nNSpid:\t1234\n")
-
-    def task(pid, uid, fds, nspid=None):
-        (tmp_path / str(pid) / "fd").mkdir(parents=True)
-        (tmp_path / str(pid) / "status").write_text(
-            f"Name:\tx\nUid:\t{uid + 1}\t{uid}\t{uid}\t{uid}\nGid:\t0\t0\t0\t0\n"
-            f"NSpid:\t{pid}{'' if nspid is None else f'	{nspid}'}\n")
-        for fd, target in fds.items():
-            os.symlink(target, tmp_path / str(pid) / "fd" / str(fd))
-
-    task(10, 1000, {3: "/home/a", 8: "anon_inode:[eventpoll]"})
-    task(20, 0, {3: "/etc/b", 6: "pipe:[7]", 8: "anon_inode:[eventpoll]",
-                 9: b"/tmp/\xff\x1b".decode("utf-8", "surrogateescape")})
-    task(30, 0, {3: "/in/a/container"}, nspid=1)  # pid 1 of a namespace below the host
-    return ProcReader(str(tmp_path))
+    _task(tmp_path, 10, 1000, {3: "/home/a", 8: "anon_inode:[eventpoll]"}, name="criu")
+    _task(tmp_path, 20, 0, {3: "/etc/b", 6: "pipe:[7]", 8: "anon_inode:[eventpoll]",
+                            9: b"/tmp/\xff\x1b".decode("utf-8", "surrogateescape")},
+          ppid=10, name="sshd")
+    return ProcReader(str(tmp_path), kernel=Table({66: (20, b"short\x1b")}))
 
 
-def _event(type, idx1=3, idx2=3, slot=None, ret=0, tgid=10):
+def _event(type, idx1=3, idx2=3, slot=None, ret=0, tgid=10, pids=(10, 20), **kw):
     return Event(ts_ns=0, duration_ns=1, cgroup_id=1, tgid=tgid, tid=tgid, uid=0, gid=0,
                  comm=b"x", ret=ret, compat=False,
-                 args=Args(pid1=10, pid2=20, type=type, idx1=idx1, idx2=idx2, slot=slot,
-                           slot_fault=False))
+                 args=Args(pid1=pids[0], pid2=pids[1], type=type, idx1=idx1, idx2=idx2,
+                           slot=slot, slot_fault=False), **kw)
 
 
 def test_file_fds_are_resolved_in_their_own_process(proc):
@@ -49,110 +76,150 @@ def test_unresolvable_fds_are_left_out(proc):
     assert enrich(_event(7, idx1=3, idx2=1), proc).paths == {"idx1": "/home/a"}
 
 
-def _looked_up(ctx):
-    return ctx.paths, ctx.owners, ctx.same_pidns, ctx.host_pids
-
-
-def test_types_without_fds_read_nothing(proc):
-    assert _looked_up(enrich(_event(1), proc)) == _looked_up(Context())
-    assert _looked_up(enrich(_event(42), proc)) == _looked_up(Context())
-
-
-def test_owners_only_for_permission_failures(proc):
-    assert enrich(_event(1, ret=-1), proc).owners == (1000, 0)
-    assert enrich(_event(1, ret=-3), proc).owners is None
-
-
 def test_raw_bytes_of_a_path_survive(proc):
     assert proc.fd_path(20, 9) == b"/tmp/\xff\x1b".decode("utf-8", "surrogateescape")
 
 
-def test_a_caller_in_another_pid_namespace_gets_no_lookups(proc):
+def test_every_call_names_its_targets_with_owner_and_parent(proc):
+    ctx = enrich(_event(1), proc)
+    assert ctx.paths == {} and ctx.unresolved == () and ctx.same_pidns is True
+    t1, t2 = ctx.targets
+    assert (t1.host_pid, t1.name, t1.uid, t1.host_ppid, t1.gone) == (10, b"criu", 1000, 1, False)
+    assert (t2.host_pid, t2.name, t2.uid, t2.host_ppid) == (20, b"sshd", 0, 10)
+    assert t1.container_id == "" and ctx.owners == (1000, 0)
+
+
+def test_a_target_gone_from_proc_is_known_from_the_kernel_table(proc):
+    ctx = enrich(_event(1, pids=(10, 66)), proc)
+    assert ctx.targets[1] == Target(66, b"short\x1b", None, 20, None, None, None, None, None,
+                                    gone=True)
+    assert ctx.unresolved == ()
+
+
+def test_a_target_found_nowhere_is_unresolved_unless_the_call_said_so(proc):
+    assert enrich(_event(1, pids=(10, 77)), proc).unresolved == ("pid2",)
+    esrch = enrich(_event(1, ret=-3, pids=(77, 0)), proc)  # neither existed: nothing missing
+    assert esrch.targets == (None, None) and esrch.unresolved == ()
+
+
+def test_targets_are_remembered_briefly_and_misses_more_briefly(proc, tmp_path):
+    first = proc.target(10, 0)
+    assert proc.target(10, ProcReader.TARGET_TTL_NS - 1) is first
+    assert proc.target(10, ProcReader.TARGET_TTL_NS) is not first
+    asked = len(proc.kernel.asked)
+    assert proc.target(78, 0) is None and proc.target(78, 1) is None
+    assert len(proc.kernel.asked) == asked + 1
+    _task(tmp_path, 78, name="new")
+    assert proc.target(78, ProcReader.MISSING_TTL_NS).name == b"new"
+
+
+def test_exit_without_entry_has_only_the_caller(proc):
+    event = _event(1, ret=-1)._replace(args=None)
+    ctx = enrich(event, proc)
+    assert ctx.targets is None and ctx.paths == {} and ctx.caller.host_ppid == 1
+
+
+def test_a_gone_caller_keeps_the_parent_the_kernel_recorded(proc):
+    ctx = enrich(_event(1, tgid=55, pids=(10, 20), ppid=10), proc)
+    c = ctx.caller
+    assert c.gone and (c.ns_pid, c.host_ppid, c.ns_ppid) == (55, 10, 10)
+    assert ctx.unresolved == ()
+    unknown = enrich(_event(1, tgid=56, pids=(10, 20)), proc)  # not in the table either
+    assert unknown.caller.host_ppid is None and unknown.unresolved == ("caller",)
+
+
+def test_a_caller_in_an_unreadable_namespace_gets_no_lookups(proc):
     # Its pid1/pid2 are its own namespace's numbers: /proc here would name other processes.
-    ctx = enrich(_event(0, ret=-1, tgid=30), proc)
-    assert ctx.paths == {} and ctx.owners is None and ctx.same_pidns is False
-    assert enrich(_event(0), proc).same_pidns is True
-    gone = enrich(_event(0, tgid=99), proc)  # the caller is gone: unknown
-    assert _looked_up(gone) == _looked_up(Context())
-
-
-def test_missing_process(proc):
-    assert proc.fd_path(31, 3) is None and proc.effective_uid(31) is None
-    assert proc.fd_path(0, 3) is None and proc.effective_uid(-5) is None
-
-
-def test_exit_without_entry_has_no_context(proc):
-    event = _event(1, ret=-1)
-    event = event._replace(args=None)
-    assert _looked_up(enrich(event, proc)) == _looked_up(Context())
-
-
-def test_a_monitor_in_a_container_compares_namespace_inodes(tmp_path):
-    (tmp_path / "self" / "ns").mkdir(parents=True)
-    (tmp_path / "self" / "status").write_text("NSpid:\t900\t5\n")  # depth 2
-    ours, theirs = tmp_path / "ns-a", tmp_path / "ns-b"
-    ours.write_text("")
-    theirs.write_text("")
-    os.link(ours, tmp_path / "self" / "ns" / "pid")
-    for pid, ns in ((7, ours), (8, theirs)):
-        (tmp_path / str(pid) / "ns").mkdir(parents=True)
-        (tmp_path / str(pid) / "status").write_text(f"NSpid:\t{pid}\t2\n")
-        os.link(ns, tmp_path / str(pid) / "ns" / "pid")  # the same inode: the same namespace
-    proc = ProcReader(str(tmp_path))
-    def same(pid):
-        return proc.same_pidns(proc.caller(pid, pid, b"x", 0).caller)
-
-    assert same(7) is True and same(8) is False
-    assert same(9) is None
+    ctx = enrich(_event(0, ret=-1, tgid=56, own_pidns=False), proc)
+    assert ctx.paths == {} and ctx.targets is None and ctx.same_pidns is False
+    assert ctx.unresolved == ("caller", "pid1", "pid2")
 
 
 def test_pids_of_another_namespace_are_translated_to_host_pids(tmp_path):
     (tmp_path / "self").mkdir()
     (tmp_path / "self" / "status").write_text("NSpid:\t1234\n")
-    container = tmp_path / "container-pidns"
-    container.write_text("")
-    for host, inner, fds in ((30, 1, {3: "/srv/a"}), (31, 2, {4: "/srv/b"}),
-                             (40, 1, {3: "/elsewhere"})):
-        (tmp_path / str(host) / "fd").mkdir(parents=True)
-        (tmp_path / str(host) / "ns").mkdir()
-        (tmp_path / str(host) / "status").write_text(
-            f"Uid:\t{host}\t{host}\t{host}\t{host}\nNSpid:\t{host}\t{inner}\n")
-        if host != 40:  # 40 is pid 1 of another container: same depth, other namespace
-            os.link(container, tmp_path / str(host) / "ns" / "pid")
-        for fd, target in fds.items():
-            os.symlink(target, tmp_path / str(host) / "fd" / str(fd))
+    container, other = _ns(tmp_path, "container"), _ns(tmp_path, "other")
+    for host, inner, fds, ns in ((30, 1, {3: "/srv/a"}, container),
+                                 (31, 2, {4: "/srv/b"}, container),
+                                 (40, 1, {3: "/elsewhere"}, other)):
+        _task(tmp_path, host, host, fds, nspid=inner, ns={"pid": ns})
     proc = ProcReader(str(tmp_path))
-    event = Event(ts_ns=0, duration_ns=1, cgroup_id=1, tgid=30, tid=30, uid=0, gid=0,
-                  comm=b"x", ret=-1, compat=False,
-                  args=Args(pid1=1, pid2=2, type=0, idx1=3, idx2=4, slot=None,
-                            slot_fault=False))
+    event = _event(0, idx1=3, idx2=4, ret=-1, tgid=30, pids=(1, 2), own_pidns=False)
     ctx = enrich(event, proc)
     assert ctx.host_pids == (30, 31) and ctx.same_pidns is False
     assert ctx.paths == {"idx1": "/srv/a", "idx2": "/srv/b"}
-    assert ctx.owners == (30, 31)
-    assert proc.translate(30, proc.caller(30, 30, b"x", 0).caller, (1, 2, 3)) == (30, 31, None)
+    assert ctx.owners == (30, 31) and ctx.crossings == ()
+    assert proc.translate(30, 30, proc.caller(event).caller, (1, 2, 3)) == (30, 31, None)
+
+
+def test_crossings_compare_caller_and_targets_where_both_are_known():
+    def caller(**kw):
+        base = dict(ns_pid=1, ns_tid=1, host_ppid=0, ns_ppid=0, pidns=1, mntns=2,
+                    container_id="", exe=None, netns=3)
+        return Caller(**{**base, **kw})
+
+    def target(**kw):
+        base = dict(host_pid=9, name=b"t", uid=0, host_ppid=1, pidns=1, mntns=2, netns=3,
+                    netns_name=None, container_id="")
+        return Target(**{**base, **kw})
+
+    assert crossings(caller(), (target(), target())) == ()
+    assert crossings(caller(), (target(), target(pidns=5, netns=6))) == ("pid", "net")
+    assert crossings(caller(), (target(container_id=CID), None)) == ("container",)
+    assert crossings(caller(mntns=None), (target(mntns=7), target(pidns=None))) == ()
+    assert crossings(caller(), (target(pidns=5, mntns=6, netns=7, container_id=CID),
+                                None)) == BOUNDARIES
+
+
+def test_a_host_caller_comparing_a_container_process_crosses(tmp_path):
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "status").write_text("NSpid:\t1234\n")
+    host = {k: _ns(tmp_path, f"host-{k}") for k in ("pid", "mnt", "net")}
+    box = {k: _ns(tmp_path, f"box-{k}") for k in ("pid", "mnt", "net")}
+    _task(tmp_path, 10, ns=host, cgroup="0::/user.slice\n")
+    _task(tmp_path, 20, nspid=1, ns=box,
+          cgroup=f"0::/kubepods/besteffort/pod1/cri-containerd-{CID}.scope\n")
+    ctx = enrich(_event(1), ProcReader(str(tmp_path)))
+    assert ctx.crossings == BOUNDARIES
+    assert ctx.targets[1].container_id == CID and ctx.caller.container_id == ""
 
 
 def test_caller_context_from_proc(tmp_path):
     (tmp_path / "self").mkdir()
     (tmp_path / "self" / "status").write_text("NSpid:\t1234\n")
-    cid = "ab" * 32
-    for pid, status in ((50, "PPid:\t40\nNSpid:\t50\t7\n"), (40, "PPid:\t1\nNSpid:\t40\t1\n"),
-                        (1, "PPid:\t0\nNSpid:\t1\n")):
-        (tmp_path / str(pid) / "task" / "52").mkdir(parents=True)
-        (tmp_path / str(pid) / "status").write_text(status)
+    for pid, ppid, nspid in ((50, 40, 7), (40, 1, 1), (1, 0, None)):
+        _task(tmp_path, pid, ppid=ppid, nspid=nspid,
+              cgroup=f"0::/system.slice/docker-{CID}.scope\n" if pid == 50 else "")
+    (tmp_path / "50" / "task" / "52").mkdir(parents=True)
     (tmp_path / "50" / "task" / "52" / "status").write_text("NSpid:\t52\t9\n")
-    (tmp_path / "50" / "cgroup").write_text(
-        f"0::/system.slice/docker-{cid}.scope\n")
     os.symlink("/usr/sbin/criu", tmp_path / "50" / "exe")
     proc = ProcReader(str(tmp_path))
-    bare = proc.caller(50, 50, b"criu", 0)
-    caller = bare.caller
-    assert (caller.ns_pid, caller.ns_tid, caller.host_ppid, caller.ns_ppid) == (7, 7, 40, 1)
-    assert caller.container_id == cid and caller.exe == "/usr/sbin/criu"
-    assert proc.caller(50, 52, b"criu", 0).caller.ns_tid == 9
-    assert proc.caller(40, 40, b"init", 0).caller.ns_ppid == 0  # parent outside the namespace
-    assert proc.caller(50, 50, b"criu", 10**9) is bare  # remembered
-    assert proc.caller(50, 50, b"sh", 10**9) is not bare  # exec'd: read again
-    assert proc.caller(50, 50, b"sh", 10**10).caller == caller  # read again after 5 s
-    assert proc.caller(77, 77, b"gone", 0).caller.ns_pid is None
+
+    def caller(pid, tid, comm, ts):
+        return proc.caller(Event(ts, 1, 1, pid, tid, 0, 0, comm, 0, False, None,
+                                 own_pidns=False))
+
+    bare = caller(50, 50, b"criu", 0)
+    c = bare.caller
+    assert (c.ns_pid, c.ns_tid, c.host_ppid, c.ns_ppid, c.gone) == (7, 7, 40, 1, False)
+    assert c.container_id == CID and c.exe == "/usr/sbin/criu"
+    assert caller(50, 52, b"criu", 0).caller.ns_tid == 9
+    assert caller(40, 40, b"init", 0).caller.ns_ppid == 0  # parent outside the namespace
+    assert caller(50, 50, b"criu", 10**9) is bare  # remembered
+    assert caller(50, 50, b"sh", 10**9) is not bare  # exec'd: read again
+    assert caller(50, 50, b"sh", 10**10).caller == c  # read again after 5 s
+    assert caller(77, 77, b"gone", 0).caller.gone
+
+
+def test_existing_processes_for_the_kernel_table(tmp_path):
+    for pid, stat in ((1, b"1 (init) S 0 1 1"), (42, b"42 (a) (b\x1b) R 7 42 42"),
+                      (43, b"43 (torn")):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_bytes(stat)
+    (tmp_path / "self").mkdir()
+    rows = sorted(ProcReader(str(tmp_path)).existing())
+    assert rows == [(1, 0, b"init"), (42, 7, b"a) (b\x1b")]
+
+
+def test_owners_need_targets():
+    assert Context().owners is None

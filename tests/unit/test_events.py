@@ -17,15 +17,25 @@ def c_layout(tmp_path_factory):
     facts = [("sizeof", "sizeof(struct kcmp_event)")]
     facts += [(name, f"offsetof(struct kcmp_event, {name})") for name, _ in events.LAYOUT]
     facts += [(n, n) for n in ("KCMP_EV_ENTRY", "KCMP_EV_COMPAT", "KCMP_EV_SLOT_READ",
-                               "KCMP_EV_SLOT_FAULT", "KCMP_EV_TRACE", "KCMP_STAT_DROPPED",
+                               "KCMP_EV_SLOT_FAULT", "KCMP_EV_TRACE", "KCMP_EV_OWN_PIDNS",
+                               "KCMP_STAT_DROPPED",
                                "KCMP_STAT_INFLIGHT", "KCMP_STAT_COMPAT",
                                "KCMP_STAT_DENIED_OVERFLOW", "KCMP_STAT_COMM_OVERFLOW",
                                "KCMP_STAT_COMM_OVERFLOW_DENIED", "KCMP_STAT_COUNT")]
+    facts += [("proc_sizeof", "sizeof(struct kcmp_proc)"),
+              ("proc_ppid", "offsetof(struct kcmp_proc, ppid)"),
+              ("proc_tgid", "offsetof(struct kcmp_proc, tgid)"),
+              ("proc_comm", "offsetof(struct kcmp_proc, comm)")]
     return c_facts(tmp_path_factory.mktemp("layout"), [f'"{HEADER}"'], facts)
 
 
 def test_size_matches_the_c_struct(c_layout):
-    assert events.RAW_EVENT.size == c_layout["sizeof"] == 120
+    assert events.RAW_EVENT.size == c_layout["sizeof"] == 128
+
+
+def test_process_table_entry_matches_the_c_struct(c_layout):
+    assert events.PROC_ENTRY.size == c_layout["proc_sizeof"]
+    assert (c_layout["proc_ppid"], c_layout["proc_tgid"], c_layout["proc_comm"]) == (0, 4, 8)
 
 
 def test_every_offset_matches_the_c_struct(c_layout):
@@ -37,9 +47,9 @@ def test_every_offset_matches_the_c_struct(c_layout):
 
 def test_flag_and_stat_values_match_the_header(c_layout):
     assert (events.EV_ENTRY, events.EV_COMPAT, events.EV_SLOT_READ, events.EV_SLOT_FAULT,
-            events.EV_TRACE) == (
+            events.EV_TRACE, events.EV_OWN_PIDNS) == (
         c_layout["KCMP_EV_ENTRY"], c_layout["KCMP_EV_COMPAT"], c_layout["KCMP_EV_SLOT_READ"],
-        c_layout["KCMP_EV_SLOT_FAULT"], c_layout["KCMP_EV_TRACE"])
+        c_layout["KCMP_EV_SLOT_FAULT"], c_layout["KCMP_EV_TRACE"], c_layout["KCMP_EV_OWN_PIDNS"])
     assert (events.STAT_DROPPED, events.STAT_INFLIGHT, events.STAT_COMPAT,
             events.STAT_DENIED_OVERFLOW, events.STAT_COMM_OVERFLOW,
             events.STAT_COMM_OVERFLOW_DENIED, events.STAT_COUNT) == (
@@ -67,6 +77,7 @@ def _event(**changes):
     _event(args=None, duration_ns=None, ret=-1, comm=b"\x1b[31m"),
     _event(comm=b"fifteen-bytes!!"),
     _event(ret=-1, traced=False),
+    _event(ppid=4321, own_pidns=False),
 ])
 def test_byte_round_trip(event):
     raw = events.encode(event)

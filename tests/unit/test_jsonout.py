@@ -2,7 +2,7 @@ import io
 import json
 
 from kcmp_monitor import jsonout
-from kcmp_monitor.enrich import Context
+from kcmp_monitor.enrich import Caller, Context, Target
 from kcmp_monitor.events import Args, EpollSlot, Event
 
 SCHEMA = {
@@ -10,13 +10,14 @@ SCHEMA = {
     "groupId": int, "processName": str, "eventName": str, "syscall": str, "returnValue": int,
     "argsNum": int, "args": list, "kcmpType": (str, type(None)), "result": str,
     "errno": (str, type(None)), "errnoMessage": (str, type(None)), "permissionDenied": bool,
-    "targetOwners": (dict, type(None)), "compat": bool, "argsKnown": bool,
+    "compat": bool, "argsKnown": bool,
     "durationNs": (int, type(None)), "epollSlot": (dict, type(None)), "epollSlotFault": bool,
     "fdPaths": dict, "callerPidNamespace": (str, type(None)),
-    "targetHostPids": (dict, type(None)), "hostProcessId": int, "hostThreadId": int,
+    "targets": (list, type(None)), "crossesBoundary": list, "contextUnresolved": list,
+    "callerExited": bool, "hostProcessId": int, "hostThreadId": int,
     "parentProcessId": (int, type(None)), "hostParentProcessId": (int, type(None)),
     "pidNamespace": (int, type(None)), "mountNamespace": (int, type(None)),
-    "containerId": str, "executable": (dict, type(None)),
+    "containerId": (str, type(None)), "executable": (dict, type(None)),
     "networkNamespace": (dict, type(None)),
 }
 
@@ -63,18 +64,43 @@ def test_tracee_fields_and_args():
 
 
 def test_permission_failure_record():
-    record = _record(_event(ret=-1), Context(owners=(1000, 0)))
+    targets = (Target(30, b"a", 1000, 1, None, None, None, None, ""), None)
+    record = _record(_event(ret=-1), Context(targets=targets))
     assert record["permissionDenied"] is True
     assert (record["errno"], record["errnoMessage"]) == ("EPERM", "Operation not permitted")
-    assert record["targetOwners"] == {"pid1": 1000, "pid2": 0}
+    assert [t["userId"] for t in record["targets"]] == [1000, None]
     assert record["result"] == "error"
+
+
+def test_targets_crossings_and_what_was_not_resolved():
+    cid = "ab" * 32
+    caller = Caller(1, 1, 900, 0, 4026531836, 4026531840, cid, "/bin/x", 4026531833, None, 2,
+                    gone=True)
+    targets = (Target(5000, b"sh\x1b", 0, 1, 4026531836, 4026531841, 4026531999, "blue", cid),
+               Target(5001, b"gone", None, 5000, None, None, None, None, None, gone=True))
+    record = _record(_event(ret=0), Context(same_pidns=False, host_pids=(5000, 5001),
+                                            caller=caller, targets=targets,
+                                            crossings=("mnt", "net"), unresolved=()))
+    assert record["targets"] == [
+        {"pid": -87158697, "hostPid": 5000, "processName": "sh\u001b", "userId": 0,
+         "hostParentProcessId": 1, "pidNamespace": 4026531836, "mountNamespace": 4026531841,
+         "networkNamespace": {"inode": 4026531999, "name": "blue"}, "containerId": cid,
+         "exited": False},
+        {"pid": 7, "hostPid": 5001, "processName": "gone", "userId": None,
+         "hostParentProcessId": 5000, "pidNamespace": None, "mountNamespace": None,
+         "networkNamespace": None, "containerId": None, "exited": True}]
+    assert record["crossesBoundary"] == ["mnt", "net"] and record["contextUnresolved"] == []
+    assert record["callerExited"] is True and record["containerId"] == cid
+    assert record["callerPidNamespace"] == "other"
+    nothing = _record(_event(ret=-3), Context(unresolved=("caller",)))
+    assert nothing["targets"] is None and nothing["contextUnresolved"] == ["caller"]
 
 
 def test_exit_without_entry():
     record = _record(_event(ret=-1, args=None))
     assert record["args"] == [] and record["argsNum"] == 0 and record["argsKnown"] is False
     assert record["kcmpType"] is None and record["durationNs"] is None
-    assert record["permissionDenied"] is True and record["targetOwners"] is None
+    assert record["permissionDenied"] is True and record["targets"] is None
 
 
 def test_unknown_type_and_slot_fault():

@@ -13,14 +13,22 @@ def _defines(options, compat=False):
 
 
 def test_default_flags_carry_the_abi_values_and_the_trace_stream():
+    import os
+
+    own = os.stat("/proc/self/ns/pid")
     assert _defines(ProgramOptions()) == {
         "RINGBUF_PAGES": "1024", "KCMP_EPOLL_TFD": "7", "KCMP_TYPE_UNKNOWN_BIT": "8",
-        "EPERM_ERRNO": "1", "STREAM_TRACE": None}
+        "EPERM_ERRNO": "1", "STREAM_TRACE": None, "PROC_TABLE": "65536",
+        "OWN_PIDNS_DEV": f"{own.st_dev}ULL", "OWN_PIDNS_INO": f"{own.st_ino}ULL",
+        "CLONE_THREAD_FLAG": "65536", "CLONE_PARENT_FLAG": "32768"}
 
 
 def test_exporter_flags():
     d = _defines(ProgramOptions(trace=False, count=True, log_eperm=True))
     assert "COUNT" in d and "STREAM_EPERM" in d and "STREAM_TRACE" not in d
+    assert "PROC_TABLE" in d  # the EPERM log's events get context too
+    d = _defines(ProgramOptions(trace=False, count=True))
+    assert "PROC_TABLE" not in d  # nothing streamed: no process table, no fork hook
 
 
 def test_filters_become_defines():

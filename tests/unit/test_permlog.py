@@ -1,6 +1,6 @@
 import logging
 
-from kcmp_monitor.enrich import Context
+from kcmp_monitor.enrich import Context, Target
 from kcmp_monitor.events import Args, Event
 from kcmp_monitor.permlog import PermissionLog
 
@@ -21,7 +21,10 @@ def _denied(args=True):
 
 def test_one_structured_line_per_failure(caplog):
     caplog.set_level(logging.INFO, logger="kcmp_monitor")
-    PermissionLog(clock=Clock()).event(_denied(), Context(owners=(65534, 0)))
+    PermissionLog(clock=Clock()).event(_denied(), Context(targets=(
+        Target(7, b"evil", 65534, 1, None, None, None, None, None), Target(1, b"init", 0, 0,
+                                                                          None, None, None,
+                                                                          None, None))))
     assert [r.getMessage() for r in caplog.records] == [
         'msg="kcmp permission denied" kcmp_type=KCMP_VM caller_pid=7 caller_tid=8 '
         "comm=evil\\x1b[2J uid=65534 pid1=7 pid1_uid=65534 pid2=1 pid2_uid=0 compat=false"]
