@@ -7,13 +7,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import skip_or_fail
 
-from .conftest import REPEAT, Monitor
+from .conftest import REPEAT, Daemon, Monitor
 
 pytestmark = pytest.mark.kernel
 HERE = Path(__file__).resolve().parent
@@ -134,8 +135,6 @@ def test_a_host_caller_comparing_a_process_in_a_container_crosses(unshare, tmp_p
 
 
 def _wait_child(parent):
-    import time
-
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         for entry in os.listdir("/proc"):
@@ -176,3 +175,47 @@ def test_a_caller_gone_before_its_event_is_read_keeps_name_and_parent(kernel_rea
         assert (t2["hostPid"], t2["processName"], t2["exited"]) == (parent, "nscaller", False)
         assert t1["hostParentProcessId"] == parent
     assert all("[pid1 self, pid2 nscaller/" in line for line in lines)
+
+
+def _samples(text):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_the_exporter_with_context_counts_crossings_of_every_call(unshare, tmp_path):
+    daemon = Daemon(tmp_path, "--context")
+    boxed = subprocess.Popen([*UNSHARE, "sleep", "1000"])
+    try:
+        daemon.wait_ready()
+        sleeper = _wait_child(boxed.pid)
+        caller = subprocess.Popen([sys.executable, str(HERE / "nscaller.py"), "outer",
+                                   str(sleeper)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        caller.stdout.readline()
+        caller.stdin.write("go\n")
+        caller.stdin.flush()
+        caller.stdout.readline()
+        assert caller.stdout.readline() == "ready\n"
+        caller.stdin.close()
+        assert caller.wait(timeout=30) == 0
+        deadline = time.monotonic() + 10
+        while True:  # until the stream has caught up with the kernel's counters
+            got = _samples(daemon.metrics())
+            calls = sum(v for (name, _), v in got.items() if name == "kcmp_calls_total")
+            seen = (got[("kcmp_context_events_total", ())]
+                    + got[("kcmp_events_dropped_total", ())])
+            if seen == calls >= REPEAT or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        boxed.kill()
+        boxed.wait()
+        code, _ = daemon.stop()
+    assert code == 0
+    assert seen == calls >= REPEAT  # every call given context or counted as dropped
+    crossings = {dict(labels)["kind"]: v for (name, labels), v in got.items()
+                 if name == "kcmp_boundary_crossings_total"}
+    assert crossings == {"pid": REPEAT, "mnt": REPEAT, "net": 0, "container": 0}
+    assert got[("kcmp_context_unresolved_total", ())] == 0

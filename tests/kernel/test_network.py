@@ -54,7 +54,9 @@ def test_socket_fds_show_their_endpoints(kernel_ready, tmp_path):
     assert all(r["networkNamespace"]["name"] is None for r in records)  # the host's
 
 
-def test_the_callers_network_namespace_is_named(kernel_ready, tmp_path):
+@pytest.fixture
+def named_netns(kernel_ready):
+    """A network namespace made with pyroute2, its loopback up, removed afterwards."""
     if not shutil.which("nsenter"):
         skip_or_fail("needs nsenter (util-linux)")
     from pyroute2 import NetNS, netns
@@ -64,13 +66,49 @@ def test_the_callers_network_namespace_is_named(kernel_ready, tmp_path):
     try:
         with NetNS(name) as ns:  # a new namespace's loopback starts down
             ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-        held, records, _ = run_caller(tmp_path, ("nsenter", f"--net=/run/netns/{name}"))
+        yield name
     finally:
         netns.remove(name)
+
+
+def test_the_callers_network_namespace_is_named(named_netns, tmp_path):
+    name = named_netns
+    held, records, _ = run_caller(tmp_path, ("nsenter", f"--net=/run/netns/{name}"))
     assert len(records) == 2 * REPEAT
     assert {r["networkNamespace"]["name"] for r in records} == {name}
+    assert {t["networkNamespace"]["name"] for r in records for t in r["targets"]} == {name}
+    assert all(r["crossesBoundary"] == [] for r in records)  # itself, in the same namespace
     own = Path("/proc/self/ns/net").stat().st_ino
     inodes = {r["networkNamespace"]["inode"] for r in records}
     assert len(inodes) == 1 and own not in inodes
     # Its sockets live in that namespace, which sock_diag here does not see: left as they are.
     assert all(p.startswith("socket:[") for r in records for p in r["fdPaths"].values())
+
+
+def test_a_target_in_another_network_namespace_is_named_and_crossing(named_netns, tmp_path):
+    inside = subprocess.Popen(["nsenter", f"--net=/run/netns/{named_netns}", "sleep", "1000"])
+    try:
+        caller = subprocess.Popen([sys.executable, str(HERE / "nscaller.py"), "outer",
+                                   str(inside.pid)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        caller.stdout.readline()
+        js = Monitor(["--output", "json", "--pid", str(caller.pid)], tmp_path, "json")
+        js.wait_started()
+        caller.stdin.write("go\n")
+        caller.stdin.flush()
+        caller.stdout.readline()
+        assert caller.stdout.readline() == "ready\n"
+        js.wait_lines(REPEAT)
+        caller.stdin.close()
+        assert caller.wait(timeout=30) == 0 and js.stop() == 0
+    finally:
+        inside.kill()
+        inside.wait()
+    records = [json.loads(line) for line in js.lines()]
+    assert len(records) == REPEAT
+    for r in records:
+        assert r["networkNamespace"]["name"] is None  # the caller: the host's namespace
+        target = r["targets"][1]
+        assert (target["hostPid"], target["processName"]) == (inside.pid, "sleep")
+        assert target["networkNamespace"]["name"] == named_netns
+        assert r["crossesBoundary"] == ["net"]

@@ -24,6 +24,7 @@ from tests.helpers import monitor_command, skip_or_fail
     (["--trace", "--ringbuf-pages", "3"], "3 is not a power of two"),
     (["--trace", "--output", "xml"], "invalid choice: 'xml'"),
     (["--trace", "--bogus"], "unrecognized arguments: --bogus"),
+    (["--trace", "--context"], "--context is the exporter's"),
 ])
 def test_usage_errors(argv, message, capsys):
     assert cli.main(argv) == 2
@@ -85,3 +86,14 @@ def test_without_capabilities_one_line_and_exit_77():
     assert result.stdout == ""
     assert result.stderr.startswith("kcmp-monitor: error: needs root")
     assert result.stderr.count("\n") == 1
+
+
+def test_exit_line_says_what_crossed_and_what_was_not_resolved():
+    from kcmp_monitor.trace import Summary
+
+    assert cli.exit_line(Summary(events=5, lost=2)) == "kcmp-monitor: 5 calls traced, 2 lost"
+    summary = Summary(events=9, lost=0, unpaired=1, unresolved=3)
+    summary.crossings.update(pid=4, net=1)
+    assert cli.exit_line(summary) == (
+        "kcmp-monitor: 9 calls traced, 0 lost, 1 without entry (in-flight map full); "
+        "crossing a boundary: pid 4, net 1; 3 with context unresolved")

@@ -4,7 +4,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from kcmp_monitor import events
-from kcmp_monitor.collector import KcmpCollector, SelfState, StickyTop
+from kcmp_monitor.collector import ContextCollector, KcmpCollector, SelfState, StickyTop
 from kcmp_monitor.counters import SLOTS, Snapshot, TypeStats
 
 
@@ -161,3 +161,22 @@ def test_sticky_top_keeps_other_monotonic():
     assert top.split({b"a": 1, b"b": 5, b"c": 9}, 0) == [("a", 1), ("c", 9), ("other", 5)]
     assert top.split({b"a": 2, b"b": 7, b"c": 9, b"d": 100}, 3) == [
         ("a", 2), ("c", 9), ("other", 110)]
+
+
+def test_context_metrics_every_kind_from_the_start():
+    from kcmp_monitor.trace import Summary
+
+    summary = Summary(events=7, unresolved=2)
+    summary.crossings["mnt"] = 3
+    registry = CollectorRegistry()
+    registry.register(ContextCollector(lambda: summary))
+    lines = [line for line in generate_latest(registry).decode().splitlines()
+             if not line.startswith("#")]
+    assert lines == [
+        "kcmp_context_events_total 7.0",
+        'kcmp_boundary_crossings_total{kind="pid"} 0.0',
+        'kcmp_boundary_crossings_total{kind="mnt"} 3.0',
+        'kcmp_boundary_crossings_total{kind="net"} 0.0',
+        'kcmp_boundary_crossings_total{kind="container"} 0.0',
+        "kcmp_context_unresolved_total 2.0",
+    ]

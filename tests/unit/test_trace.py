@@ -58,3 +58,15 @@ def test_events_in_order_then_new_losses_then_flush(tmp_path):
         ("event", 4, True), ("lost", 3), ("flush",),
     ]
     assert (summary.events, summary.lost) == (4, 10)
+
+
+def test_context_is_counted_without_a_sink(tmp_path):
+    """The exporter's --context: every traced call enriched and counted, nothing printed."""
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "status").write_text("NSpid:\t1\n")
+    source = FakeSource([([_raw(1), _raw(2)], 0)])
+    tracer = Tracer(source, ProcReader(str(tmp_path)), count_context=True)
+    summary = tracer.run(iter([False, True]).__next__)
+    # pid 1 and the caller are nowhere in this /proc: the call's context is unresolved
+    assert (summary.events, summary.unresolved) == (2, 2)
+    assert summary.crossings == {"pid": 0, "mnt": 0, "net": 0, "container": 0}
