@@ -102,9 +102,9 @@ def format_line(event: Event, ctx: Context, wall_ns: int) -> str:
     line = (f"{stamp} {caller} uid={event.uid} {compat}{format_call(event, ctx)}{meaning} "
             f"{format_duration(event.duration_ns)}")
     if ctx.targets is not None:
-        t1, t2 = ctx.targets
-        line += (f"  [pid1 {format_target(t1, event.tgid)}, "
-                 f"pid2 {format_target(t2, event.tgid)}]")
+        t1, t2 = (format_target(t, event.tgid) for t in ctx.targets)
+        if t1 != "self" or t2 != "self":  # a process comparing itself needs no word
+            line += f"  [pid1 {t1}, pid2 {t2}]"
     if ctx.same_pidns is False:
         line += ("  [caller in another pid namespace]" if ctx.host_pids is not None else
                  "  [caller in another pid namespace: pids not looked up]")

@@ -139,3 +139,9 @@ def test_start_line_and_notes():
     assert console.start_line([]) == "Tracing kcmp()... Ctrl-C to end."
     assert console.start_line(["a", "b"]) == "Tracing kcmp()... Ctrl-C to end. [a] [b]"
     assert console.start_line(["\x1b[2J"]) == "Tracing kcmp()... Ctrl-C to end. [\\x1b[2J]"
+
+
+def test_a_process_comparing_itself_gets_no_target_words():
+    ctx = Context(targets=(_target(4242, 0), _target(4242, 0)))
+    line = console.format_line(_event(0, _args(4242, 4242, type=1)), ctx, 0)
+    assert line.endswith("kcmp(4242, 4242, KCMP_VM) = 0 <same> 1.2us")
