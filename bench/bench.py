@@ -105,15 +105,22 @@ class Daemon(Tool):
                 time.sleep(0.02)
         self.attach_s = time.monotonic() - self.started
         self.base = scrape(self.port, "kcmp_caller_calls_total", comm=COMM)
+        self.context = "--context" in self.args
+        if self.context:
+            self.base_context = scrape(self.port, "kcmp_context_events_total")
 
     def finish(self, calls):
         time.sleep(0.5)
         counted = scrape(self.port, "kcmp_caller_calls_total", comm=COMM) - self.base
+        if self.context:  # every call given context, read from the stream like the JSON one
+            given = scrape(self.port, "kcmp_context_events_total") - self.base_context
         self.rss = int(re.search(r"VmHWM:\s+(\d+) kB",
                                  Path(f"/proc/{self.proc.pid}/status").read_text()).group(1))
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=30)
         self.reader.join()
+        if self.context:
+            return counted / calls, given / calls
         return counted / calls, (self.lines[0] / calls if self.streams else None)
 
 
@@ -161,7 +168,11 @@ class LineTracer(Tool):
     def finish(self, calls):
         time.sleep(1)
         self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=120)
+        try:
+            self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:  # seen once with bcc trace: what it printed counts
+            self.proc.kill()
+            self.proc.wait()
         lines = self.out.read_bytes().splitlines()
         return None, sum(1 for line in lines if COMM.encode() in line) / calls
 
@@ -201,6 +212,7 @@ def tools(tmp: Path, perf: str | None) -> dict[str, tuple]:
         "kcmp-monitor exporter": (lambda: Daemon(tmp), 1),
         "kcmp-monitor exporter --no-compat": (lambda: Daemon(tmp, "--no-compat"), 1),
         "kcmp-monitor exporter + JSON stream": (lambda: Daemon(tmp, stream=True), 1),
+        "kcmp-monitor exporter --context": (lambda: Daemon(tmp, "--context"), 1),
         "bpftrace (enter/exit count map)": (lambda: Bpftrace(tmp), 1),
         "bcc trace": (lambda: LineTracer(
             tmp, lambda out: ["trace-bpfcc", 't:syscalls:sys_exit_kcmp "%d", args->ret'],
@@ -232,6 +244,22 @@ def overhead(loop: str, rounds: int, calls: int, tmp: Path, perf: str | None) ->
                for i in range(4)]
         rows.append(Row(name, *med))
     return rows
+
+
+def fork_tax(loop: str, rounds: int, forks: int, tmp: Path) -> list[tuple[str, float]]:
+    """fork+exit+wait per second: what the process table's fork hook costs (it is loaded only
+    with a stream), beside the exporter without it."""
+    configs = {"unmonitored": lambda: Tool(tmp), "kcmp-monitor exporter": lambda: Daemon(tmp),
+               "kcmp-monitor exporter + JSON stream (process table)":
+                   lambda: Daemon(tmp, stream=True)}
+    results: dict[str, list] = {name: [] for name in configs}
+    for _ in range(rounds):
+        for name, make in configs.items():
+            tool = make()
+            tool.start()
+            results[name].append(rate([loop, "fork", str(forks)]))
+            tool.finish(1)
+    return [(name, statistics.median(runs)) for name, runs in results.items()]
 
 
 def steady(loop: str, tmp: Path, steps: list[int], seconds: int) -> list[tuple]:
@@ -268,7 +296,7 @@ def soak(loop: str, tmp: Path, seconds: int) -> tuple[int, int, float]:
     return early, late, daemon.attach_s
 
 
-def report(rows, steps, soaked, args) -> str:
+def report(rows, forked, steps, soaked, args) -> str:
     bare = rows[0]
     lines = [f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} CPUs, "
              f"Linux {platform.release()}, {args.rounds} rounds interleaved, medians; "
@@ -285,6 +313,12 @@ def report(rows, steps, soaked, args) -> str:
         lines.append(f"| {r.name} | {r.kcmp / 1e6:.2f} M | {r.kcmp / bare.kcmp:.2f} | "
                      f"{extra:+.0f} ns | {r.getppid / bare.getppid:.2f} | {tax:+.0f} ns | "
                      f"{counted} | {delivered} |")
+    lines += ["", f"fork + exit + wait, {args.forks:,} per run (the process table's hook runs "
+              "on every new task):", "",
+              "| configuration | forks/s | ratio | cost per fork |", "|---|---:|---:|---:|"]
+    for name, value in forked:
+        lines.append(f"| {name} | {value:,.0f} | {value / forked[0][1]:.2f} | "
+                     f"{1e9 / value - 1e9 / forked[0][1]:+.0f} ns |")
     lines += ["", f"JSON stream at a steady rate for {args.seconds} s (the exporter counting "
               "at the same time):", "",
               "| calls/s | events delivered | dropped (counted) | counted exactly |",
@@ -310,11 +344,12 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=int, default=10, help="per steady-rate step")
     parser.add_argument("--soak", type=int, default=60, help="seconds of flood for the RSS")
+    parser.add_argument("--forks", type=int, default=20_000, help="forks per fork-tax run")
     parser.add_argument("--quick", action="store_true", help="one round, short steps")
     parser.add_argument("--no-readme", action="store_true", help="print only")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.calls, args.seconds, args.soak = 1, 300_000, 3, 10
+        args.rounds, args.calls, args.seconds, args.soak, args.forks = 1, 300_000, 3, 10, 5000
     if os.geteuid() != 0:
         print("bench: needs root (sudo make bench)", file=sys.stderr)
         return 77
@@ -329,10 +364,11 @@ def main() -> int:
         loop = str(tmp / "loop")
         subprocess.run(["gcc", "-O2", "-o", loop, str(HERE / "loop.c")], check=True)
         rows = overhead(loop, args.rounds, args.calls, tmp, perf)
+        forked = fork_tax(loop, args.rounds, args.forks, tmp)
         steps = steady(loop, tmp, [50_000, 75_000, 100_000, 125_000, 150_000, 200_000],
                        args.seconds)
         soaked = soak(loop, tmp, args.soak)
-    text = report(rows, steps, soaked, args)
+    text = report(rows, forked, steps, soaked, args)
     print(text)
     if not args.no_readme:
         rewrite_readme(text)

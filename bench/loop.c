@@ -1,5 +1,5 @@
 /* The benchmark's workload: N calls of one syscall in a tight loop, timed; or a steady rate.
- * Usage: loop kcmp|getppid N         -> prints the calls per second
+ * Usage: loop kcmp|getppid|fork N    -> prints the calls (fork: fork+exit+wait) per second
  *        loop paced RATE SECONDS     -> kcmp at RATE calls/s in 1 ms batches; prints the calls */
 #define _GNU_SOURCE
 #include <linux/kcmp.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,15 +41,20 @@ int main(int argc, char **argv)
 		return paced(atol(argv[2]), atol(argv[3]), getpid());
 	}
 	long n = atol(argv[2]);
-	int kcmp = strcmp(argv[1], "kcmp") == 0;
+	int kcmp = strcmp(argv[1], "kcmp") == 0, forks = strcmp(argv[1], "fork") == 0;
 	pid_t me = getpid();
 	struct timespec t0, t1;
 	prctl(PR_SET_NAME, "kcmpbench", 0, 0, 0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (long i = 0; i < n; i++) {
-		if (kcmp)
+		if (kcmp) {
 			syscall(SYS_kcmp, me, me, KCMP_VM, 0, 0);
-		else
+		} else if (forks) {
+			pid_t child = fork();
+			if (child == 0)
+				_exit(0);
+			waitpid(child, NULL, 0);
+		} else
 			syscall(SYS_getppid);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
