@@ -128,6 +128,20 @@ def overview() -> db.Dashboard:
         .with_target(query(f"sort_desc(sum by (comm) "
                            f"(rate(kcmp_caller_permission_denied_total{{{SEL}}}[{rate}])))")
                      .instant().format(PromQueryFormat.TABLE)))
+    board = board.with_row(db.Row("Boundaries (exporter run with --context)"))
+    board = board.with_panel(series(
+        "Calls crossing a boundary, by kind", "Calls per second whose caller and a target sat "
+        "in different pid, mount or network namespaces or containers (only from exporters run "
+        "with --context).", "reqps",
+        query(f"sum by (kind) (rate(kcmp_boundary_crossings_total{{{SEL}}}[{rate}]))",
+              "{{kind}}"), w=12))
+    board = board.with_panel(series(
+        "Context coverage", "Calls given context per second, and those whose caller or a "
+        "target could not be resolved (gone before the event was read, and unknown to the "
+        "process table).", "reqps",
+        query(f"sum(rate(kcmp_context_events_total{{{SEL}}}[{rate}]))", "given context"),
+        query(f"sum(rate(kcmp_context_unresolved_total{{{SEL}}}[{rate}]))", "unresolved", "B"),
+        w=12))
     board = board.with_row(db.Row("Latency"))
     board = board.with_panel(series(
         "Latency p50 and p99", "Time in kcmp, entry to exit, from the log2 histogram.", "s",

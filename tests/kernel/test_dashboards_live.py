@@ -33,7 +33,7 @@ def live(kcmpload, prometheus_bin, tmp_path_factory):
     sysctl = Path("/proc/sys/kernel/bpf_stats_enabled")
     before = sysctl.read_text()
     sysctl.write_text("1")  # so that the BPF run-time panel has data
-    daemon = Daemon(tmp)
+    daemon = Daemon(tmp, "--context")  # the full set of metrics, crossings included
     prom = None
     try:
         daemon.wait_ready()
@@ -77,4 +77,4 @@ def test_alert_rules_load_in_prometheus(live):
     prom, _ = live
     groups = prom.api("rules")["groups"]
     rules = [r for g in groups for r in g["rules"]]
-    assert len(rules) == 6 and all(r["health"] in ("ok", "unknown") for r in rules), rules
+    assert len(rules) == 7 and all(r["health"] in ("ok", "unknown") for r in rules), rules
