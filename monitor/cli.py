@@ -169,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
     """The daemon, the console, or both from one process and one set of attached programs."""
     # Imported here so that --help and usage errors never need BCC.
     from . import daemon, logs
+    from .cgroups import CgroupPaths, cgroup2_mount
     from .console import ConsoleSink
     from .enrich import ProcReader
     from .jsonout import JsonSink
@@ -202,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
     with KcmpProgram(options) as program:
         if args.check:
             return check(program)
-        proc = ProcReader(sockets=SocketResolver(), netns=NetnsNames(), kernel=program)
+        proc = ProcReader(sockets=SocketResolver(), netns=NetnsNames(), kernel=program,
+                          cgroups=CgroupPaths(cgroup2_mount()))
         if options.trace or options.log_eperm:
             # Processes started before the program: the fork hook never saw them.
             program.remember(proc.existing())

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -147,11 +148,41 @@ def _wait_child(parent):
     raise AssertionError(f"no child of {parent}")
 
 
-def test_a_caller_gone_before_its_event_is_read_keeps_name_and_parent(kernel_ready, tmp_path):
+@pytest.fixture
+def container_cgroup(kernel_ready):
+    """A cgroup v2 directory named as docker names a container's scope: (path, id)."""
+    from kcmp_monitor.cgroups import cgroup2_mount
+
+    mount = cgroup2_mount()
+    if mount is None:
+        skip_or_fail("needs the cgroup v2 hierarchy mounted")
+    cid = uuid.uuid4().hex * 2
+    path = Path(mount) / "kcmptest.slice" / f"docker-{cid}.scope"
+    path.mkdir(parents=True)
+    try:
+        yield path, cid
+    finally:
+        for d in (path, path.parent):
+            for _ in range(50):  # the last member may still be on its way out
+                try:
+                    d.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+
+@pytest.mark.parametrize("boxed", [False, True], ids=["host", "container-cgroup"])
+def test_a_caller_gone_before_its_event_is_read_keeps_name_and_parent(
+        kernel_ready, tmp_path, request, boxed):
     """Both monitors are stopped (SIGSTOP) while children call kcmp and exit, and are reaped:
-    when the monitors read the events, /proc has nothing left of the callers."""
+    when the monitors read the events, /proc has nothing left of the callers. In a container's
+    cgroup, the container comes from the cgroup id the kernel put in each record."""
+    cid = ""
     caller = Caller(tmp_path, "shortlived")
     parent = caller.proc.pid
+    if boxed:
+        cgroup, cid = request.getfixturevalue("container_cgroup")
+        (cgroup / "cgroup.procs").write_text(str(parent))  # the children are born there
     for m in (caller.js, caller.text):
         m.proc.send_signal(signal.SIGSTOP)
     caller.proc.stdin.write("go\n")
@@ -169,11 +200,12 @@ def test_a_caller_gone_before_its_event_is_read_keeps_name_and_parent(kernel_rea
         assert r["callerExited"] is True and r["processName"] == "nscaller"
         assert r["hostParentProcessId"] == parent and r["parentProcessId"] == parent
         assert r["callerPidNamespace"] == "host" and r["contextUnresolved"] == []
+        assert r["containerId"] == cid
         t1, t2 = r["targets"]
         assert (t1["hostPid"], t1["processName"], t1["exited"]) == (
             r["hostProcessId"], "nscaller", True)
         assert (t2["hostPid"], t2["processName"], t2["exited"]) == (parent, "nscaller", False)
-        assert t1["hostParentProcessId"] == parent
+        assert t1["hostParentProcessId"] == parent and t2["containerId"] == cid
     assert all("[pid1 self, pid2 nscaller/" in line for line in lines)
 
 

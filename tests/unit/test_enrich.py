@@ -55,8 +55,8 @@ def proc(tmp_path):
     return ProcReader(str(tmp_path), kernel=Table({66: (20, b"short\x1b")}))
 
 
-def _event(type, idx1=3, idx2=3, slot=None, ret=0, tgid=10, pids=(10, 20), **kw):
-    return Event(ts_ns=0, duration_ns=1, cgroup_id=1, tgid=tgid, tid=tgid, uid=0, gid=0,
+def _event(type, idx1=3, idx2=3, slot=None, ret=0, tgid=10, pids=(10, 20), cgroup_id=1, **kw):
+    return Event(ts_ns=0, duration_ns=1, cgroup_id=cgroup_id, tgid=tgid, tid=tgid, uid=0, gid=0,
                  comm=b"x", ret=ret, compat=False,
                  args=Args(pid1=pids[0], pid2=pids[1], type=type, idx1=idx1, idx2=idx2,
                            slot=slot, slot_fault=False), **kw)
@@ -126,6 +126,20 @@ def test_a_gone_caller_keeps_the_parent_the_kernel_recorded(proc):
     assert ctx.unresolved == ()
     unknown = enrich(_event(1, tgid=56, pids=(10, 20)), proc)  # not in the table either
     assert unknown.caller.host_ppid is None and unknown.unresolved == ("caller",)
+
+
+def test_a_gone_caller_keeps_its_container_from_the_cgroup_id(tmp_path):
+    class Paths:
+        def path(self, cgroup_id):
+            return {7: f"/system.slice/docker-{CID}.scope", 1: "/"}.get(cgroup_id)
+
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "status").write_text("NSpid:\t1\n")
+    proc = ProcReader(str(tmp_path), cgroups=Paths())
+    boxed = _event(1, tgid=55, cgroup_id=7, own_pidns=False)
+    assert proc.caller(boxed._replace(cgroup_id=7)).caller.container_id == CID
+    assert proc.caller(boxed._replace(tgid=56, cgroup_id=1)).caller.container_id == ""
+    assert proc.caller(boxed._replace(tgid=57, cgroup_id=9)).caller.container_id is None
 
 
 def test_a_caller_in_an_unreadable_namespace_gets_no_lookups(proc):
