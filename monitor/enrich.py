@@ -120,14 +120,16 @@ class ProcReader:
     RESCAN_S = 0.1
 
     def __init__(self, root: str = "/proc", sockets=None, netns=None,
-                 kernel: KernelTable | None = None) -> None:
+                 kernel: KernelTable | None = None, cgroups=None) -> None:
         """sockets: a sockets.SocketResolver to show what socket fds are connected to;
         netns: a sockets.NetnsNames to name network namespaces; kernel: the program's
-        process table, for processes gone from /proc (all optional)."""
+        process table, and cgroups: a cgroups.CgroupPaths, for processes gone from /proc
+        (all optional)."""
         self.root = root
         self.sockets = sockets
         self.netns = netns
         self.kernel = kernel
+        self.cgroups = cgroups
         self.own_depth = self._nspid_depth("self")
         self.own_pidns = self._ns("self", "pid")
         # pid namespace inode -> ({pid in that namespace: host pid}, when it was read)
@@ -137,23 +139,31 @@ class ProcReader:
         self._callers: OrderedDict[tuple[int, int], tuple[bytes, int, Context]] = OrderedDict()
         # host pid -> (when read, the Target or None)
         self._targets: OrderedDict[int, tuple[int, Target | None]] = OrderedDict()
-        # The same cached caller and targets meet again and again: their crossings, by
-        # identity (the objects are kept in the value, so an id cannot be reused meanwhile).
-        self._crossed: dict[tuple[int, int, int], tuple] = {}
+        # Contexts by the identity of the cached caller and targets they were made of (the
+        # objects are kept in the value, so an id cannot be reused meanwhile).
+        self._contexts: dict[tuple, tuple] = {}
         # (pid namespace inode, levels up) -> the ancestor namespace's inode (never changes)
         self._ancestors: dict[tuple[int, int], int | None] = {}
 
-    def crossings(self, caller: Caller, targets: tuple) -> tuple[str, ...]:
-        t1, t2 = targets
-        key = (id(caller), id(t1), id(t2))
-        hit = self._crossed.get(key)
-        if hit is not None and hit[0] is caller and hit[1] is t1 and hit[2] is t2:
+    def context(self, bare: Context, t1: Target | None, t2: Target | None,
+                host_pids: tuple | None, existed: bool) -> Context:
+        """A caller's context with its targets, crossings and what is unresolved; no paths.
+        The same cached caller and targets meet again and again: made once for them."""
+        key = (id(bare), id(t1), id(t2), host_pids, existed)
+        hit = self._contexts.get(key)
+        if hit is not None and hit[0] is bare and hit[1] is t1 and hit[2] is t2:
             return hit[3]
-        if len(self._crossed) >= self.CALLERS:
-            self._crossed.clear()
-        found = crossings(caller, targets)
-        self._crossed[key] = (caller, t1, t2, found)
-        return found
+        caller = bare.caller
+        unresolved = ("caller",) if caller.gone and caller.host_ppid is None else ()
+        if existed:  # both pids named processes: one not found now is unresolved
+            unresolved += tuple(name for name, t in (("pid1", t1), ("pid2", t2)) if t is None)
+        ctx = Context(same_pidns=bare.same_pidns, host_pids=host_pids, caller=caller,
+                      targets=(t1, t2), crossings=crossings(caller, (t1, t2)),
+                      unresolved=unresolved)
+        if len(self._contexts) >= self.CALLERS:
+            self._contexts.clear()
+        self._contexts[key] = (bare, t1, t2, ctx)
+        return ctx
 
     def caller(self, event: Event) -> Context:
         """The caller's context, nothing looked up yet."""
@@ -228,12 +238,14 @@ class ProcReader:
                       netns_name=self._netns_name(netns), depth=len(nspid) if nspid else None)
 
     def _gone_caller(self, event: Event) -> Caller:
-        """A caller that exited before its event was read: its parent from the event, and
-        its pid namespace when the kernel said it was the monitor's."""
+        """A caller that exited before its event was read: its parent and cgroup from the
+        event, and its pid namespace when the kernel said it was the monitor's."""
         ppid = event.ppid or None
+        path = self.cgroups.path(event.cgroup_id) if self.cgroups is not None else None
+        container = None if path is None else _container_in(path.encode())
         if not event.own_pidns:
-            return Caller(None, None, ppid, None, None, None, None, None, gone=True)
-        return Caller(event.tgid, event.tid, ppid, ppid, self.own_pidns, None, None, None,
+            return Caller(None, None, ppid, None, None, None, container, None, gone=True)
+        return Caller(event.tgid, event.tid, ppid, ppid, self.own_pidns, None, container, None,
                       depth=self.own_depth, gone=True)
 
     def _netns_name(self, inode: int | None) -> str | None:
@@ -242,10 +254,9 @@ class ProcReader:
     def _container(self, pid: int) -> str | None:
         try:
             with open(f"{self.root}/{pid}/cgroup", "rb") as f:
-                found = _CONTAINER.search(f.read())
+                return _container_in(f.read())
         except OSError:
             return None
-        return found.group(1).decode() if found else ""
 
     def _comm(self, pid: int) -> bytes | None:
         try:
@@ -381,6 +392,12 @@ class ProcReader:
         return path
 
 
+def _container_in(cgroups: bytes) -> str:
+    """The container id in cgroup paths, or "" for none."""
+    found = _CONTAINER.search(cgroups)
+    return found.group(1).decode() if found else ""
+
+
 def _first(words: list[bytes] | None) -> int | None:
     return int(words[0]) if words else None
 
@@ -396,34 +413,29 @@ def enrich(event: Event, proc: ProcReader) -> Context:
     a = event.args
     if a is None:
         return bare
-    caller = bare.caller
     pid1, pid2, host_pids = a.pid1, a.pid2, None
-    # Both pids named processes unless the call said otherwise: one not found is unresolved.
+    # Both pids named processes unless the call said otherwise (ESRCH).
     existed = event.ret != -abi.ESRCH
     if not event.own_pidns:
-        host_pids = proc.translate(event.tgid, event.tid, caller, (a.pid1, a.pid2))
+        host_pids = proc.translate(event.tgid, event.tid, bare.caller, (a.pid1, a.pid2))
         if host_pids is None:
             unresolved = ("caller", "pid1", "pid2") if existed else ("caller",)
             return bare._replace(unresolved=unresolved)
         pid1, pid2 = host_pids
     now = event.ts_ns
-    targets = (proc.target(pid1, now), proc.target(pid2, now))
-    unresolved = ()
-    if caller.gone and caller.host_ppid is None:
-        unresolved = ("caller",)
-    if existed and None in targets:
-        unresolved += tuple(name for name, t in zip(("pid1", "pid2"), targets) if t is None)
+    ctx = proc.context(bare, proc.target(pid1, now), proc.target(pid2, now), host_pids,
+                       existed)
+    if a.type not in abi.FD_TYPES:
+        return ctx
+    # As strace -y: idx1 belongs to pid1; idx2 and the epoll slot's fds to pid2.
+    wanted = [("idx1", pid1, a.fd1)]
+    if a.type == abi.KcmpType.KCMP_FILE:
+        wanted.append(("idx2", pid2, a.fd2))
+    elif a.slot is not None:
+        wanted += [("efd", pid2, a.slot.efd), ("tfd", pid2, a.slot.tfd)]
     paths: dict[str, str] = {}
-    if a.type in abi.FD_TYPES:
-        # As strace -y: idx1 belongs to pid1; idx2 and the epoll slot's fds to pid2.
-        wanted = [("idx1", pid1, a.fd1)]
-        if a.type == abi.KcmpType.KCMP_FILE:
-            wanted.append(("idx2", pid2, a.fd2))
-        elif a.slot is not None:
-            wanted += [("efd", pid2, a.slot.efd), ("tfd", pid2, a.slot.tfd)]
-        for key, pid, fd in wanted:
-            path = proc.fd_path(pid, fd)
-            if path is not None:
-                paths[key] = path
-    return Context(paths, event.own_pidns, host_pids, caller, targets,
-                   proc.crossings(caller, targets), unresolved)
+    for key, pid, fd in wanted:
+        path = proc.fd_path(pid, fd)
+        if path is not None:
+            paths[key] = path
+    return ctx._replace(paths=paths)

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 from . import abi
 from .console import start_line
 from .enrich import Caller, Context, Target
-from .events import Event
+from .events import Args, Event
 
 # (name, Tracee's type) of kcmp's arguments, in order.
 ARG_TYPES = (("pid1", "pid_t"), ("pid2", "pid_t"), ("type", "int"),
@@ -70,7 +70,6 @@ def _container(cid: str | None) -> str:
     return "null" if cid is None else f'"{cid}"'  # hex digits or empty: nothing to escape
 
 
-@functools.lru_cache(maxsize=4096)
 def _target(t: Target | None) -> str:
     """A target's fields but its pid, made once per target."""
     if t is None:
@@ -87,7 +86,10 @@ def _names(names: tuple[str, ...]) -> str:
     return "[" + ",".join(f'"{n}"' for n in names) + "]"
 
 
-@functools.lru_cache(maxsize=4096)
+def _targets(t1: Target | None, t2: Target | None, pid1: int, pid2: int) -> str:
+    return f'[{{"pid":{pid1},{_target(t1)}}},{{"pid":{pid2},{_target(t2)}}}]'
+
+
 def _caller(c: Caller, tgid: int, tid: int) -> str:
     """The caller's fields, made once per caller: they repeat from event to event."""
     # As the caller's pid namespace numbers them; the host's when the caller could not be
@@ -103,10 +105,42 @@ def _caller(c: Caller, tgid: int, tid: int) -> str:
             f'"callerExited":{_BOOL[c.gone]}')
 
 
-def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
-    """The event as one JSON line, written out directly: the stream's hot path (a dict and
-    json.dumps cost several times more per event)."""
-    a = event.args
+# The text of the enricher's cached callers and targets, looked up by their identity: hashing
+# named tuples per event costs more than the rest of a record. The objects are kept with the
+# text, so an id cannot be reused while it is there.
+_MEMO_SIZE = 4096
+_callers: dict[tuple[int, int, int], tuple[Caller, str]] = {}
+_target_pairs: dict[tuple[int, int, int, int], tuple[Target | None, Target | None, str]] = {}
+
+
+def _caller_text(c: Caller, tgid: int, tid: int) -> str:
+    key = (id(c), tgid, tid)
+    hit = _callers.get(key)
+    if hit is not None and hit[0] is c:
+        return hit[1]
+    if len(_callers) >= _MEMO_SIZE:
+        _callers.clear()
+    text = _caller(c, tgid, tid)
+    _callers[key] = (c, text)
+    return text
+
+
+def _targets_text(t1: Target | None, t2: Target | None, pid1: int, pid2: int) -> str:
+    key = (id(t1), id(t2), pid1, pid2)
+    hit = _target_pairs.get(key)
+    if hit is not None and hit[0] is t1 and hit[1] is t2:
+        return hit[2]
+    if len(_target_pairs) >= _MEMO_SIZE:
+        _target_pairs.clear()
+    text = _targets(t1, t2, pid1, pid2)
+    _target_pairs[key] = (t1, t2, text)
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _call_text(cgroup_id: int, uid: int, gid: int, comm: bytes, ret: int, compat: bool,
+               a: Args | None) -> str:
+    """The fields the kernel's record gives, but the times: a loop of calls repeats them."""
     if a is None:
         args, argsnum, kcmp_type, slot, fault = "[]", 0, "null", "null", "false"
     else:
@@ -115,24 +149,29 @@ def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
         slot = ("null" if a.slot is None
                 else f'{{"efd":{a.slot.efd},"tfd":{a.slot.tfd},"toff":{a.slot.toff}}}')
         fault = _BOOL[a.slot_fault]
+    return (f'"cgroupId":{cgroup_id},"userId":{uid},"groupId":{gid},'
+            f'"processName":{_comm(comm)},"eventName":"kcmp","syscall":"kcmp",'
+            f'"returnValue":{ret},"argsNum":{argsnum},"args":{args},'
+            f'"kcmpType":{kcmp_type},"result":"{abi.result_meaning(ret)}",{_errno(ret)},'
+            f'"permissionDenied":{_BOOL[ret == -abi.EPERM]},'
+            f'"compat":{_BOOL[compat]},"argsKnown":{_BOOL[a is not None]},'
+            f'"epollSlot":{slot},"epollSlotFault":{fault}')
+
+
+def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
+    """The event as one JSON line, written out directly: the stream's hot path (a dict and
+    json.dumps cost several times more per event)."""
+    a = event.args
     paths = ",".join(f'"{key}":{json_string(path_text(path))}'
-                     for key, path in ctx.paths.items())
-    pidns = _PIDNS[ctx.same_pidns]
-    who = _caller(ctx.caller or _UNKNOWN, event.tgid, event.tid)
-    if ctx.targets is None or a is None:
-        targets = "null"
-    else:
-        targets = (f'[{{"pid":{a.pid1},{_target(ctx.targets[0])}}},'
-                   f'{{"pid":{a.pid2},{_target(ctx.targets[1])}}}]')
-    return (f'{{"timestamp":{wall_ns},{who},'
-            f'"cgroupId":{event.cgroup_id},"userId":{event.uid},"groupId":{event.gid},'
-            f'"processName":{_comm(event.comm)},"eventName":"kcmp","syscall":"kcmp",'
-            f'"returnValue":{event.ret},"argsNum":{argsnum},"args":{args},'
-            f'"kcmpType":{kcmp_type},"result":"{event.meaning}",{_errno(event.ret)},'
-            f'"permissionDenied":{_BOOL[event.permission_denied]},'
-            f'"compat":{_BOOL[event.compat]},"argsKnown":{_BOOL[a is not None]},'
-            f'"durationNs":{_int(event.duration_ns)},"epollSlot":{slot},'
-            f'"epollSlotFault":{fault},"fdPaths":{{{paths}}},"callerPidNamespace":{pidns},'
+                     for key, path in ctx.paths.items()) if ctx.paths else ""
+    who = _caller_text(ctx.caller or _UNKNOWN, event.tgid, event.tid)
+    call = _call_text(event.cgroup_id, event.uid, event.gid, event.comm, event.ret,
+                      event.compat, a)
+    targets = "null" if ctx.targets is None or a is None else _targets_text(
+        *ctx.targets, a.pid1, a.pid2)
+    return (f'{{"timestamp":{wall_ns},{who},{call},'
+            f'"durationNs":{_int(event.duration_ns)},"fdPaths":{{{paths}}},'
+            f'"callerPidNamespace":{_PIDNS[ctx.same_pidns]},'
             f'"targets":{targets},"crossesBoundary":{_names(ctx.crossings)},'
             f'"contextUnresolved":{_names(ctx.unresolved)}}}')
 
