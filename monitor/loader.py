@@ -20,7 +20,7 @@ BPF_SOURCE = BPF_DIR / "kcmp.bpf.c"
 TRACEFS = "/sys/kernel/tracing"
 SETUP_HINT = "run `sudo make setup`"
 
-# Processes the kernel's process table remembers (32 bytes each, LRU): parents and names of
+# Tasks the kernel's process table remembers (24-byte entries, LRU): parents and names of
 # those gone before their events are decoded.
 PROC_TABLE_SIZE = 65536
 
