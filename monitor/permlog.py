@@ -17,6 +17,10 @@ from .logs import logfmt
 log = logging.getLogger(__name__)
 
 
+def _name(comm: bytes | None) -> str | None:
+    return None if comm is None else comm.decode("utf-8", "surrogateescape")
+
+
 class PermissionLog:
     """A token bucket: `rate` lines a second on average, bursts of up to 5 seconds' worth."""
 
@@ -44,14 +48,15 @@ class PermissionLog:
             return
         self.report_suppressed()
         a = event.args
-        owners = ctx.owners or (None, None)
+        t1, t2 = ctx.targets or (None, None)
         log.warning(logfmt(
             msg="kcmp permission denied",
             kcmp_type=SLOT_NAMES[slot_of(a.type) if a else SLOT_UNSEEN],
-            caller_pid=event.tgid, caller_tid=event.tid,
-            comm=event.comm.decode("utf-8", "surrogateescape"),
-            uid=event.uid, pid1=a.pid1 if a else None, pid1_uid=owners[0],
-            pid2=a.pid2 if a else None, pid2_uid=owners[1], compat=event.compat))
+            caller_pid=event.tgid, caller_tid=event.tid, comm=_name(event.comm),
+            uid=event.uid, pid1=a.pid1 if a else None, pid1_uid=t1 and t1.uid,
+            pid1_comm=t1 and _name(t1.name), pid2=a.pid2 if a else None,
+            pid2_uid=t2 and t2.uid, pid2_comm=t2 and _name(t2.name), compat=event.compat,
+            crosses=",".join(ctx.crossings) or None))
         self.logged += 1
 
     def report_suppressed(self) -> None:

@@ -148,7 +148,8 @@ def test_every_permission_failure_is_logged_as_one_structured_line(scraped):
     assert Counter(re.sub(r"caller_tid=\d+ ", "", line) for line in lines) == {
         f'kcmp-monitor: warning: msg="kcmp permission denied" kcmp_type=KCMP_VM '
         f"caller_pid={eperm.caller} comm=kcmpload uid=65534 pid1={eperm.caller} "
-        f"pid1_uid=65534 pid2={eperm.pid2} pid2_uid=0 compat=false": REPEAT,
+        f"pid1_uid=65534 pid1_comm=kcmpload pid2={eperm.pid2} pid2_uid=0 pid2_comm=kcmpload "
+        "compat=false": REPEAT,
         f'kcmp-monitor: warning: msg="kcmp permission denied" kcmp_type=unseen '
         f"caller_pid={next(c.caller for c in scraped['wl'].cases if c.name == 'seccomp')} "
         "comm=kcmpload uid=0 compat=false": REPEAT,

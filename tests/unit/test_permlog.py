@@ -21,13 +21,14 @@ def _denied(args=True):
 
 def test_one_structured_line_per_failure(caplog):
     caplog.set_level(logging.INFO, logger="kcmp_monitor")
-    PermissionLog(clock=Clock()).event(_denied(), Context(targets=(
-        Target(7, b"evil", 65534, 1, None, None, None, None, None), Target(1, b"init", 0, 0,
-                                                                          None, None, None,
-                                                                          None, None))))
+    evil = Target(7, b"evil\x1b[2J", 65534, 1, None, None, None, None, None)
+    init = Target(1, b"init", 0, 0, None, None, None, None, None)
+    PermissionLog(clock=Clock()).event(_denied(), Context(targets=(evil, init),
+                                                          crossings=("pid", "mnt")))
     assert [r.getMessage() for r in caplog.records] == [
         'msg="kcmp permission denied" kcmp_type=KCMP_VM caller_pid=7 caller_tid=8 '
-        "comm=evil\\x1b[2J uid=65534 pid1=7 pid1_uid=65534 pid2=1 pid2_uid=0 compat=false"]
+        "comm=evil\\x1b[2J uid=65534 pid1=7 pid1_uid=65534 pid1_comm=evil\\x1b[2J pid2=1 "
+        "pid2_uid=0 pid2_comm=init compat=false crosses=pid,mnt"]
     assert caplog.records[0].levelno == logging.WARNING
 
 
