@@ -326,8 +326,8 @@ class ProcReader:
         if ns is None or depth is None or caller.ns_pid is None:
             return None
         table, when = self._ns_pids.get(ns, ({}, -self.RESCAN_S))
-        table[caller.ns_pid] = tgid  # the caller is known without a scan, and its thread
-        if caller.ns_tid is not None:  # (the scan sees processes, not threads)
+        table[caller.ns_pid] = tgid  # the caller and its thread are known without a scan
+        if caller.ns_tid is not None:
             table[caller.ns_tid] = tid
         for p in pids:  # a pid reused since the scan must not keep its old host pid
             if p in table and not self._still(table[p], p, depth):
@@ -356,7 +356,20 @@ class ProcReader:
             if own == ns or (len(nspid) > depth and own is not None
                              and self._ancestor(entry, own, len(nspid) - depth) == ns):
                 table[int(nspid[depth - 1])] = int(entry)
+                self._scan_threads(entry, depth, table)
         return table
+
+    def _scan_threads(self, pid: str, depth: int, table: dict[int, int]) -> None:
+        """A process's other threads: a target may be a thread id."""
+        try:
+            tids = os.listdir(f"{self.root}/{pid}/task")
+        except OSError:
+            return
+        for tid in tids:
+            if tid != pid:
+                nspid = self._status_field(f"{pid}/task/{tid}", b"NSpid:")
+                if nspid and len(nspid) >= depth:
+                    table[int(nspid[depth - 1])] = int(tid)
 
     def _ancestor(self, pid: str, own: int, levels: int) -> int | None:
         """The inode of the pid namespace `levels` above a process's (NS_GET_PARENT)."""

@@ -157,13 +157,16 @@ def test_pids_of_another_namespace_are_translated_to_host_pids(tmp_path):
                                  (31, 2, {4: "/srv/b"}, container),
                                  (40, 1, {3: "/elsewhere"}, other)):
         _task(tmp_path, host, host, fds, nspid=inner, ns={"pid": ns})
+    for thread in ("31/task/33", "33"):  # a thread of 31, 3 in there (/proc/33 works too)
+        (tmp_path / thread).mkdir(parents=True)
+        (tmp_path / thread / "status").write_text("NSpid:\t33\t3\n")
     proc = ProcReader(str(tmp_path))
     event = _event(0, idx1=3, idx2=4, ret=-1, tgid=30, pids=(1, 2), own_pidns=False)
     ctx = enrich(event, proc)
     assert ctx.host_pids == (30, 31) and ctx.same_pidns is False
     assert ctx.paths == {"idx1": "/srv/a", "idx2": "/srv/b"}
     assert ctx.owners == (30, 31) and ctx.crossings == ()
-    assert proc.translate(30, 30, proc.caller(event).caller, (1, 2, 3)) == (30, 31, None)
+    assert proc.translate(30, 30, proc.caller(event).caller, (1, 2, 3, 4)) == (30, 31, 33, None)
 
 
 def test_crossings_compare_caller_and_targets_where_both_are_known():
