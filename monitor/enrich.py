@@ -401,7 +401,7 @@ class ProcReader:
             return None
         path = target.decode("utf-8", "surrogateescape")
         if self.sockets is not None and path.startswith("socket:["):
-            return self.sockets.describe(int(path[8:-1])) or path
+            return self.sockets.describe(int(path[8:-1]), pid) or path
         return path
 
 

@@ -1,14 +1,17 @@
 """What a socket fd is connected to, as `strace -yy` shows it, from the kernel's sock_diag
 (through pyroute2), and the names `ip netns` gives network namespaces.
 
-Sockets are looked up in the monitor's network namespace: a socket of a process in another
-network namespace is left as `socket:[inode]`.
+sock_diag answers for the monitor's network namespace. A socket of a process in another one
+(a container's) is found in that process's /proc/<pid>/net tables instead, which show its
+namespace's sockets: endpoints for TCP and UDP, the type for Unix sockets (those tables do
+not name a Unix socket's peer).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 
 from pyroute2 import DiagSocket
@@ -19,31 +22,110 @@ _UNIX_TYPES = {socket.SOCK_STREAM: "STREAM", socket.SOCK_DGRAM: "DGRAM",
                socket.SOCK_SEQPACKET: "SEQPACKET"}
 
 
-def _inet(family: int, proto: str, m) -> str:
-    src, dst = m["idiag_src"], m["idiag_dst"]
+# /proc/<pid>/net tables: (file, protocol, family)
+_PROC_NET = (("tcp", "TCP", socket.AF_INET), ("tcp6", "TCP", socket.AF_INET6),
+             ("udp", "UDP", socket.AF_INET), ("udp6", "UDP", socket.AF_INET6))
+_PROC_UNIX_TYPES = {1: "STREAM", 2: "DGRAM", 5: "SEQPACKET"}  # the Type column, in hex
+
+
+def _endpoints(family: int, proto: str, src: str, sport: int, dst: str, dport: int) -> str:
     if family == socket.AF_INET6:
         proto += "v6"
         src, dst = f"[{src}]", f"[{dst}]"
-    local = f"{src}:{m['idiag_sport']}"
-    if m["idiag_dport"] == 0:  # listening or unconnected
+    local = f"{src}:{sport}"
+    if dport == 0:  # listening or unconnected
         return f"{proto}:[{local}]"
-    return f"{proto}:[{local}->{dst}:{m['idiag_dport']}]"
+    return f"{proto}:[{local}->{dst}:{dport}]"
+
+
+def _inet(family: int, proto: str, m) -> str:
+    return _endpoints(family, proto, m["idiag_src"], m["idiag_sport"], m["idiag_dst"],
+                      m["idiag_dport"])
+
+
+def _proc_address(family: int, text: str) -> tuple[str, int]:
+    """"0100007F:1F90" -> ("127.0.0.1", 8080): the address in 32-bit words of host order."""
+    addr, port = text.split(":")
+    raw = bytes.fromhex(addr)
+    if sys.byteorder == "little":
+        raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    return socket.inet_ntop(family, raw), int(port, 16)
+
+
+def proc_net_sockets(root: str, pid: int) -> dict[int, str]:
+    """inode -> description of the sockets of pid's network namespace, from /proc."""
+    known: dict[int, str] = {}
+    for name, proto, family in _PROC_NET:
+        try:
+            with open(f"{root}/{pid}/net/{name}") as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            try:
+                (src, sport), (dst, dport) = (_proc_address(family, fields[1]),
+                                              _proc_address(family, fields[2]))
+                inode = int(fields[9])
+            except (IndexError, ValueError, OSError):
+                continue
+            if inode:
+                known[inode] = _endpoints(family, proto, src, sport, dst, dport)
+    try:
+        with open(f"{root}/{pid}/net/unix") as f:
+            rows = f.read().splitlines()[1:]
+    except OSError:
+        rows = []
+    for row in rows:
+        fields = row.split()
+        try:
+            inode, kind = int(fields[6]), _PROC_UNIX_TYPES.get(int(fields[4], 16), "UNKNOWN")
+        except (IndexError, ValueError):
+            continue
+        known[inode] = f"UNIX-{kind}:[{inode}]"
+    return known
 
 
 class SocketResolver:
     """socket inode -> "TCP:[a:p->b:q]", "UDP:[...]", "UNIX-STREAM:[ino->peer]"; read all at
-    once, again at most every `refresh_s` when an inode is not known."""
+    once, again at most every `refresh_s` when an inode is not known; each other network
+    namespace likewise, through the /proc/<pid>/net of a process in it."""
 
-    def __init__(self, refresh_s: float = 0.5) -> None:
+    NAMESPACES = 256  # other network namespaces remembered
+
+    def __init__(self, refresh_s: float = 0.5, root: str = "/proc") -> None:
         self.refresh_s = refresh_s
+        self.root = root
         self._known: dict[int, str] = {}
         self._when = -refresh_s
+        self._own_netns = self._netns("self")
+        # network namespace inode -> (its sockets, when read)
+        self._others: dict[int, tuple[dict[int, str], float]] = {}
 
-    def describe(self, inode: int) -> str | None:
+    def describe(self, inode: int, pid: int | None = None) -> str | None:
+        """What a socket is; pid: the process holding it, for one of another namespace."""
         if inode not in self._known and time.monotonic() - self._when >= self.refresh_s:
             self._known = self._dump()
             self._when = time.monotonic()
-        return self._known.get(inode)
+        found = self._known.get(inode)
+        if found is not None or pid is None:
+            return found
+        netns = self._netns(pid)
+        if netns is None or netns == self._own_netns:
+            return None
+        known, when = self._others.get(netns, ({}, -self.refresh_s))
+        if inode not in known and time.monotonic() - when >= self.refresh_s:
+            if len(self._others) >= self.NAMESPACES:  # namespaces come and go with containers
+                self._others.clear()
+            known, when = proc_net_sockets(self.root, pid), time.monotonic()
+            self._others[netns] = (known, when)
+        return known.get(inode)
+
+    def _netns(self, pid: int | str) -> int | None:
+        try:
+            return os.stat(f"{self.root}/{pid}/ns/net").st_ino
+        except OSError:
+            return None
 
     @staticmethod
     def _dump() -> dict[int, str]:

@@ -1,5 +1,6 @@
 """Network context on the real kernel: socket fds shown with their endpoints (as
-`strace -yy`), and the caller's network namespace named as `ip netns` names it."""
+`strace -yy`, in other network namespaces too), and the network namespaces of callers and
+targets named as `ip netns` names them."""
 
 import json
 import shutil
@@ -81,8 +82,15 @@ def test_the_callers_network_namespace_is_named(named_netns, tmp_path):
     own = Path("/proc/self/ns/net").stat().st_ino
     inodes = {r["networkNamespace"]["inode"] for r in records}
     assert len(inodes) == 1 and own not in inodes
-    # Its sockets live in that namespace, which sock_diag here does not see: left as they are.
-    assert all(p.startswith("socket:[") for r in records for p in r["fdPaths"].values())
+    # Its sockets live in that namespace, which sock_diag here does not see: they are found
+    # in the caller's /proc/<pid>/net (Unix sockets without their peers).
+    (chost, cport), (shost, sport) = held["client"], held["server"]
+    left, right = held["unix_inodes"]
+    paths = [r["fdPaths"] for r in records]
+    assert paths.count({"idx1": f"TCP:[{chost}:{cport}->{shost}:{sport}]",
+                        "idx2": f"TCP:[{shost}:{sport}->{chost}:{cport}]"}) == REPEAT
+    assert paths.count({"idx1": f"UNIX-STREAM:[{left}]",
+                        "idx2": f"UNIX-STREAM:[{right}]"}) == REPEAT
 
 
 def test_a_target_in_another_network_namespace_is_named_and_crossing(named_netns, tmp_path):
