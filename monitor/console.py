@@ -86,8 +86,13 @@ def format_target(t: Target | None, caller_tgid: int) -> str:
     if t.host_pid == caller_tgid:
         return "self"
     name = "?" if t.name is None else escape_bytes(t.name)
-    text = f"{name}/{t.host_pid} uid={_owner(t.uid)}"
+    text = f"{name}/{t.host_pid} uid={_owner(t.uid)}{_container(t.container_id)}"
     return text + " exited" if t.gone else text
+
+
+def _container(cid: str | None) -> str:
+    """A container's short id, as docker shows it (the id is hex: nothing to escape)."""
+    return f" ctr={cid[:12]}" if cid else ""
 
 
 def format_line(event: Event, ctx: Context, wall_ns: int) -> str:
@@ -99,8 +104,9 @@ def format_line(event: Event, ctx: Context, wall_ns: int) -> str:
         caller += f"/{event.tid}"
     compat = "[compat] " if event.compat else ""
     meaning = "" if event.errno is not None else f" <{event.meaning}>"
-    line = (f"{stamp} {caller} uid={event.uid} {compat}{format_call(event, ctx)}{meaning} "
-            f"{format_duration(event.duration_ns)}")
+    where = _container(ctx.caller.container_id) if ctx.caller is not None else ""
+    line = (f"{stamp} {caller} uid={event.uid}{where} {compat}{format_call(event, ctx)}"
+            f"{meaning} {format_duration(event.duration_ns)}")
     if ctx.targets is not None:
         t1, t2 = (format_target(t, event.tgid) for t in ctx.targets)
         if t1 != "self" or t2 != "self":  # a process comparing itself needs no word

@@ -207,6 +207,9 @@ def test_a_caller_gone_before_its_event_is_read_keeps_name_and_parent(
         assert (t2["hostPid"], t2["processName"], t2["exited"]) == (parent, "nscaller", False)
         assert t1["hostParentProcessId"] == parent and t2["containerId"] == cid
     assert all("[pid1 self, pid2 nscaller/" in line for line in lines)
+    if boxed:  # the console names the container too, by its short id
+        assert all(f" uid=0 ctr={cid[:12]} kcmp(" in line
+                   and line.endswith(f" uid=0 ctr={cid[:12]}]") for line in lines)
 
 
 def _samples(text):

@@ -145,3 +145,15 @@ def test_a_process_comparing_itself_gets_no_target_words():
     ctx = Context(targets=(_target(4242, 0), _target(4242, 0)))
     line = console.format_line(_event(0, _args(4242, 4242, type=1)), ctx, 0)
     assert line.endswith("kcmp(4242, 4242, KCMP_VM) = 0 <same> 1.2us")
+
+
+def test_containers_are_shown_by_short_id():
+    from kcmp_monitor.enrich import Caller
+
+    cid = "0123456789ab" + "c" * 52
+    caller = Caller(1, 1, 0, 0, None, None, cid, None)
+    boxed = Target(77, b"sh", 0, 1, None, None, None, None, cid)
+    line = console.format_line(_event(0, _args(4242, 77, type=1)),
+                               Context(caller=caller, targets=(_target(4242, 0), boxed)), 0)
+    assert " kcmpload/4242 uid=0 ctr=0123456789ab kcmp(4242, 77, KCMP_VM) = 0" in line
+    assert line.endswith("  [pid1 self, pid2 sh/77 uid=0 ctr=0123456789ab]")
