@@ -436,8 +436,10 @@ def enrich(event: Event, proc: ProcReader) -> Context:
             return bare._replace(unresolved=unresolved)
         pid1, pid2 = host_pids
     now = event.ts_ns
-    ctx = proc.context(bare, proc.target(pid1, now), proc.target(pid2, now), host_pids,
-                       existed)
+    t1, t2 = proc.target(pid1, now), proc.target(pid2, now)
+    if not existed:  # ESRCH: a pid the process table remembers may have been gone already
+        t1, t2 = (None if t is None or t.gone else t for t in (t1, t2))
+    ctx = proc.context(bare, t1, t2, host_pids, existed)
     if a.type not in abi.FD_TYPES:
         return ctx
     # As strace -y: idx1 belongs to pid1; idx2 and the epoll slot's fds to pid2.

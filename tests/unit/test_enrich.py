@@ -96,6 +96,11 @@ def test_a_target_gone_from_proc_is_known_from_the_kernel_table(proc):
     assert ctx.unresolved == ()
 
 
+def test_after_esrch_a_gone_target_is_not_named_from_the_kernel_table(proc):
+    # The table remembers pid 66, but the call says a pid named nothing: it may be that one.
+    assert enrich(_event(1, ret=-3, pids=(10, 66)), proc).targets[1] is None
+
+
 def test_a_target_found_nowhere_is_unresolved_unless_the_call_said_so(proc):
     assert enrich(_event(1, pids=(10, 77)), proc).unresolved == ("pid2",)
     esrch = enrich(_event(1, ret=-3, pids=(77, 0)), proc)  # neither existed: nothing missing
