@@ -131,3 +131,15 @@ def test_lost_events_record_in_the_stream():
     assert json.loads(out.getvalue()) == {"timestamp": 99, "eventName": "events_lost",
                                           "lostEvents": 42, "reason": "ring buffer full"}
     assert err.getvalue() == "Tracing kcmp()... Ctrl-C to end. [note]\n"
+
+
+def test_the_readme_documents_every_field_and_no_other():
+    import re
+
+    from tests.helpers import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## JSON output"):readme.index("## 32-bit callers")]
+    documented = {name for row in re.findall(r"^\| (`[^|]+`) \|", section, re.M)
+                  for name in re.findall(r"`(\w+)`", row)}
+    assert documented == set(_record(_event()))
