@@ -13,7 +13,7 @@
  *   TYPE_MASK          trace only types whose bit is set (bit KCMP_TYPE_UNKNOWN_BIT: unknown)
  *   ERRORS_ONLY        trace only calls that returned an error
  *   CAPTURE_COMPAT     x86_64: also capture 32-bit (int 0x80) calls through raw_syscalls
- *   PROC_TABLE         keep a table of this many tasks (parent, process and name, from the
+ *   PROC_TABLE         keep a table of this many tasks (parent and name, from the
  *                      fork and rename tracepoints) and stamp streamed records with the
  *                      caller's parent; needs CLONE_THREAD_FLAG, CLONE_PARENT_FLAG (abi.py)
  *   OWN_PIDNS_DEV/INO  the monitor's pid namespace: records say whether the caller shares it
@@ -252,7 +252,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_kcmp)
 
 #ifdef PROC_TABLE
 /* A new task: a process's parent is its creator, or with CLONE_PARENT the creator's parent;
- * a thread belongs to its creator's process (a kcmp target may be a thread). task_newtask is
+ * a thread gets its process's parent (a kcmp target may be a thread). task_newtask is
  * the fork tracepoint that carries the clone flags. */
 TRACEPOINT_PROBE(task, task_newtask)
 {
@@ -264,7 +264,6 @@ TRACEPOINT_PROBE(task, task_newtask)
 		struct kcmp_proc *c = procs.lookup(&creator);
 		p.ppid = c ? c->ppid : 0;
 	}
-	p.tgid = flags & CLONE_THREAD_FLAG ? creator : pid;
 	bpf_probe_read_kernel(p.comm, sizeof(p.comm), args->comm);
 	procs.update(&pid, &p);
 	return 0;

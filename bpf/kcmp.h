@@ -76,8 +76,7 @@ struct kcmp_event {
 /* What the process table keeps of a task, so that one gone before its event is decoded still
  * has a name and a parent. */
 struct kcmp_proc {
-	__u32 ppid;
-	__u32 tgid;        /* the process a thread belongs to (its own pid for a process) */
+	__u32 ppid;        /* a thread's: its process's parent */
 	char comm[16];
 };
 

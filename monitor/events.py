@@ -49,8 +49,8 @@ EV_SLOT_FAULT = 0x8
 EV_TRACE = 0x10
 EV_OWN_PIDNS = 0x20
 
-# struct kcmp_proc, a value of the process table: ppid, tgid, comm.
-PROC_ENTRY = struct.Struct("<II16s")
+# struct kcmp_proc, a value of the process table: ppid, comm.
+PROC_ENTRY = struct.Struct("<I16s")
 
 # Indexes of the per-CPU stats map (bpf/kcmp.h).
 STAT_DROPPED = 0

@@ -20,7 +20,7 @@ BPF_SOURCE = BPF_DIR / "kcmp.bpf.c"
 TRACEFS = "/sys/kernel/tracing"
 SETUP_HINT = "run `sudo make setup`"
 
-# Tasks the kernel's process table remembers (24-byte entries, LRU): parents and names of
+# Tasks the kernel's process table remembers (20-byte entries, LRU): parents and names of
 # those gone before their events are decoded.
 PROC_TABLE_SIZE = 65536
 
@@ -199,7 +199,7 @@ class KcmpProgram:
         """(parent, name) of a process or thread as the kernel's table last knew it."""
         table = self._bpf["procs"]
         try:
-            ppid, _, comm = PROC_ENTRY.unpack(bytes(table[table.Key(pid)]))
+            ppid, comm = PROC_ENTRY.unpack(bytes(table[table.Key(pid)]))
         except (KeyError, ValueError):
             return None
         return ppid, comm.split(b"\0", 1)[0]
@@ -209,7 +209,7 @@ class KcmpProgram:
         table = self._bpf["procs"]
         for pid, ppid, comm in processes:
             table[table.Key(pid)] = table.Leaf.from_buffer_copy(
-                PROC_ENTRY.pack(ppid, pid, comm[:16]))
+                PROC_ENTRY.pack(ppid, comm[:16]))
 
     def attached(self) -> dict[str, bool]:
         """Each tracepoint this program was asked to use, and whether it is attached (the

@@ -24,7 +24,6 @@ def c_layout(tmp_path_factory):
                                "KCMP_STAT_COMM_OVERFLOW_DENIED", "KCMP_STAT_COUNT")]
     facts += [("proc_sizeof", "sizeof(struct kcmp_proc)"),
               ("proc_ppid", "offsetof(struct kcmp_proc, ppid)"),
-              ("proc_tgid", "offsetof(struct kcmp_proc, tgid)"),
               ("proc_comm", "offsetof(struct kcmp_proc, comm)")]
     return c_facts(tmp_path_factory.mktemp("layout"), [f'"{HEADER}"'], facts)
 
@@ -35,7 +34,7 @@ def test_size_matches_the_c_struct(c_layout):
 
 def test_process_table_entry_matches_the_c_struct(c_layout):
     assert events.PROC_ENTRY.size == c_layout["proc_sizeof"]
-    assert (c_layout["proc_ppid"], c_layout["proc_tgid"], c_layout["proc_comm"]) == (0, 4, 8)
+    assert (c_layout["proc_ppid"], c_layout["proc_comm"]) == (0, 4)
 
 
 def test_every_offset_matches_the_c_struct(c_layout):
