@@ -274,6 +274,8 @@ class ProcReader:
                     name = line.split(b"\t", 1)[0]
                     if name in names:
                         found[name] = line.split()[1:]
+                        if len(found) == len(names):
+                            break
         except OSError:
             return None
         return found
@@ -303,14 +305,8 @@ class ProcReader:
             return None
 
     def _status_field(self, pid: int | str, name: bytes) -> list[bytes] | None:
-        try:
-            with open(f"{self.root}/{pid}/status", "rb") as status:
-                for line in status:
-                    if line.startswith(name):
-                        return line.split()[1:]
-        except OSError:
-            return None
-        return None
+        status = self._status(pid, (name,))
+        return None if status is None else status.get(name)
 
     def _nspid_depth(self, pid: int | str) -> int | None:
         """How many pid namespaces deep a process is (NSpid: has one number per level)."""
