@@ -370,23 +370,25 @@ class ProcReader:
     def _ancestor(self, pid: str, own: int, levels: int) -> int | None:
         """The inode of the pid namespace `levels` above a process's (NS_GET_PARENT)."""
         key = (own, levels)
-        if key not in self._ancestors:
-            self._ancestors[key] = None
-            try:
-                fd = os.open(f"{self.root}/{pid}/ns/pid", os.O_RDONLY)
-            except OSError:
-                return None
-            try:
-                for _ in range(levels):
-                    parent = fcntl.ioctl(fd, abi.NS_GET_PARENT)
-                    os.close(fd)
-                    fd = parent
-                self._ancestors[key] = os.fstat(fd).st_ino
-            except OSError:
-                pass
-            finally:
+        if key in self._ancestors:
+            return self._ancestors[key]
+        try:
+            fd = os.open(f"{self.root}/{pid}/ns/pid", os.O_RDONLY)
+        except OSError:  # the process is gone: another of its namespace may answer later
+            return None
+        found = None
+        try:
+            for _ in range(levels):
+                parent = fcntl.ioctl(fd, abi.NS_GET_PARENT)
                 os.close(fd)
-        return self._ancestors[key]
+                fd = parent
+            found = os.fstat(fd).st_ino
+        except OSError:
+            pass  # not allowed to see that far up: the same for every process in it
+        finally:
+            os.close(fd)
+        self._ancestors[key] = found
+        return found
 
     def fd_path(self, pid: int | None, fd: int) -> str | None:
         if not pid or pid <= 0 or fd > _FD_MAX:
