@@ -105,36 +105,27 @@ def _caller(c: Caller, tgid: int, tid: int) -> str:
             f'"callerExited":{_BOOL[c.gone]}')
 
 
-# The text of the enricher's cached callers and targets, looked up by their identity: hashing
+# The text of the enricher's cached caller and targets, looked up by their identity: hashing
 # named tuples per event costs more than the rest of a record. The objects are kept with the
 # text, so an id cannot be reused while it is there.
 _MEMO_SIZE = 4096
-_callers: dict[tuple[int, int, int], tuple[Caller, str]] = {}
-_target_pairs: dict[tuple[int, int, int, int], tuple[Target | None, Target | None, str]] = {}
+_texts: dict[tuple, tuple] = {}
 
 
-def _caller_text(c: Caller, tgid: int, tid: int) -> str:
-    key = (id(c), tgid, tid)
-    hit = _callers.get(key)
-    if hit is not None and hit[0] is c:
-        return hit[1]
-    if len(_callers) >= _MEMO_SIZE:
-        _callers.clear()
-    text = _caller(c, tgid, tid)
-    _callers[key] = (c, text)
-    return text
-
-
-def _targets_text(t1: Target | None, t2: Target | None, pid1: int, pid2: int) -> str:
-    key = (id(t1), id(t2), pid1, pid2)
-    hit = _target_pairs.get(key)
-    if hit is not None and hit[0] is t1 and hit[1] is t2:
-        return hit[2]
-    if len(_target_pairs) >= _MEMO_SIZE:
-        _target_pairs.clear()
-    text = _targets(t1, t2, pid1, pid2)
-    _target_pairs[key] = (t1, t2, text)
-    return text
+def _who_text(c: Caller, targets: tuple | None, tgid: int, tid: int,
+              a: Args | None) -> tuple[str, str]:
+    """The caller's fields and the targets list."""
+    t1, t2 = targets or (None, None)
+    pids = None if targets is None or a is None else (a.pid1, a.pid2)
+    key = (id(c), id(t1), id(t2), tgid, tid, pids)
+    hit = _texts.get(key)
+    if hit is not None and hit[0] is c and hit[1] is t1 and hit[2] is t2:
+        return hit[3]
+    if len(_texts) >= _MEMO_SIZE:
+        _texts.clear()
+    texts = (_caller(c, tgid, tid), "null" if pids is None else _targets(t1, t2, *pids))
+    _texts[key] = (c, t1, t2, texts)
+    return texts
 
 
 @functools.lru_cache(maxsize=4096)
@@ -164,11 +155,9 @@ def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
     a = event.args
     paths = ",".join(f'"{key}":{json_string(path_text(path))}'
                      for key, path in ctx.paths.items()) if ctx.paths else ""
-    who = _caller_text(ctx.caller or _UNKNOWN, event.tgid, event.tid)
+    who, targets = _who_text(ctx.caller or _UNKNOWN, ctx.targets, event.tgid, event.tid, a)
     call = _call_text(event.cgroup_id, event.uid, event.gid, event.comm, event.ret,
                       event.compat, a)
-    targets = "null" if ctx.targets is None or a is None else _targets_text(
-        *ctx.targets, a.pid1, a.pid2)
     return (f'{{"timestamp":{wall_ns},{who},{call},'
             f'"durationNs":{_int(event.duration_ns)},"fdPaths":{{{paths}}},'
             f'"callerPidNamespace":{_PIDNS[ctx.same_pidns]},'
