@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
             return check(program)
         proc = ProcReader(sockets=SocketResolver(), netns=NetnsNames(), kernel=program,
                           cgroups=CgroupPaths(cgroup2_mount()))
-        if options.trace or options.log_eperm:
+        if options.streams:
             # Processes started before the program: the fork hook never saw them.
             program.remember(proc.existing())
         sink = None

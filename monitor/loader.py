@@ -49,6 +49,11 @@ class ProgramOptions:
     count: bool = False  # count every call in the kernel (the exporter)
     log_eperm: bool = False  # stream every EPERM (the permission-failure log)
 
+    @property
+    def streams(self) -> bool:
+        """Records reach user space: they get context, so the process table is kept."""
+        return self.trace or self.log_eperm
+
 
 def compat_supported() -> bool:
     """32-bit callers are caught through x86 pt_regs and the i386 syscall number: x86_64 only."""
@@ -81,7 +86,7 @@ def cflags(options: ProgramOptions, compat: bool) -> list[str]:
         flags.append(f"-DTYPE_MASK={sum(1 << t for t in f.types):#x}")
     if f.errors_only:
         flags.append("-DERRORS_ONLY")
-    if options.trace or options.log_eperm:  # a stream: its events get context
+    if options.streams:
         own = os.stat("/proc/self/ns/pid")
         flags += [f"-DPROC_TABLE={PROC_TABLE_SIZE}", f"-DOWN_PIDNS_DEV={own.st_dev}ULL",
                   f"-DOWN_PIDNS_INO={own.st_ino}ULL", f"-DCLONE_THREAD_FLAG={abi.CLONE_THREAD}",
@@ -168,7 +173,7 @@ class KcmpProgram:
         self._pending: list[bytes] = []  # records BCC's reader handed over, until read()
         self._count = options.count
         self._compat_wanted = options.compat and compat_supported()
-        self._has_proc_table = options.trace or options.log_eperm
+        self._streams = options.streams
 
     def open_events(self) -> None:
         """Start reading the ring buffer; read() then returns what arrived."""
@@ -217,7 +222,7 @@ class KcmpProgram:
         bpf = self._bpf
         state = {tp: tp.encode() in bpf.tracepoint_fds
                  for tp in ("syscalls:sys_enter_kcmp", "syscalls:sys_exit_kcmp")}
-        if self._has_proc_table:
+        if self._streams:
             for tp in ("task:task_newtask", "task:task_rename"):
                 state[tp] = tp.encode() in bpf.tracepoint_fds
         if self._compat_wanted:
