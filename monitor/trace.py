@@ -97,9 +97,8 @@ class Tracer:
             ctx = enrich(event, proc)
             if to_trace:
                 traced += 1
-                if ctx.crossings:
-                    for kind in ctx.crossings:
-                        crossed[kind] += 1
+                for kind in ctx.crossings:
+                    crossed[kind] += 1
                 if ctx.unresolved:
                     unresolved += 1
                 if sink is not None:
