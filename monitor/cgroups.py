@@ -4,7 +4,8 @@ its event is read still gets its container (the id is the cgroup directory's ino
 from __future__ import annotations
 
 import os
-import time
+
+from .refresh import MissRefreshed
 
 MOUNTINFO = "/proc/self/mountinfo"
 
@@ -29,17 +30,10 @@ class CgroupPaths:
 
     def __init__(self, mount: str | None, refresh_s: float = 1.0) -> None:
         self.mount = mount
-        self.refresh_s = refresh_s
-        self._paths: dict[int, str] = {}
-        self._when = -refresh_s
+        self._paths = MissRefreshed(self._walk, refresh_s)
 
     def path(self, cgroup_id: int) -> str | None:
-        if self.mount is None:
-            return None
-        if cgroup_id not in self._paths and time.monotonic() - self._when >= self.refresh_s:
-            self._paths = self._walk()
-            self._when = time.monotonic()
-        return self._paths.get(cgroup_id)
+        return None if self.mount is None else self._paths.get(cgroup_id)
 
     def _walk(self) -> dict[int, str]:
         paths = {}

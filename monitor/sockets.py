@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import time
 
 from pyroute2 import DiagSocket
+
+from .refresh import MissRefreshed
 
 NETNS_DIR = "/run/netns"
 _STATES_ALL = 0xFFFFFFFF
@@ -96,30 +97,26 @@ class SocketResolver:
     def __init__(self, refresh_s: float = 0.5, root: str = "/proc") -> None:
         self.refresh_s = refresh_s
         self.root = root
-        self._known: dict[int, str] = {}
-        self._when = -refresh_s
+        self._own = MissRefreshed(self._dump, refresh_s)
         self._own_netns = self._netns("self")
-        # network namespace inode -> (its sockets, when read)
-        self._others: dict[int, tuple[dict[int, str], float]] = {}
+        # network namespace inode -> its sockets, read through a process in it
+        self._others: dict[int, MissRefreshed[int, str]] = {}
 
     def describe(self, inode: int, pid: int | None = None) -> str | None:
         """What a socket is; pid: the process holding it, for one of another namespace."""
-        if inode not in self._known and time.monotonic() - self._when >= self.refresh_s:
-            self._known = self._dump()
-            self._when = time.monotonic()
-        found = self._known.get(inode)
+        found = self._own.get(inode)
         if found is not None or pid is None:
             return found
         netns = self._netns(pid)
         if netns is None or netns == self._own_netns:
             return None
-        known, when = self._others.get(netns, ({}, -self.refresh_s))
-        if inode not in known and time.monotonic() - when >= self.refresh_s:
+        other = self._others.get(netns)
+        if other is None:
             if len(self._others) >= self.NAMESPACES:  # namespaces come and go with containers
                 self._others.clear()
-            known, when = proc_net_sockets(self.root, pid), time.monotonic()
-            self._others[netns] = (known, when)
-        return known.get(inode)
+            other = self._others[netns] = MissRefreshed(
+                lambda holder: proc_net_sockets(self.root, holder), self.refresh_s)
+        return other.get(inode, pid)
 
     def _netns(self, pid: int | str) -> int | None:
         try:
@@ -168,13 +165,7 @@ class NetnsNames:
     is not known."""
 
     def __init__(self, directory: str = NETNS_DIR, refresh_s: float = 1.0) -> None:
-        self.directory = directory
-        self.refresh_s = refresh_s
-        self._names: dict[int, str] = {}
-        self._when = -refresh_s
+        self._names = MissRefreshed(lambda: netns_names(directory), refresh_s)
 
     def name(self, inode: int) -> str | None:
-        if inode not in self._names and time.monotonic() - self._when >= self.refresh_s:
-            self._names = netns_names(self.directory)
-            self._when = time.monotonic()
         return self._names.get(inode)
