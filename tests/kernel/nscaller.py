@@ -32,16 +32,16 @@ def child_of(parent, timeout=10.0):
     """The pid (as this process's /proc numbers it) of a child of parent."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for entry in os.listdir("/proc"):
+        for entry in filter(str.isdigit, os.listdir("/proc")):
             try:
                 with open(f"/proc/{entry}/stat", "rb") as f:
                     stat = f.read()
             except OSError:
                 continue
-            if entry.isdigit() and int(stat[stat.rfind(b")") + 2:].split()[1]) == parent:
+            if int(stat[stat.rfind(b")") + 2:].split()[1]) == parent:
                 return int(entry)
         time.sleep(0.01)
-    raise SystemExit(f"no child of {parent}")
+    raise AssertionError(f"no child of {parent}")
 
 
 def main():

@@ -16,6 +16,7 @@ import pytest
 from tests.helpers import skip_or_fail
 
 from .conftest import REPEAT, Daemon, Monitor
+from .nscaller import child_of
 
 pytestmark = pytest.mark.kernel
 HERE = Path(__file__).resolve().parent
@@ -116,7 +117,7 @@ def _parent(record):
 def test_a_host_caller_comparing_a_process_in_a_container_crosses(unshare, tmp_path):
     boxed = subprocess.Popen([*UNSHARE, "sleep", "1000"])
     try:
-        sleeper = _wait_child(boxed.pid)
+        sleeper = child_of(boxed.pid)
         caller = Caller(tmp_path, "outer", sleeper)
         caller.go(REPEAT)
         records, lines = caller.finish()
@@ -133,19 +134,6 @@ def test_a_host_caller_comparing_a_process_in_a_container_crosses(unshare, tmp_p
     assert sum(line.endswith(f"[pid1 self, pid2 sleep/{sleeper} uid=0]  !! CROSSES pid,mnt")
                for line in lines) == REPEAT
     assert "crossing a boundary: pid 23, mnt 23" in caller.text.stderr()
-
-
-def _wait_child(parent):
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        for entry in os.listdir("/proc"):
-            try:
-                if entry.isdigit() and _status(entry)["PPid"] == [str(parent)]:
-                    return int(entry)
-            except OSError:
-                continue
-        time.sleep(0.01)
-    raise AssertionError(f"no child of {parent}")
 
 
 @pytest.fixture
@@ -224,7 +212,7 @@ def test_the_exporter_with_context_counts_crossings_of_every_call(unshare, tmp_p
     boxed = subprocess.Popen([*UNSHARE, "sleep", "1000"])
     try:
         daemon.wait_ready()
-        sleeper = _wait_child(boxed.pid)
+        sleeper = child_of(boxed.pid)
         caller = subprocess.Popen([sys.executable, str(HERE / "nscaller.py"), "outer",
                                    str(sleeper)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
