@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import errno as _errno
 import os
+import platform
 import struct
 
 
@@ -53,6 +54,12 @@ SYSCALL_NR = {
 }
 IA32_NR_KCMP = SYSCALL_NR["i386"]
 
+
+def is_x86_64(machine: str | None = None) -> bool:
+    """x86_64: the only machine with the i386 entry that 32-bit kcmp callers take, and with
+    the ordering (TSO) our own ring-buffer reader relies on."""
+    return (machine or platform.machine()) == "x86_64"
+
 # struct kcmp_epoll_slot { __u32 efd, tfd, toff; }: 12 bytes (the man page's 64-bit toff is wrong).
 EPOLL_SLOT = struct.Struct("<III")
 
@@ -80,6 +87,15 @@ CLONE_THREAD = 0x00010000
 
 # ioctl on a /proc/<pid>/ns/pid fd: an fd of the parent pid namespace (<linux/nsfs.h>).
 NS_GET_PARENT = 0xB702
+
+# Capabilities (<linux/capability.h>) the monitor checks for or keeps.
+CAP_DAC_READ_SEARCH = 2
+CAP_SETPCAP = 8
+CAP_SYS_PTRACE = 19
+CAP_SYS_ADMIN = 21
+CAP_PERFMON = 38
+CAP_BPF = 39
+CAP_LAST_CAP = 40
 
 # The kernel returns errors as -1..-4095 (MAX_ERRNO).
 MAX_ERRNO = 4095

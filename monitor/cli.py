@@ -1,29 +1,35 @@
-"""The command line: parses flags, builds the pieces, maps failures to one line and an exit code."""
+"""The command line, the program's boundary: flags parsed and checked, then each failure mapped to
+one line and an exit code."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
-import logging
+import io
 import os
 import pwd
-import signal
 import sys
-from typing import NoReturn
 from collections.abc import Sequence
+from typing import NoReturn
 
-from . import __version__, abi
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, MonitorError, UsageError
+from . import PROG, __version__, abi
+from .errors import (
+    EXIT_ADDRESS_IN_USE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_NO_SUCH,
+    EXIT_NOPERM,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    MonitorError,
+    UsageError,
+)
 from .escape import escape
-from .logs import logfmt
 
-log = logging.getLogger("kcmp_monitor")
-
-PROG = "kcmp-monitor"
 COMM_MAX = 15  # TASK_COMM_LEN - 1: the kernel keeps no more of a process name
 
-EXAMPLES = """\
+EXAMPLES = f"""\
 examples:
   kcmp-monitor                              the exporter: metrics on 127.0.0.1:9041
   kcmp-monitor --check                      what works on this machine
@@ -34,8 +40,9 @@ examples:
   kcmp-monitor --trace --uid 1000 --output json | jq .
   kcmp-monitor probe 4242 4243              which kernel resources two processes share
                                             (see kcmp-monitor probe --help)
-exit codes: 0 ok, 2 usage, 69 kernel feature or dependency missing, 70 internal,
-  75 listen address in use, 77 no permission
+exit codes: {EXIT_OK} ok, {EXIT_USAGE} usage, {EXIT_UNAVAILABLE} kernel feature or dependency missing, \
+{EXIT_INTERNAL} internal,
+  {EXIT_ADDRESS_IN_USE} listen address in use, {EXIT_NOPERM} no permission
 """
 
 
@@ -150,34 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _StopFlag:
-    """Set by SIGINT or SIGTERM; the loop checks it between polls."""
-
-    def __init__(self) -> None:
-        self.stopped = False
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._stop)
-
-    def _stop(self, _signum, _frame) -> None:
-        self.stopped = True
-
-    def __call__(self) -> bool:
-        return self.stopped
-
-
-def run(args: argparse.Namespace) -> int:
-    """The daemon, the console, or both from one process and one set of attached programs."""
-    # Imported here so that --help and usage errors never need BCC.
-    from . import daemon, logs
-    from .cgroups import CgroupPaths, cgroup2_mount
-    from .console import ConsoleSink
-    from .enrich import ProcReader
-    from .jsonout import JsonSink
-    from .loader import Filters, KcmpProgram, ProgramOptions
-    from .permlog import PermissionLog
-    from .sockets import NetnsNames, SocketResolver
-    from .trace import Tracer
-
+def check_flags(args: argparse.Namespace) -> None:
+    """The rules between flags that argparse cannot state."""
     if not args.trace:
         given = [flag for flag, value in (
             ("--pid", args.pid), ("--comm", args.comm), ("--uid", args.uid),
@@ -186,109 +167,29 @@ def run(args: argparse.Namespace) -> int:
         if given:
             raise UsageError(f"{', '.join(given)} shape the --trace stream; the exporter "
                              "counts every call (add --trace)")
-    exporter = not args.trace or args.listen is not None
     if args.context and args.trace:
         raise UsageError("--context is the exporter's: --trace already gives every traced "
                          "call its context")
-    # The console alone keeps stderr for losses and warnings; a daemon also says what it does.
-    logs.setup(level=logging.INFO if exporter else logging.WARNING)
-    address = daemon.parse_listen_address(args.listen or daemon.DEFAULT_ADDRESS)
-    stop = _StopFlag()
-    filters = Filters(tgid=args.pid, uid=args.uid, comm=args.comm, types=args.types,
-                      errors_only=args.errors_only)
-    options = ProgramOptions(filters=filters, ringbuf_pages=args.ringbuf_pages,
-                             compat=args.compat, trace=args.trace or args.context,
-                             count=exporter or args.check,
-                             log_eperm=exporter and args.eperm_log_rate > 0)
-    with KcmpProgram(options) as program:
-        if args.check:
-            return check(program)
-        proc = ProcReader(sockets=SocketResolver(), netns=NetnsNames(), kernel=program,
-                          cgroups=CgroupPaths(cgroup2_mount()))
-        if options.streams:
-            # Processes started before the program: the fork hook never saw them.
-            program.remember(proc.existing())
-        sink = None
-        if args.trace:
-            sink = (JsonSink if args.output == "json" else ConsoleSink)(sys.stdout, sys.stderr)
-        eperm_log = (PermissionLog(rate=args.eperm_log_rate)
-                     if options.log_eperm else None)
-        tracer = Tracer(program, proc, sink=sink, eperm_log=eperm_log,
-                        count_context=args.context)
-        registry = None
-        if exporter:
-            context = (lambda: tracer.summary) if options.trace else None
-            registry = daemon.build_registry(program, context)
-        daemon.drop_capabilities(args.trace or args.context)
-        server = daemon.serve(registry, address) if registry is not None else None
-        if sink is not None:
-            sink.start(compat_notes(program))
-        if server is not None:
-            log.info(logfmt(msg="exporting kcmp metrics", address=str(address),
-                            compat=program.compat, compat_error=program.compat_error,
-                            context=options.trace))
-        daemon.notify("READY=1")
-        summary = tracer.run(stop)
-        daemon.notify("STOPPING=1")
-        if server is not None:
-            server.shutdown()
-    if args.trace:
-        sys.stderr.write(exit_line(summary) + "\n")
-    return EXIT_OK
 
 
-def exit_line(summary) -> str:
-    """What the trace saw, lost and could not resolve, in one line."""
-    line = f"{PROG}: {summary.events} calls traced, {summary.lost} lost"
-    if summary.unpaired:
-        line += f", {summary.unpaired} without entry (in-flight map full)"
-    crossed = [f"{kind} {n}" for kind, n in summary.crossings.items() if n]
-    if crossed:
-        line += f"; crossing a boundary: {', '.join(crossed)}"
-    if summary.unresolved:
-        line += f"; {summary.unresolved} with context unresolved"
-    return line
+def run(args: argparse.Namespace) -> int:
+    """The monitor (imported here: --help and usage errors need none of it)."""
+    from .wiring import run as run_monitor
+
+    return run_monitor(args)
 
 
-def compat_notes(program) -> list[str]:
-    if program.compat:
-        return ["32-bit: on, taxes every syscall; --no-compat"]
-    if program.compat_error:
-        return [f"32-bit callers not captured: {program.compat_error}"]
-    return ["32-bit: off"]
-
-
-def check(program) -> int:
-    """--check: what is attached and readable, on stdout; 0 only if all of it works."""
-    from .daemon import bpf_stats_enabled
-
-    ok = True
-    for tracepoint, attached in program.attached().items():
-        ok &= attached
-        print(f"tracepoint {tracepoint}: {'attached' if attached else 'NOT ATTACHED'}")
-    print(f"32-bit capture: {'on' if program.compat else 'off'}"
-          + (f" ({escape(program.compat_error)})" if program.compat_error else ""))
-    try:
-        snap = program.snapshot()
-        print(f"counters: readable ({sum(sum(t.outcome) for t in snap.types)} calls so far)")
-    except Exception as exc:  # what a scrape would hit: report it
-        ok = False
-        print(f"counters: NOT READABLE ({escape(str(exc))})")
-    print("bpf run time: " + ("exported" if bpf_stats_enabled() else
-                              "not exported (sysctl kernel.bpf_stats_enabled=1 to enable)"))
-    print(f"check: {'ok' if ok else 'FAILED'}")
-    return EXIT_OK if ok else EXIT_INTERNAL
-
-
-PROBE_EXAMPLES = """\
+PROBE_EXAMPLES = f"""\
 examples:
   kcmp-monitor probe 4242 4243                   which resources the two share
   kcmp-monitor probe --fd 4242:3 4243:5          the same open file description?
   kcmp-monitor probe --epoll 4242:6 4243:8:6     is 4242's fd 6 the target 6 of epoll 4243:8?
   kcmp-monitor probe --shared-files 4242 4243    every fd shared among these processes
   kcmp-monitor probe --shared-files --all --freeze --json
-exit codes: 0 ok, 2 usage, 66 no such process or fd, 69 no kcmp in this kernel,
-  77 not permitted (CAP_SYS_PTRACE or the same uid), 124 a kcmp call blocked, 130 interrupted
+exit codes: {EXIT_OK} ok, {EXIT_USAGE} usage, {EXIT_NO_SUCH} no such process or fd, \
+{EXIT_UNAVAILABLE} no kcmp in this kernel,
+  {EXIT_NOPERM} not permitted (CAP_SYS_PTRACE or the same uid), {EXIT_TIMEOUT} a kcmp call blocked, \
+{EXIT_INTERRUPTED} interrupted
 """
 
 
@@ -303,6 +204,17 @@ def _fd_ref(text: str, parts: int) -> tuple[int, ...]:
     return values + (0,) if parts == 3 and len(values) == 3 else values
 
 
+class _EpollRefs(argparse.Action):
+    """--epoll PID1:FD PID2:EFD:TFD[:TOFF]: two shapes, so one type cannot parse both."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        try:
+            refs = (_fd_ref(values[0], 2), _fd_ref(values[1], 3))
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
+        setattr(namespace, self.dest, refs)
+
+
 def build_probe_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=f"{PROG} probe",
@@ -315,6 +227,7 @@ def build_probe_parser() -> argparse.ArgumentParser:
     mode.add_argument("--fd", nargs=2, metavar=("PID1:FD1", "PID2:FD2"),
                       type=lambda t: _fd_ref(t, 2), help="compare two file descriptors")
     mode.add_argument("--epoll", nargs=2, metavar=("PID1:FD", "PID2:EFD:TFD[:TOFF]"),
+                      action=_EpollRefs,
                       help="is PID1's FD the target TFD registered in PID2's epoll EFD")
     mode.add_argument("--shared-files", action="store_true",
                       help="group every fd of the PIDs into shared open file descriptions")
@@ -330,57 +243,21 @@ def build_probe_parser() -> argparse.ArgumentParser:
 
 
 def run_probe(args: argparse.Namespace) -> int:
-    from . import probe, probeview
-    from .jsonout import dumps
-    from .kcmpcall import make_kcmp
+    """The probe (imported here, like the monitor)."""
+    from .probe.run import run as probe
 
-    proc = probe.Proc()
-    caller = probe.Caller(make_kcmp())
-    if args.fd:
-        (pid1, fd1), (pid2, fd2) = args.fd
-        targets = [pid1, pid2]
-        job = functools.partial(probe.probe_fd, pid1, fd1, pid2, fd2, caller, proc)
-        view = (probeview.fd_json, probeview.fd_table)
-    elif args.epoll:
-        (pid1, fd), (pid2, efd, tfd, toff) = (_fd_ref(args.epoll[0], 2),
-                                              _fd_ref(args.epoll[1], 3))
-        targets = [pid1, pid2]
-        job = functools.partial(probe.probe_epoll, pid1, fd, pid2, efd, tfd, toff, caller, proc)
-        view = (probeview.epoll_json, probeview.epoll_table)
-    elif args.shared_files:
-        if args.all == bool(args.pids):
-            raise UsageError("--shared-files takes PIDs or --all (not both)")
-        targets = [p for p in proc.pids() if p != os.getpid()] if args.all else args.pids
-        job = functools.partial(probe.shared_files, targets, caller, proc, strict=not args.all)
-        view = (probeview.shared_json, probeview.shared_table)
-    else:
-        if len(args.pids) != 2 or args.all:
-            raise UsageError("give two PIDs, or --fd, --epoll or --shared-files")
-        targets = args.pids
-        job = functools.partial(probe.probe_pair, *args.pids, caller, proc)
-        view = (probeview.pair_json, probeview.pair_table)
-
-    def interrupted(_signum, _frame):
-        raise KeyboardInterrupt  # unwinds through --freeze, which resumes the targets
-
-    signal.signal(signal.SIGTERM, interrupted)
-    with probe.frozen(targets, proc, strict=not args.all) if args.freeze else \
-            contextlib.nullcontext():
-        report = probe.run_watched(job, caller, args.timeout)
-    if args.shared_files:
-        report.calls = caller.calls
-    as_json, as_table = view
-    print(dumps(as_json(report, args.freeze)) if args.json else as_table(report, args.freeze))
-    return EXIT_OK
+    return probe(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    sys.stdout.reconfigure(errors="backslashreplace")
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["probe"]:
             return run_probe(build_probe_parser().parse_args(argv[1:]))
         args = build_parser().parse_args(argv)
+        check_flags(args)
         return run(args)
     except MonitorError as exc:
         # Messages may quote user input or kernel text: one line, terminal-safe.

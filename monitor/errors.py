@@ -1,10 +1,14 @@
-"""Failures a user can act on: each carries its exit code and a one-line remedy."""
+"""Failures a user can act on: each carries its exit code and a one-line remedy. Every exit
+code the program uses is here."""
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_NO_SUCH = 66  # sysexits EX_NOINPUT: the process or fd named is not there (probe)
 EXIT_UNAVAILABLE = 69  # a kernel feature or a dependency is missing (sysexits EX_UNAVAILABLE)
 EXIT_INTERNAL = 70
+EXIT_ADDRESS_IN_USE = 75  # sysexits EX_TEMPFAIL: free the port, or pick another, and retry
 EXIT_NOPERM = 77
+EXIT_TIMEOUT = 124  # a kcmp call blocked (probe), as timeout(1) reports it
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
@@ -22,3 +26,15 @@ class Unavailable(MonitorError):
 
 class NoPermission(MonitorError):
     exit_code = EXIT_NOPERM
+
+
+class NoSuchTarget(MonitorError):
+    exit_code = EXIT_NO_SUCH
+
+
+class AddressInUse(MonitorError):
+    exit_code = EXIT_ADDRESS_IN_USE
+
+
+class ProbeTimeout(MonitorError):
+    exit_code = EXIT_TIMEOUT

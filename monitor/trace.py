@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from .abi import EPERM
-from .enrich import BOUNDARIES, Context, ProcReader, enrich
-from .events import STAT_DROPPED, STAT_INFLIGHT, Event, decode
-from .logs import logfmt
+from .context.enrich import enrich
+from .context.processes import ProcReader
+from .context.types import BOUNDARIES, Context
+from .kernel.counters import STAT_DROPPED, STAT_INFLIGHT
+from .kernel.events import Event, decode
+from .sinks.logs import logfmt
 
 log = logging.getLogger(__name__)
 POLL_MS = 100
@@ -103,7 +106,7 @@ class Tracer:
                     unresolved += 1
                 if sink is not None:
                     sink.event(event, ctx, event.ts_ns + offset)
-            if to_log:
+            if eperm_log is not None and to_log:
                 eperm_log.event(event, ctx)
         summary.events += traced
         summary.unresolved += unresolved

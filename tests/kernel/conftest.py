@@ -16,7 +16,8 @@ from typing import Optional
 
 import pytest
 
-from kcmp_monitor import loader
+from kcmp_monitor import caps
+from kcmp_monitor.kernel import kcmp as loader
 from kcmp_monitor.errors import MonitorError
 from tests.helpers import ROOT, monitor_command, skip_or_fail
 
@@ -32,7 +33,7 @@ def kernel_ready():
     if os.geteuid() != 0:
         skip_or_fail("needs root to load BPF programs (run `sudo make test`)")
     try:
-        loader.check_privileges()
+        caps.check_privileges()
         loader.check_kernel()
         loader._import_bcc()
     except MonitorError as exc:

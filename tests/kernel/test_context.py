@@ -139,7 +139,7 @@ def test_a_host_caller_comparing_a_process_in_a_container_crosses(unshare, tmp_p
 @pytest.fixture
 def container_cgroup(kernel_ready):
     """A cgroup v2 directory named as docker names a container's scope: (path, id)."""
-    from kcmp_monitor.cgroups import cgroup2_mount
+    from kcmp_monitor.context.cgroups import cgroup2_mount
 
     mount = cgroup2_mount()
     if mount is None:

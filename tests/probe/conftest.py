@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kcmp_monitor.kcmpcall import KcmpError, make_kcmp
+from kcmp_monitor.probe.kcmpcall import KcmpError, make_kcmp
 from tests.helpers import monitor_command, skip_or_fail
 
 HERE = Path(__file__).resolve().parent

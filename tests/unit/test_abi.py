@@ -132,3 +132,17 @@ def test_clone_flags_and_nsfs_ioctl_match_the_uapi_headers(tmp_path):
                      ("NS_GET_PARENT", "NS_GET_PARENT")])
     assert facts == {"CLONE_PARENT": abi.CLONE_PARENT, "CLONE_THREAD": abi.CLONE_THREAD,
                      "NS_GET_PARENT": abi.NS_GET_PARENT}
+
+
+def test_capability_numbers_match_the_uapi_header(tmp_path):
+    from tests.helpers import c_facts
+
+    names = ("CAP_DAC_READ_SEARCH", "CAP_SETPCAP", "CAP_SYS_PTRACE", "CAP_SYS_ADMIN",
+             "CAP_PERFMON", "CAP_BPF", "CAP_LAST_CAP")
+    facts = c_facts(tmp_path, ["<linux/capability.h>"], [(n, n) for n in names])
+    assert facts == {n: getattr(abi, n) for n in names}
+
+
+def test_only_x86_64_is_x86_64():
+    assert abi.is_x86_64("x86_64")
+    assert not abi.is_x86_64("aarch64") and not abi.is_x86_64("i686")

@@ -2,7 +2,7 @@
 
 import os
 
-from kcmp_monitor.cgroups import CgroupPaths, cgroup2_mount
+from kcmp_monitor.context.cgroups import CgroupPaths, cgroup2_mount
 
 
 def test_the_unified_mount_is_found_hybrid_or_not(tmp_path):

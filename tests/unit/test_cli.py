@@ -89,11 +89,13 @@ def test_without_capabilities_one_line_and_exit_77():
 
 
 def test_exit_line_says_what_crossed_and_what_was_not_resolved():
+    from kcmp_monitor.sinks.console import exit_line
     from kcmp_monitor.trace import Summary
 
-    assert cli.exit_line(Summary(events=5, lost=2)) == "kcmp-monitor: 5 calls traced, 2 lost"
+    assert exit_line(Summary(events=5, lost=2)) == "kcmp-monitor: 5 calls traced, 2 lost"
     summary = Summary(events=9, lost=0, unpaired=1, unresolved=3)
     summary.crossings.update(pid=4, net=1)
-    assert cli.exit_line(summary) == (
+    assert exit_line(summary) == (
         "kcmp-monitor: 9 calls traced, 0 lost, 1 without entry (in-flight map full); "
         "crossing a boundary: pid 4, net 1; 3 with context unresolved")
+

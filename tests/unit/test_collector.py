@@ -3,9 +3,9 @@
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from kcmp_monitor import events
-from kcmp_monitor.collector import ContextCollector, KcmpCollector, SelfState, StickyTop
-from kcmp_monitor.counters import SLOTS, Snapshot, TypeStats
+from kcmp_monitor.kernel import counters
+from kcmp_monitor.exporter.collector import ContextCollector, KcmpCollector, SelfState, StickyTop
+from kcmp_monitor.kernel.counters import SLOTS, Snapshot, TypeStats
 
 
 def _state(bpf_stats=False):
@@ -31,10 +31,10 @@ def _snapshot(comms=None):
     types[9].outcome = [0, 0, 4]
     types[9].errnos[1] = 3
     types[9].errnos[255] = 1  # errno 255 and above
-    stats = [0] * events.STAT_COUNT
-    stats[events.STAT_COMPAT] = 6
-    stats[events.STAT_DROPPED] = 11
-    stats[events.STAT_COMM_OVERFLOW] = 2
+    stats = [0] * counters.STAT_COUNT
+    stats[counters.STAT_COMPAT] = 6
+    stats[counters.STAT_DROPPED] = 11
+    stats[counters.STAT_COMM_OVERFLOW] = 2
     return Snapshot(types=types, denied={(1, 65534): 2, (9, 0): 3},
                     comms=comms if comms is not None else {b"criu": (8, 0), b"\x1b[31m": (9, 5)},
                     stats=stats)

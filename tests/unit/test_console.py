@@ -2,9 +2,9 @@ import time
 
 import pytest
 
-from kcmp_monitor import console
-from kcmp_monitor.enrich import Context, Target
-from kcmp_monitor.events import Args, EpollSlot, Event
+from kcmp_monitor.sinks import console
+from kcmp_monitor.context.types import Context, Target
+from kcmp_monitor.kernel.events import Args, EpollSlot, Event
 
 
 def _args(pid1=1145, pid2=1144, type=0, idx1=3, idx2=3, slot=None, slot_fault=False):
@@ -148,7 +148,7 @@ def test_a_process_comparing_itself_gets_no_target_words():
 
 
 def test_containers_are_shown_by_short_id():
-    from kcmp_monitor.enrich import Caller
+    from kcmp_monitor.context.types import Caller
 
     cid = "0123456789ab" + "c" * 52
     caller = Caller(1, 1, 0, 0, None, None, cid, None)

@@ -4,8 +4,8 @@ import struct
 
 import pytest
 
-from kcmp_monitor import counters
-from kcmp_monitor.counters import TypeStats
+from kcmp_monitor.kernel import counters
+from kcmp_monitor.kernel.counters import TypeStats
 from tests.helpers import ROOT, c_facts
 
 

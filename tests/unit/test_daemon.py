@@ -6,7 +6,9 @@ import socket
 
 import pytest
 
-from kcmp_monitor import caps, daemon, logs
+from kcmp_monitor import caps
+from kcmp_monitor.exporter import daemon
+from kcmp_monitor.sinks import logs
 from kcmp_monitor.errors import UsageError
 
 

@@ -5,8 +5,11 @@ import os
 
 import pytest
 
-from kcmp_monitor.enrich import BOUNDARIES, Caller, Context, ProcReader, Target, crossings, enrich
-from kcmp_monitor.events import Args, EpollSlot, Event
+from kcmp_monitor.context.enrich import enrich
+from kcmp_monitor.context.processes import ProcReader
+from kcmp_monitor.context.procfs import ProcFS
+from kcmp_monitor.context.types import BOUNDARIES, Caller, Context, Target, crossings
+from kcmp_monitor.kernel.events import Args, EpollSlot, Event
 
 CID = "ab" * 32
 
@@ -171,7 +174,8 @@ def test_pids_of_another_namespace_are_translated_to_host_pids(tmp_path):
     assert ctx.host_pids == (30, 31) and ctx.same_pidns is False
     assert ctx.paths == {"idx1": "/srv/a", "idx2": "/srv/b"}
     assert ctx.owners == (30, 31) and ctx.crossings == ()
-    assert proc.translate(30, 30, proc.caller(event).caller, (1, 2, 3, 4)) == (30, 31, 33, None)
+    caller = proc.caller(event).caller
+    assert proc.pidns.translate(30, 30, caller, (1, 2, 3, 4)) == (30, 31, 33, None)
 
 
 def test_crossings_compare_caller_and_targets_where_both_are_known():
@@ -239,7 +243,7 @@ def test_existing_processes_for_the_kernel_table(tmp_path):
         (tmp_path / str(pid)).mkdir()
         (tmp_path / str(pid) / "stat").write_bytes(stat)
     (tmp_path / "self").mkdir()
-    rows = sorted(ProcReader(str(tmp_path)).existing())
+    rows = sorted(ProcFS(str(tmp_path)).existing())
     assert rows == [(1, 0, b"init"), (42, 7, b"a) (b\x1b")]
 
 

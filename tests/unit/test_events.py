@@ -4,8 +4,8 @@ import struct
 
 import pytest
 
-from kcmp_monitor import events
-from kcmp_monitor.events import Args, EpollSlot, Event
+from kcmp_monitor.kernel import counters, events, proctable
+from kcmp_monitor.kernel.events import Args, EpollSlot, Event
 from tests.helpers import ROOT, c_facts
 
 HEADER = ROOT / "bpf" / "kcmp.h"
@@ -33,7 +33,7 @@ def test_size_matches_the_c_struct(c_layout):
 
 
 def test_process_table_entry_matches_the_c_struct(c_layout):
-    assert events.PROC_ENTRY.size == c_layout["proc_sizeof"]
+    assert proctable.PROC_ENTRY.size == c_layout["proc_sizeof"]
     assert (c_layout["proc_ppid"], c_layout["proc_comm"]) == (0, 4)
 
 
@@ -49,9 +49,9 @@ def test_flag_and_stat_values_match_the_header(c_layout):
             events.EV_TRACE, events.EV_OWN_PIDNS) == (
         c_layout["KCMP_EV_ENTRY"], c_layout["KCMP_EV_COMPAT"], c_layout["KCMP_EV_SLOT_READ"],
         c_layout["KCMP_EV_SLOT_FAULT"], c_layout["KCMP_EV_TRACE"], c_layout["KCMP_EV_OWN_PIDNS"])
-    assert (events.STAT_DROPPED, events.STAT_INFLIGHT, events.STAT_COMPAT,
-            events.STAT_DENIED_OVERFLOW, events.STAT_COMM_OVERFLOW,
-            events.STAT_COMM_OVERFLOW_DENIED, events.STAT_COUNT) == (
+    assert (counters.STAT_DROPPED, counters.STAT_INFLIGHT, counters.STAT_COMPAT,
+            counters.STAT_DENIED_OVERFLOW, counters.STAT_COMM_OVERFLOW,
+            counters.STAT_COMM_OVERFLOW_DENIED, counters.STAT_COUNT) == (
         c_layout["KCMP_STAT_DROPPED"], c_layout["KCMP_STAT_INFLIGHT"],
         c_layout["KCMP_STAT_COMPAT"], c_layout["KCMP_STAT_DENIED_OVERFLOW"],
         c_layout["KCMP_STAT_COMM_OVERFLOW"], c_layout["KCMP_STAT_COMM_OVERFLOW_DENIED"],

@@ -1,9 +1,9 @@
 import io
 import json
 
-from kcmp_monitor import jsonout
-from kcmp_monitor.enrich import Caller, Context, Target
-from kcmp_monitor.events import Args, EpollSlot, Event
+from kcmp_monitor.sinks import jsonout
+from kcmp_monitor.context.types import Caller, Context, Target
+from kcmp_monitor.kernel.events import Args, EpollSlot, Event
 
 SCHEMA = {
     "timestamp": int, "processId": int, "threadId": int, "cgroupId": int, "userId": int,

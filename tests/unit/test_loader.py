@@ -2,9 +2,11 @@
 
 import pytest
 
-from kcmp_monitor import loader
+from kcmp_monitor import abi
+from kcmp_monitor.caps import check_privileges
+from kcmp_monitor.kernel import kcmp as loader
 from kcmp_monitor.errors import NoPermission, Unavailable
-from kcmp_monitor.loader import Filters, ProgramOptions
+from kcmp_monitor.kernel.kcmp import Filters, ProgramOptions
 
 
 def _defines(options, compat=False):
@@ -60,21 +62,21 @@ def _status(tmp_path, capeff):
 
 
 @pytest.mark.parametrize("caps", [
-    1 << loader.CAP_SYS_ADMIN,
-    (1 << loader.CAP_BPF) | (1 << loader.CAP_PERFMON),
+    1 << abi.CAP_SYS_ADMIN,
+    (1 << abi.CAP_BPF) | (1 << abi.CAP_PERFMON),
     0x1FFFFFFFFFF,
 ])
 def test_privileges_enough(tmp_path, caps):
-    loader.check_privileges(_status(tmp_path, caps))
+    check_privileges(_status(tmp_path, caps))
 
 
 @pytest.mark.parametrize("caps, missing", [
     (0, "missing CAP_BPF and CAP_PERFMON"),
-    (1 << loader.CAP_BPF, "missing CAP_PERFMON"),
+    (1 << abi.CAP_BPF, "missing CAP_PERFMON"),
 ])
 def test_privileges_missing(tmp_path, caps, missing):
     with pytest.raises(NoPermission, match=missing) as info:
-        loader.check_privileges(_status(tmp_path, caps))
+        check_privileges(_status(tmp_path, caps))
     assert "sudo" in str(info.value) and info.value.exit_code == 77
 
 

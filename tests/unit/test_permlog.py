@@ -1,8 +1,8 @@
 import logging
 
-from kcmp_monitor.enrich import Context, Target
-from kcmp_monitor.events import Args, Event
-from kcmp_monitor.permlog import PermissionLog
+from kcmp_monitor.context.types import Context, Target
+from kcmp_monitor.kernel.events import Args, Event
+from kcmp_monitor.sinks.permlog import PermissionLog
 
 
 class Clock:

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from kcmp_monitor import probe, probeview
-from kcmp_monitor.kcmpcall import KcmpError
+from kcmp_monitor.probe import logic as probe
+from kcmp_monitor.probe import views as probeview
+from kcmp_monitor.probe.kcmpcall import KcmpError
 
 FILE = 0
 
@@ -115,7 +116,7 @@ def test_a_blocked_call_times_out():
     def blocked(*_args):
         time.sleep(30)
 
-    caller = probe.Caller(blocked)
+    caller = probe.WatchedKcmp(blocked)
     start = time.monotonic()
     with pytest.raises(probe.ProbeTimeout, match="blocked for more than 0.2 s"):
         probe.run_watched(lambda: caller(1, 2, 1), caller, timeout=0.2)
@@ -123,7 +124,7 @@ def test_a_blocked_call_times_out():
 
 
 def test_errors_raised_in_the_worker_reach_the_caller():
-    caller = probe.Caller(lambda *a: 0)
+    caller = probe.WatchedKcmp(lambda *a: 0)
 
     def fail():
         raise probe.NoSuchTarget("no process 7")

@@ -1,6 +1,6 @@
 """A table read again on a miss, at most once an interval."""
 
-from kcmp_monitor.refresh import MissRefreshed
+from kcmp_monitor.context.refresh import MissRefreshed
 
 
 def test_a_miss_reads_again_at_most_once_an_interval():

@@ -2,7 +2,7 @@
 
 import os
 
-from kcmp_monitor.sockets import SocketResolver, proc_net_sockets
+from kcmp_monitor.context.sockets import SocketResolver, proc_net_sockets
 
 TCP = """\
   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode

@@ -1,8 +1,8 @@
 """The tracing loop against a fake event source: order, batching and lost-event accounting."""
 
-from kcmp_monitor import events
-from kcmp_monitor.enrich import ProcReader
-from kcmp_monitor.events import Args, Event
+from kcmp_monitor.kernel import counters, events
+from kcmp_monitor.context.processes import ProcReader
+from kcmp_monitor.kernel.events import Args, Event
 from kcmp_monitor.trace import Tracer
 
 
@@ -21,7 +21,7 @@ class FakeSource:
         return records
 
     def stat(self, index):
-        return self.dropped if index == events.STAT_DROPPED else 0
+        return self.dropped if index == counters.STAT_DROPPED else 0
 
 
 class RecordingSink:

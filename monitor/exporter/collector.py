@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -16,16 +16,20 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from . import abi
-from .counters import ERRNO_SLOTS, OUTCOMES, SLOT_NAMES, SLOT_UNSEEN, Snapshot
-from .escape import escape_bytes
-from .events import (
+from .. import abi
+from ..escape import escape_bytes
+from ..kernel.counters import (
+    ERRNO_SLOTS,
+    OUTCOMES,
+    SLOT_NAMES,
+    SLOT_UNSEEN,
     STAT_COMM_OVERFLOW,
     STAT_COMM_OVERFLOW_DENIED,
     STAT_COMPAT,
     STAT_DENIED_OVERFLOW,
     STAT_DROPPED,
     STAT_INFLIGHT,
+    Snapshot,
 )
 
 log = logging.getLogger(__name__)
@@ -179,12 +183,20 @@ class KcmpCollector(Collector):
         yield runs
 
 
+class ContextCounts(Protocol):
+    """The tracer's running totals (trace.Summary)."""
+
+    events: int
+    crossings: dict[str, int]
+    unresolved: int
+
+
 class ContextCollector(Collector):
     """What enriching the traced stream found: calls crossing namespace or container
     boundaries, and calls whose context could not be resolved. It counts what reached user
     space: kcmp_events_dropped_total says what did not."""
 
-    def __init__(self, summary: Callable[[], object]) -> None:
+    def __init__(self, summary: Callable[[], ContextCounts]) -> None:
         self._summary = summary
 
     def describe(self) -> list[Metric]:
@@ -208,7 +220,7 @@ class ContextCollector(Collector):
 
 def _buckets(log2: list[int]) -> list[tuple[str, float]]:
     """Cumulative (le, count) pairs in seconds from the kernel's log2 slots."""
-    out = []
+    out: list[tuple[str, float]] = []
     below = sum(log2[:FIRST_BUCKET + 1])
     for k in range(FIRST_BUCKET, LAST_BUCKET + 1):
         if k > FIRST_BUCKET:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import abi
-from .escape import escape
-from .jsonout import path_text
-from .probe import EpollReport, FdReport, PairReport, SharedFiles
+from .. import abi
+from ..escape import escape
+from ..sinks.jsonout import path_text
+from .logic import EpollReport, FdReport, PairReport, SharedFiles
 
 SNAPSHOT = "a snapshot: the processes ran during the probe; --freeze for an exact answer"
 EXACT = "exact: the processes were stopped during the probe"

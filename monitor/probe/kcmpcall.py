@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import ctypes
 import platform
-from typing import Callable
+from typing import Protocol
 
-from . import abi
+from .. import abi
 
 
 class KcmpError(OSError):
     """kcmp returned -1; .errno says why."""
 
+    errno: int  # always set: raised with one
 
-KcmpFn = Callable[[int, int, int, int, int], int]
+
+class KcmpFn(Protocol):
+    def __call__(self, pid1: int, pid2: int, kcmp_type: int, idx1: int = 0,
+                 idx2: int = 0) -> int: ...
 
 
 def make_kcmp(machine: str | None = None) -> KcmpFn:

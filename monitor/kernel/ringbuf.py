@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-import platform
 import select
 
 BUSY = 1 << 31
@@ -30,10 +29,6 @@ _libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_
                        ctypes.c_int, ctypes.c_long)
 _libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 _MAP_FAILED = ctypes.c_void_p(-1).value
-
-
-def supported() -> bool:
-    return platform.machine() == "x86_64"
 
 
 def _map(fd: int, length: int, prot: int, offset: int) -> int:

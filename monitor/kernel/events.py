@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from . import abi
+from .. import abi
 
 # Field names and struct codes in the order of struct kcmp_event.
 LAYOUT = (
@@ -49,18 +49,6 @@ EV_SLOT_FAULT = 0x8
 EV_TRACE = 0x10
 EV_OWN_PIDNS = 0x20
 
-# struct kcmp_proc, a value of the process table: ppid, comm.
-PROC_ENTRY = struct.Struct("<I16s")
-
-# Indexes of the per-CPU stats map (bpf/kcmp.h).
-STAT_DROPPED = 0
-STAT_INFLIGHT = 1
-STAT_COMPAT = 2
-STAT_DENIED_OVERFLOW = 3
-STAT_COMM_OVERFLOW = 4
-STAT_COMM_OVERFLOW_DENIED = 5
-STAT_COUNT = 6
-
 
 # Named tuples rather than frozen dataclasses: the same immutable values, built several times
 # faster, which counts at hundreds of thousands of events a second.
@@ -88,6 +76,17 @@ class Args(NamedTuple):
     @property
     def fd2(self) -> int:
         return abi.as_uint32(self.idx2)
+
+    def fds(self) -> tuple[tuple[str, int, int], ...]:
+        """The fds the call names, as (key, whose, fd) with whose 0 for pid1 and 1 for pid2:
+        idx1 is pid1's fd; idx2 (KCMP_FILE) and the epoll slot's efd and tfd are pid2's."""
+        if self.type == abi.KcmpType.KCMP_FILE:
+            return (("idx1", 0, self.fd1), ("idx2", 1, self.fd2))
+        if self.type != abi.KcmpType.KCMP_EPOLL_TFD:
+            return ()
+        if self.slot is None:
+            return (("idx1", 0, self.fd1),)
+        return (("idx1", 0, self.fd1), ("efd", 1, self.slot.efd), ("tfd", 1, self.slot.tfd))
 
 
 class Event(NamedTuple):

@@ -147,7 +147,7 @@ class SocketResolver:
 
 def netns_names(directory: str = NETNS_DIR) -> dict[int, str]:
     """Network namespace inode -> the name `ip netns` knows it by."""
-    names = {}
+    names: dict[int, str] = {}
     try:
         entries = os.listdir(directory)
     except OSError:

@@ -9,9 +9,9 @@ import logging
 import time
 from typing import Callable
 
-from .counters import SLOT_NAMES, SLOT_UNSEEN, slot_of
-from .enrich import Context
-from .events import Event
+from ..context.types import Context
+from ..kernel.counters import SLOT_NAMES, SLOT_UNSEEN, slot_of
+from ..kernel.events import Event
 from .logs import logfmt
 
 log = logging.getLogger(__name__)

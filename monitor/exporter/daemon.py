@@ -1,4 +1,4 @@
-"""The exporter's lifecycle: listen address, systemd notification, capabilities, serving."""
+"""The exporter's lifecycle: listen address, systemd notification, serving."""
 
 from __future__ import annotations
 
@@ -11,21 +11,16 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
-from . import __version__, caps
+from .. import __version__
+from ..errors import AddressInUse, UsageError
 from .collector import ContextCollector, KcmpCollector, SelfState
-from .errors import MonitorError, UsageError
 
 log = logging.getLogger(__name__)
 
 # Outside 9100-9999, which Prometheus's port allocation list has handed out in full.
 DEFAULT_PORT = 9041
 DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
-EXIT_ADDRESS_IN_USE = 75  # sysexits EX_TEMPFAIL: free the port, or pick another, and retry
 BPF_STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
-
-
-class AddressInUse(MonitorError):
-    exit_code = EXIT_ADDRESS_IN_USE
 
 
 @dataclass(frozen=True)
@@ -105,11 +100,3 @@ def serve(registry: CollectorRegistry, address: ListenAddress):
                                "another --web.listen-address") from None
         raise UsageError(f"cannot listen on {address}: {exc.strerror}") from None
     return server
-
-
-def drop_capabilities(trace: bool) -> set[int]:
-    keep = caps.needed_after_attach(trace)
-    caps.drop_all_but(keep)
-    log.info("capabilities after attach: %s",
-             ", ".join(sorted(caps.NAMES[c] for c in keep)) or "none")
-    return keep

@@ -1,4 +1,5 @@
-"""The counters the kernel keeps (bpf/kcmp.h), as plain values summed over CPUs.
+"""The counters the kernel keeps (bpf/kcmp.h): the maps' layouts and indexes, and their values
+summed over CPUs.
 
 The layouts below mirror struct kcmp_type_stats and friends; tests/unit/test_counters.py
 compiles the header to hold them to the same contract.
@@ -10,7 +11,7 @@ import struct
 from dataclasses import dataclass, field
 from collections.abc import Iterable
 
-from . import abi
+from .. import abi
 
 SLOTS = 10  # KCMP_SLOTS: the Linux types 0..7, then these two
 SLOT_UNKNOWN = abi.KCMP_TYPES  # a type the kernel rejects with EINVAL
@@ -20,6 +21,14 @@ OUTCOMES = ("same", "different", "error")
 ERRNO_SLOTS = 256  # the last slot counts every errno at or above it
 LOG2_SLOTS = 64  # slot k: durations below 2^k ns (and at least 2^(k-1))
 
+# Indexes of the per-CPU stats map.
+STAT_DROPPED = 0  # ring buffer full: an event lost
+STAT_INFLIGHT = 1  # in-flight map full: an entry not kept
+STAT_COMPAT = 2
+STAT_DENIED_OVERFLOW = 3
+STAT_COMM_OVERFLOW = 4
+STAT_COMM_OVERFLOW_DENIED = 5
+STAT_COUNT = 6
 
 
 def slot_of(kcmp_type: int) -> int:
@@ -58,4 +67,4 @@ class Snapshot:
     types: list[TypeStats]  # by slot
     denied: dict[tuple[int, int], int]  # (slot, uid) -> permission failures
     comms: dict[bytes, tuple[int, int]]  # process name -> (calls, permission failures)
-    stats: list[int]  # by events.STAT_*
+    stats: list[int]  # by STAT_*

@@ -16,13 +16,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import abi
-from .errors import MonitorError, NoPermission, Unavailable, UsageError
+from .. import PROG, abi
+from ..context.procfs import ProcFS
+from ..errors import (MonitorError, NoPermission, NoSuchTarget, ProbeTimeout, Unavailable,
+                      UsageError)
 from .kcmpcall import KcmpError, KcmpFn, epoll_slot
 
 K = abi.KcmpType
-EXIT_NO_SUCH = 66  # sysexits EX_NOINPUT: the process or fd named is not there
-EXIT_TIMEOUT = 124  # as timeout(1)
 CALL_TIMEOUT_S = 5.0
 
 # The types that ignore idx1/idx2, with what they compare.
@@ -38,14 +38,6 @@ LAZY = "allocated lazily: two tasks that never made one also compare equal"
 EXITING = "a zombie or exiting task has none: any two such compare equal"
 
 
-class NoSuchTarget(MonitorError):
-    exit_code = EXIT_NO_SUCH
-
-
-class ProbeTimeout(MonitorError):
-    exit_code = EXIT_TIMEOUT
-
-
 @dataclass(frozen=True)
 class Task:
     pid: int
@@ -59,11 +51,9 @@ class Task:
         return self.state in "ZX"
 
 
-class Proc:
-    """The /proc view the probe needs (a tree laid out like /proc, for tests)."""
-
-    def __init__(self, root: str = "/proc") -> None:
-        self.root = root
+class Proc(ProcFS):
+    """/proc as the probe needs it: a process or fd that is not there, or may not be looked
+    at, ends the probe with what to do about it."""
 
     def task(self, pid: int) -> Task:
         try:
@@ -98,16 +88,6 @@ class Proc:
             return None
         return st.st_dev, st.st_ino
 
-    def fd_path(self, pid: int, fd: int) -> str | None:
-        try:
-            return os.readlink(f"{self.root}/{pid}/fd/{fd}".encode()).decode(
-                "utf-8", "surrogateescape")
-        except OSError:
-            return None
-
-    def pids(self) -> list[int]:
-        return sorted(int(p) for p in os.listdir(self.root) if p.isdigit())
-
 
 def fatal(err: KcmpError, what: str) -> MonitorError:
     """The errors that end a probe, each with what to do about it."""
@@ -122,7 +102,7 @@ def fatal(err: KcmpError, what: str) -> MonitorError:
     return MonitorError(f"{what}: {abi.errno_name(err.errno)} ({abi.errno_message(err.errno)})")
 
 
-class Caller:
+class WatchedKcmp:
     """kcmp calls, counted, each watched for a timeout by the thread that runs the probe."""
 
     def __init__(self, kcmp: KcmpFn) -> None:
@@ -140,7 +120,7 @@ class Caller:
             self.busy_since = None
 
 
-def run_watched(fn: Callable[[], object], caller: Caller,
+def run_watched(fn: Callable[[], object], caller: WatchedKcmp,
                 timeout: float = CALL_TIMEOUT_S) -> object:
     """Run fn in a worker thread; a kcmp call that blocks (a target in execve) for longer than
     the timeout raises ProbeTimeout here. Signals keep reaching this (main) thread."""
@@ -410,7 +390,7 @@ def frozen(pids: Iterable[int], proc: Proc, settle_s: float = 2.0,
             try:
                 task = proc.task(pid)
                 if task.tgid == os.getpid():
-                    raise UsageError("--freeze cannot stop kcmp-monitor itself")
+                    raise UsageError(f"--freeze cannot stop {PROG} itself")
                 if task.tgid in stopped or task.state in "Tt":
                     continue
                 os.kill(task.tgid, signal.SIGSTOP)

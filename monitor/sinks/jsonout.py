@@ -6,10 +6,11 @@ import functools
 import json
 from typing import Any, TextIO
 
-from . import abi
+from .. import abi
+from ..context.types import Caller, Context, Target
+from ..kernel.events import Args, Event
+from ..memo import IdentityMemo
 from .console import start_line
-from .enrich import Caller, Context, Target
-from .events import Args, Event
 
 # (name, Tracee's type) of kcmp's arguments, in order.
 ARG_TYPES = (("pid1", "pid_t"), ("pid2", "pid_t"), ("type", "int"),
@@ -105,11 +106,8 @@ def _caller(c: Caller, tgid: int, tid: int) -> str:
             f'"callerExited":{_BOOL[c.gone]}')
 
 
-# The text of the enricher's cached caller and targets, looked up by their identity: hashing
-# named tuples per event costs more than the rest of a record. The objects are kept with the
-# text, so an id cannot be reused while it is there.
-_MEMO_SIZE = 4096
-_texts: dict[tuple, tuple] = {}
+# The text of the enricher's cached caller and targets, looked up by their identity.
+_texts: IdentityMemo[tuple[str, str]] = IdentityMemo(4096)
 
 
 def _who_text(c: Caller, targets: tuple | None, tgid: int, tid: int,
@@ -118,14 +116,11 @@ def _who_text(c: Caller, targets: tuple | None, tgid: int, tid: int,
     t1, t2 = targets or (None, None)
     pids = None if targets is None or a is None else (a.pid1, a.pid2)
     key = (id(c), id(t1), id(t2), tgid, tid, pids)
-    hit = _texts.get(key)
-    if hit is not None and hit[0] is c and hit[1] is t1 and hit[2] is t2:
-        return hit[3]
-    if len(_texts) >= _MEMO_SIZE:
-        _texts.clear()
-    texts = (_caller(c, tgid, tid), "null" if pids is None else _targets(t1, t2, *pids))
-    _texts[key] = (c, t1, t2, texts)
-    return texts
+    texts = _texts.get(key)
+    if texts is not None:
+        return texts
+    return _texts.put(key, (c, t1, t2), (
+        _caller(c, tgid, tid), "null" if pids is None else _targets(t1, t2, *pids)))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -1,4 +1,5 @@
-"""BCC: checks what the kernel offers, compiles bpf/kcmp.bpf.c, attaches it and reads its maps."""
+"""The loader of bpf/kcmp.bpf.c (BCC): checks what the kernel offers, compiles and attaches the
+program, and reads its maps."""
 
 from __future__ import annotations
 
@@ -10,23 +11,17 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import abi, ringbuf
-from .counters import COMM_STATS, DENIED_KEY, SLOTS, Snapshot, TypeStats
-from .errors import MonitorError, NoPermission, Unavailable
-from .events import PROC_ENTRY, STAT_COUNT
+from .. import abi
+from ..caps import check_privileges
+from ..errors import MonitorError, Unavailable
+from . import ringbuf
+from .counters import COMM_STATS, DENIED_KEY, SLOTS, STAT_COUNT, Snapshot, TypeStats
+from .proctable import PROC_TABLE_SIZE, ProcessTable
 
-BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
+BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
 BPF_SOURCE = BPF_DIR / "kcmp.bpf.c"
 TRACEFS = "/sys/kernel/tracing"
 SETUP_HINT = "run `sudo make setup`"
-
-# Tasks the kernel's process table remembers (20-byte entries, LRU): parents and names of
-# those gone before their events are decoded.
-PROC_TABLE_SIZE = 65536
-
-CAP_SYS_ADMIN = 21
-CAP_PERFMON = 38
-CAP_BPF = 39
 
 
 @dataclass(frozen=True)
@@ -53,11 +48,6 @@ class ProgramOptions:
     def streams(self) -> bool:
         """Records reach user space: they get context, so the process table is kept."""
         return self.trace or self.log_eperm
-
-
-def compat_supported() -> bool:
-    """32-bit callers are caught through x86 pt_regs and the i386 syscall number: x86_64 only."""
-    return platform.machine() == "x86_64"
 
 
 def cflags(options: ProgramOptions, compat: bool) -> list[str]:
@@ -95,23 +85,6 @@ def cflags(options: ProgramOptions, compat: bool) -> list[str]:
         flags += ["-DCAPTURE_COMPAT", f"-DIA32_NR_KCMP={abi.IA32_NR_KCMP}",
                   f"-DENOSYS_ERRNO={abi.ENOSYS}"]
     return flags
-
-
-def check_privileges(status_path: str = "/proc/self/status") -> None:
-    """Raise NoPermission unless this process may load and attach tracing programs."""
-    try:
-        with open(status_path) as status:
-            line = next(text for text in status if text.startswith("CapEff:"))
-        caps = int(line.split()[1], 16)
-    except (OSError, StopIteration, ValueError, IndexError):
-        caps = 0
-    if caps >> CAP_SYS_ADMIN & 1 or (caps >> CAP_BPF & 1 and caps >> CAP_PERFMON & 1):
-        return
-    missing = [name for cap, name in ((CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON"))
-               if not caps >> cap & 1]
-    raise NoPermission(
-        f"needs root to load BPF programs (missing {' and '.join(missing)}, "
-        "or CAP_SYS_ADMIN); run it with sudo")
 
 
 def check_kernel(tracefs: str = TRACEFS, modules: str | None = None) -> None:
@@ -155,7 +128,7 @@ class KcmpProgram:
         bcc = _import_bcc()
         self.bcc_version = getattr(bcc, "__version__", "unknown")
         self.compat_error: str | None = None
-        self.compat = options.compat and compat_supported()
+        self.compat = options.compat and abi.is_x86_64()
         if options.compat and not self.compat:
             self.compat_error = f"32-bit capture is x86_64-only (this is {platform.machine()})"
         try:
@@ -168,17 +141,19 @@ class KcmpProgram:
             self.compat = False
             self._bpf = _load(bcc, options, False)
         self._stats = self._bpf["stats"]
+        # The kernel's table of tasks, kept while records are streamed (for their context).
+        self.procs = ProcessTable(self._bpf["procs"]) if options.streams else None
         self._ringbuf_pages = options.ringbuf_pages
         self._reader: ringbuf.RingReader | None = None
         self._pending: list[bytes] = []  # records BCC's reader handed over, until read()
         self._count = options.count
-        self._compat_wanted = options.compat and compat_supported()
+        self._compat_wanted = options.compat and abi.is_x86_64()
         self._streams = options.streams
 
     def open_events(self) -> None:
         """Start reading the ring buffer; read() then returns what arrived."""
         table = self._bpf["events"]
-        if ringbuf.supported():
+        if abi.is_x86_64():  # our reader relies on its memory ordering
             self._reader = ringbuf.RingReader(table.map_fd,
                                               self._ringbuf_pages * mmap.PAGESIZE)
             return
@@ -199,22 +174,6 @@ class KcmpProgram:
     def stat(self, index: int) -> int:
         """A counter of the stats map, summed over CPUs."""
         return int(self._stats.sum(self._stats.Key(index)).value)
-
-    def process(self, pid: int) -> tuple[int, bytes] | None:
-        """(parent, name) of a process or thread as the kernel's table last knew it."""
-        table = self._bpf["procs"]
-        try:
-            ppid, comm = PROC_ENTRY.unpack(bytes(table[table.Key(pid)]))
-        except (KeyError, ValueError):
-            return None
-        return ppid, comm.split(b"\0", 1)[0]
-
-    def remember(self, processes) -> None:
-        """Add (pid, parent, name) rows for processes that started before the program."""
-        table = self._bpf["procs"]
-        for pid, ppid, comm in processes:
-            table[table.Key(pid)] = table.Leaf.from_buffer_copy(
-                PROC_ENTRY.pack(ppid, comm[:16]))
 
     def attached(self) -> dict[str, bool]:
         """Each tracepoint this program was asked to use, and whether it is attached (the

@@ -8,9 +8,9 @@ import os
 import sys
 from typing import TextIO
 
-from .escape import escape
+from .. import PROG
+from ..escape import escape
 
-PROG = "kcmp-monitor"
 _PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6,
              logging.DEBUG: 7}
 

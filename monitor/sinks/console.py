@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from . import abi
-from .enrich import Context, Target
-from .escape import escape, escape_bytes
-from .events import Args, Event
+from .. import PROG, abi
+from ..context.types import Context, Target
+from ..escape import escape, escape_bytes
+from ..kernel.events import Args, Event
 
 START_LINE = "Tracing kcmp()... Ctrl-C to end."
 DENIED_MARK = "!! DENIED"
@@ -35,17 +35,15 @@ def _addr(addr: int) -> str:
 def format_args(a: Args, ctx: Context) -> str:
     """The argument list exactly as `strace -y` prints it (fds as the kernel reads them)."""
     parts = [str(a.pid1), str(a.pid2), format_type(a.type)]
+    fds = {key: _fd(fd, ctx.paths.get(key)) for key, _whose, fd in a.fds()}
     if a.type == abi.KcmpType.KCMP_FILE:
-        parts += [_fd(a.fd1, ctx.paths.get("idx1")), _fd(a.fd2, ctx.paths.get("idx2"))]
+        parts += [fds["idx1"], fds["idx2"]]
     elif a.type == abi.KcmpType.KCMP_EPOLL_TFD:
-        parts.append(_fd(a.fd1, ctx.paths.get("idx1")))
+        parts.append(fds["idx1"])
         if a.slot is None:
             parts.append(_addr(a.idx2))
         else:
-            parts.append(
-                f"{{efd={_fd(a.slot.efd, ctx.paths.get('efd'))}, "
-                f"tfd={_fd(a.slot.tfd, ctx.paths.get('tfd'))}, toff={a.slot.toff}}}"
-            )
+            parts.append(f"{{efd={fds['efd']}, tfd={fds['tfd']}, toff={a.slot.toff}}}")
     elif a.type not in abi.IDX_IGNORED_TYPES:
         parts += [f"{a.idx1:#x}" if a.idx1 else "0", f"{a.idx2:#x}" if a.idx2 else "0"]
     return ", ".join(parts)
@@ -126,8 +124,30 @@ def format_line(event: Event, ctx: Context, wall_ns: int) -> str:
 
 
 def format_lost(count: int) -> str:
-    return (f"kcmp-monitor: lost {count} events: the ring buffer was full "
+    return (f"{PROG}: lost {count} events: the ring buffer was full "
             "(raise --ringbuf-pages or narrow the filters)")
+
+
+def compat_notes(program) -> list[str]:
+    """What the start line says of 32-bit capture."""
+    if program.compat:
+        return ["32-bit: on, taxes every syscall; --no-compat"]
+    if program.compat_error:
+        return [f"32-bit callers not captured: {program.compat_error}"]
+    return ["32-bit: off"]
+
+
+def exit_line(summary) -> str:
+    """What the trace saw, lost and could not resolve, in one line."""
+    line = f"{PROG}: {summary.events} calls traced, {summary.lost} lost"
+    if summary.unpaired:
+        line += f", {summary.unpaired} without entry (in-flight map full)"
+    crossed = [f"{kind} {n}" for kind, n in summary.crossings.items() if n]
+    if crossed:
+        line += f"; crossing a boundary: {', '.join(crossed)}"
+    if summary.unresolved:
+        line += f"; {summary.unresolved} with context unresolved"
+    return line
 
 
 class ConsoleSink:

@@ -33,14 +33,15 @@ class CgroupPaths:
         self._paths = MissRefreshed(self._walk, refresh_s)
 
     def path(self, cgroup_id: int) -> str | None:
-        return None if self.mount is None else self._paths.get(cgroup_id)
+        return None if self.mount is None else self._paths.get(cgroup_id, self.mount)
 
-    def _walk(self) -> dict[int, str]:
+    @staticmethod
+    def _walk(mount: str) -> dict[int, str]:
         paths = {}
-        for directory, _subdirs, _files in os.walk(self.mount):
+        for directory, _subdirs, _files in os.walk(mount):
             try:
                 inode = os.stat(directory).st_ino
             except OSError:  # removed meanwhile
                 continue
-            paths[inode] = "/" + os.path.relpath(directory, self.mount).removeprefix(".")
+            paths[inode] = "/" + os.path.relpath(directory, mount).removeprefix(".")
         return paths

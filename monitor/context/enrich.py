@@ -1,0 +1,61 @@
+"""The context of one event: who its caller and targets are, their fd paths, and whether the
+call crossed a namespace or container boundary. Only what the kernel's record cannot carry."""
+
+from __future__ import annotations
+
+from .. import abi
+from ..kernel.events import Event
+from ..memo import IdentityMemo
+from .processes import ProcReader
+from .types import Caller, Context, Target, crossings
+
+# Contexts made of one cached caller and targets: the same meet again and again.
+_contexts: IdentityMemo[Context] = IdentityMemo(ProcReader.CALLERS)
+
+
+def _with_targets(bare: Context, caller: Caller, t1: Target | None, t2: Target | None,
+                  host_pids: tuple | None, existed: bool) -> Context:
+    """A caller's context with its targets, crossings and what is unresolved; no paths."""
+    key = (id(bare), id(t1), id(t2), host_pids, existed)
+    ctx = _contexts.get(key)
+    if ctx is not None:
+        return ctx
+    unresolved: tuple[str, ...] = ("caller",) if caller.gone and caller.host_ppid is None else ()
+    if existed:  # both pids named processes: one not found now is unresolved
+        unresolved += tuple(name for name, t in (("pid1", t1), ("pid2", t2)) if t is None)
+    return _contexts.put(key, (bare, t1, t2), Context(
+        same_pidns=bare.same_pidns, host_pids=host_pids, caller=caller, targets=(t1, t2),
+        crossings=crossings(caller, (t1, t2)), unresolved=unresolved))
+
+
+def enrich(event: Event, proc: ProcReader) -> Context:
+    bare = proc.caller(event)
+    caller, a = bare.caller, event.args
+    if caller is None or a is None:
+        return bare
+    pid1: int | None = a.pid1
+    pid2: int | None = a.pid2
+    host_pids = None
+    # Both pids named processes unless the call said otherwise (ESRCH).
+    existed = event.ret != -abi.ESRCH
+    if not event.own_pidns:
+        host_pids = proc.pidns.translate(event.tgid, event.tid, caller, (a.pid1, a.pid2))
+        if host_pids is None:
+            unresolved = ("caller", "pid1", "pid2") if existed else ("caller",)
+            return bare._replace(unresolved=unresolved)
+        pid1, pid2 = host_pids
+    now = event.ts_ns
+    t1, t2 = proc.target(pid1, now), proc.target(pid2, now)
+    if not existed:  # ESRCH: a pid the process table remembers may have been gone already
+        t1, t2 = (None if t is None or t.gone else t for t in (t1, t2))
+    ctx = _with_targets(bare, caller, t1, t2, host_pids, existed)
+    fds = a.fds()
+    if not fds:
+        return ctx
+    owners = (pid1, pid2)
+    paths: dict[str, str] = {}
+    for key, whose, fd in fds:
+        path = proc.fd_path(owners[whose], fd)
+        if path is not None:
+            paths[key] = path
+    return ctx._replace(paths=paths)

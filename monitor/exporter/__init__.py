@@ -1,0 +1,1 @@
+"""The Prometheus exporter: the collector over the kernel's counters, serving /metrics, --check."""

@@ -1,0 +1,27 @@
+"""--check: load, attach, and say what works on this machine."""
+
+from __future__ import annotations
+
+from ..errors import EXIT_INTERNAL, EXIT_OK
+from ..escape import escape
+from .daemon import bpf_stats_enabled
+
+
+def check(program) -> int:
+    """What is attached and readable, on stdout; 0 only if all of it works."""
+    ok = True
+    for tracepoint, attached in program.attached().items():
+        ok &= attached
+        print(f"tracepoint {tracepoint}: {'attached' if attached else 'NOT ATTACHED'}")
+    print(f"32-bit capture: {'on' if program.compat else 'off'}"
+          + (f" ({escape(program.compat_error)})" if program.compat_error else ""))
+    try:
+        snap = program.snapshot()
+        print(f"counters: readable ({sum(sum(t.outcome) for t in snap.types)} calls so far)")
+    except Exception as exc:  # what a scrape would hit: report it
+        ok = False
+        print(f"counters: NOT READABLE ({escape(str(exc))})")
+    print("bpf run time: " + ("exported" if bpf_stats_enabled() else
+                              "not exported (sysctl kernel.bpf_stats_enabled=1 to enable)"))
+    print(f"check: {'ok' if ok else 'FAILED'}")
+    return EXIT_OK if ok else EXIT_INTERNAL

@@ -1,0 +1,1 @@
+"""Probe mode: kcmp called directly (no BPF) to tell which resources processes share."""

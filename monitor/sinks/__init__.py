@@ -1,0 +1,1 @@
+"""Where events go: the console, JSON lines, the EPERM log, and the log lines themselves."""
