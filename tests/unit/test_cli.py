@@ -99,3 +99,13 @@ def test_exit_line_says_what_crossed_and_what_was_not_resolved():
         "kcmp-monitor: 9 calls traced, 0 lost, 1 without entry (in-flight map full); "
         "crossing a boundary: pid 4, net 1; 3 with context unresolved")
 
+
+@pytest.mark.parametrize("argv, message", [
+    (["probe", "--epoll", "1:2", "x:y"], "argument --epoll: 'x:y' is not PID:EFD:TFD[:TOFF]"),
+    (["probe", "--epoll", "1", "2:3:4"], "argument --epoll: '1' is not PID:FD"),
+    (["probe", "--fd", "1:2", "3"], "argument --fd: '3' is not PID:FD"),
+])
+def test_probe_references_are_usage_errors(argv, message, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kcmp-monitor: error: ") and message in err and err.count("\n") == 1
