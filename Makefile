@@ -24,6 +24,7 @@ kernel: setup
 
 lint: setup
 	$(VENV)/bin/ruff check monitor tests bench dashboards
+	$(VENV)/bin/mypy
 
 dashboards: setup
 	$(VENV)/bin/python dashboards/build.py
