@@ -1,6 +1,6 @@
 /* kcmp(2) capture: pairs each call's entry and exit per thread, counts every call in per-CPU
  * maps (read at scrape time) and streams records through a ring buffer.
- * Configured by -D flags from monitor/loader.py:
+ * Configured by -D flags from monitor/kernel/kcmp.py:
  *   KCMP_EPOLL_TFD, KCMP_TYPE_UNKNOWN_BIT, IA32_NR_KCMP, ENOSYS_ERRNO, EPERM_ERRNO
  *                      ABI values from monitor/abi.py
  *   COUNT              count every call (the exporter); independent of the filters below

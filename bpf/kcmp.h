@@ -1,6 +1,6 @@
-/* The record one kcmp call produces, and the counters kept in the kernel. monitor/events.py and
- * monitor/counters.py mirror these layouts byte for byte; tests/unit compiles this header to
- * hold them to the same contract. */
+/* The record one kcmp call produces, and the counters kept in the kernel.
+ * monitor/kernel/events.py, counters.py and proctable.py mirror these layouts byte for byte;
+ * tests/unit compiles this header to hold them to the same contract. */
 #ifndef KCMP_MONITOR_KCMP_H
 #define KCMP_MONITOR_KCMP_H
 
