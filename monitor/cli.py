@@ -40,8 +40,8 @@ examples:
   kcmp-monitor --trace --uid 1000 --output json | jq .
   kcmp-monitor probe 4242 4243              which kernel resources two processes share
                                             (see kcmp-monitor probe --help)
-exit codes: {EXIT_OK} ok, {EXIT_USAGE} usage, {EXIT_UNAVAILABLE} kernel feature or dependency missing, \
-{EXIT_INTERNAL} internal,
+exit codes: {EXIT_OK} ok, {EXIT_USAGE} usage, {EXIT_UNAVAILABLE} kernel feature or dependency \
+missing, {EXIT_INTERNAL} internal,
   {EXIT_ADDRESS_IN_USE} listen address in use, {EXIT_NOPERM} no permission
 """
 
@@ -188,8 +188,8 @@ examples:
   kcmp-monitor probe --shared-files --all --freeze --json
 exit codes: {EXIT_OK} ok, {EXIT_USAGE} usage, {EXIT_NO_SUCH} no such process or fd, \
 {EXIT_UNAVAILABLE} no kcmp in this kernel,
-  {EXIT_NOPERM} not permitted (CAP_SYS_PTRACE or the same uid), {EXIT_TIMEOUT} a kcmp call blocked, \
-{EXIT_INTERRUPTED} interrupted
+  {EXIT_NOPERM} not permitted (CAP_SYS_PTRACE or the same uid), {EXIT_TIMEOUT} a kcmp call \
+blocked, {EXIT_INTERRUPTED} interrupted
 """
 
 
