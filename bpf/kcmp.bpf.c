@@ -1,7 +1,8 @@
 /* kcmp(2) capture: pairs each call's entry and exit per thread, counts every call in per-CPU
  * maps (read at scrape time) and streams records through a ring buffer.
  * Configured by -D flags from monitor/kernel/kcmp.py:
- *   KCMP_EPOLL_TFD, KCMP_TYPE_UNKNOWN_BIT, IA32_NR_KCMP, ENOSYS_ERRNO, EPERM_ERRNO
+ *   KCMP_EPOLL_TFD, KCMP_TYPE_UNKNOWN_BIT, IA32_NR_KCMP, ENOSYS_ERRNO, EPERM_ERRNO,
+ *   NR_KCMP, SECCOMP_MODE_FILTER_VALUE, THREAD_SIZE_VALUE
  *                      ABI values from monitor/abi.py
  *   COUNT              count every call (the exporter); independent of the filters below
  *   STREAM_TRACE       stream the calls that pass the filters (the console / JSON)
@@ -17,9 +18,14 @@
  *                      fork and rename tracepoints) and stamp streamed records with the
  *                      caller's parent; needs CLONE_THREAD_FLAG, CLONE_PARENT_FLAG (abi.py)
  *   OWN_PIDNS_DEV/INO  the monitor's pid namespace: records say whether the caller shares it
- * Only tracepoint fields, helpers and user memory are read, plus pt_regs registers on the
- * compat path, whose layout is the ptrace ABI: no kernel struct offset from mismatched headers
- * is ever used. */
+ *   KERNEL_CALLER      stamp streamed records with the caller as the kernel sees it
+ *   KERNEL_SECCOMP     recover the arguments of a call refused before entry (by seccomp) from
+ *                      the saved user registers
+ *   BTF_*              for those two: offsets of the kernel struct members read, resolved
+ *                      from the running kernel's BTF by monitor/kernel/fields.py
+ * Kernel structs are read only at those offsets, never at the ones of the (possibly
+ * mismatched) headers BCC compiles with; pt_regs on the compat path has the ptrace ABI's
+ * layout. */
 #include <uapi/linux/ptrace.h>
 #include "kcmp.h"
 
@@ -81,6 +87,137 @@ static __always_inline bool type_wanted(s32 type)
 #endif
 }
 
+/* A register of the raw syscall tracepoints' pt_regs (the ptrace ABI's layout), as a 32-bit
+ * caller's argument. */
+static __always_inline u64 reg32(unsigned long *reg)
+{
+	unsigned long v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), reg);
+	return (u32)v;
+}
+
+static __always_inline void read_slot(struct kcmp_event *e)
+{
+	if ((s32)e->type != KCMP_EPOLL_TFD)
+		return;
+	u32 slot[3];
+	if (bpf_probe_read_user(slot, sizeof(slot), (void *)e->idx2) == 0) {
+		e->slot_efd = slot[0];
+		e->slot_tfd = slot[1];
+		e->slot_toff = slot[2];
+		e->flags |= KCMP_EV_SLOT_READ;
+	} else {
+		e->flags |= KCMP_EV_SLOT_FAULT;
+	}
+}
+
+#if defined(KERNEL_CALLER) || defined(KERNEL_SECCOMP)
+static __always_inline u64 kread64(u64 addr)
+{
+	u64 v = 0;
+	if (addr)
+		bpf_probe_read_kernel(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+static __always_inline u32 kread32(u64 addr)
+{
+	u32 v = 0;
+	if (addr)
+		bpf_probe_read_kernel(&v, sizeof(v), (void *)addr);
+	return v;
+}
+#endif
+
+#ifdef KERNEL_CALLER
+/* The deepest pid namespace a task can be in (MAX_PID_NS_LEVEL is 32). */
+#define PID_LEVELS 32
+
+static __always_inline u32 ns_inum(u64 ns, u32 inum_offset)
+{
+	return ns ? kread32(ns + inum_offset) : 0;
+}
+
+/* The number of a struct pid at a level, if the pid reaches that deep into that namespace. */
+static __always_inline u32 pid_nr_at(u64 pid, u32 level, u64 ns)
+{
+	if (!pid || kread32(pid + BTF_PID_LEVEL) < level)
+		return 0;
+	u64 upid = pid + BTF_PID_NUMBERS + (u64)level * BTF_UPID_SIZE;
+	return kread64(upid + BTF_UPID_NS) == ns ? kread32(upid + BTF_UPID_NR) : 0;
+}
+
+static __always_inline void read_task(struct kcmp_task *t)
+{
+	u64 task = bpf_get_current_task();
+	u64 nsproxy = kread64(task + BTF_TASK_NSPROXY);
+	if (nsproxy) {
+		t->mntns = ns_inum(kread64(nsproxy + BTF_NSPROXY_MNT), BTF_MNT_INUM);
+		t->netns = ns_inum(kread64(nsproxy + BTF_NSPROXY_NET), BTF_NET_INUM);
+		t->utsns = ns_inum(kread64(nsproxy + BTF_NSPROXY_UTS), BTF_UTS_INUM);
+		t->ipcns = ns_inum(kread64(nsproxy + BTF_NSPROXY_IPC), BTF_IPC_INUM);
+		t->cgroupns = ns_inum(kread64(nsproxy + BTF_NSPROXY_CGROUP), BTF_CGROUP_INUM);
+	}
+	/* The task's own pid namespace is that of its pid's deepest level (task_active_pid_ns),
+	 * not nsproxy's pid_ns_for_children. */
+	u64 pid = kread64(task + BTF_TASK_THREAD_PID);
+	u32 level = kread32(pid + BTF_PID_LEVEL);
+	if (level >= PID_LEVELS)
+		level = PID_LEVELS - 1;
+	u64 upid = pid + BTF_PID_NUMBERS + (u64)level * BTF_UPID_SIZE;
+	u64 pidns = kread64(upid + BTF_UPID_NS);
+	t->pidns = ns_inum(pidns, BTF_PIDNS_INUM);
+	t->pid_level = level;
+	t->ns_tid = kread32(upid + BTF_UPID_NR);
+	u64 leader = kread64(task + BTF_TASK_GROUP_LEADER);
+	t->ns_pid = pid_nr_at(kread64(leader + BTF_TASK_THREAD_PID), level, pidns);
+	u64 parent = kread64(task + BTF_TASK_REAL_PARENT);
+	t->ppid = kread32(parent + BTF_TASK_TGID);
+	u64 parent_leader = kread64(parent + BTF_TASK_GROUP_LEADER);
+	t->ns_ppid = pid_nr_at(kread64(parent_leader + BTF_TASK_THREAD_PID), level, pidns);
+
+	u64 real = kread64(task + BTF_TASK_REAL_CRED);
+	t->uid = kread32(real + BTF_CRED_UID);
+	t->gid = kread32(real + BTF_CRED_GID);
+	u64 cred = kread64(task + BTF_TASK_CRED);
+	t->euid = kread32(cred + BTF_CRED_EUID);
+	t->egid = kread32(cred + BTF_CRED_EGID);
+	t->cap_effective = kread64(cred + BTF_CRED_CAP_EFFECTIVE);
+	t->userns = ns_inum(kread64(cred + BTF_CRED_USER_NS), BTF_USERNS_INUM);
+
+	u64 exe = kread64(kread64(task + BTF_TASK_MM) + BTF_MM_EXE_FILE);
+	if (exe) {
+		t->exe_ino = kread64(kread64(exe + BTF_FILE_INODE) + BTF_INODE_INO);
+		u64 dentry = kread64(exe + BTF_FILE_DENTRY);
+		t->exe_name_len = kread32(dentry + BTF_DENTRY_NAME_LEN);
+		bpf_probe_read_kernel_str(t->exe_name, sizeof(t->exe_name),
+					  (void *)kread64(dentry + BTF_DENTRY_NAME));
+	}
+}
+#endif
+
+#ifdef KERNEL_SECCOMP
+/* The user registers saved at syscall entry sit at the top of the task's kernel stack.
+ * THREAD_SIZE is not in BTF: the saved syscall number must be kcmp's, or nothing is taken. */
+static __always_inline void read_regs(struct kcmp_event *e)
+{
+	u64 task = bpf_get_current_task();
+	u64 regs = kread64(task + BTF_TASK_STACK);
+	if (!regs)
+		return;
+	regs += THREAD_SIZE_VALUE - BTF_PT_REGS_SIZE;
+	if (kread64(regs + BTF_PT_REGS_ORIG_AX) != NR_KCMP)
+		return;
+	e->pid1 = kread64(regs + BTF_PT_REGS_DI);
+	e->pid2 = kread64(regs + BTF_PT_REGS_SI);
+	e->type = kread64(regs + BTF_PT_REGS_DX);
+	e->idx1 = kread64(regs + BTF_PT_REGS_R10);
+	e->idx2 = kread64(regs + BTF_PT_REGS_R8);
+	e->flags |= KCMP_EV_REGS;
+	read_slot(e);
+}
+#endif
+
 static __always_inline void on_enter(u64 pid1, u64 pid2, u64 type, u64 idx1, u64 idx2, u32 flags)
 {
 #ifdef STREAM_TRACE
@@ -101,25 +238,17 @@ static __always_inline void on_enter(u64 pid1, u64 pid2, u64 type, u64 idx1, u64
 	e.idx2 = idx2;
 	e.flags = flags | KCMP_EV_ENTRY;
 	/* The slot lives in the caller's memory and may change after the call: copy it now. */
-	if ((s32)type == KCMP_EPOLL_TFD) {
-		u32 slot[3];
-		if (bpf_probe_read_user(slot, sizeof(slot), (void *)idx2) == 0) {
-			e.slot_efd = slot[0];
-			e.slot_tfd = slot[1];
-			e.slot_toff = slot[2];
-			e.flags |= KCMP_EV_SLOT_READ;
-		} else {
-			e.flags |= KCMP_EV_SLOT_FAULT;
-		}
-	}
+	read_slot(&e);
 	if (inflight.update(&tid, &e) != 0)
 		count(KCMP_STAT_INFLIGHT);
 }
 
 #ifdef COUNT
-static __always_inline void count_call(struct kcmp_event *entry, s64 ret, u64 now, u32 flags)
+static __always_inline void count_call(struct kcmp_event *entry, struct kcmp_event *before,
+				       s64 ret, u64 now, u32 flags)
 {
-	u32 slot = entry ? type_slot((s32)entry->type) : SLOT_UNSEEN;
+	u32 slot = entry ? type_slot((s32)entry->type)
+			 : before->flags & KCMP_EV_REGS ? type_slot((s32)before->type) : SLOT_UNSEEN;
 	bool eperm = ret == -EPERM_ERRNO;
 	struct kcmp_type_stats *ts = type_stats.lookup(&slot);
 	if (ts) {
@@ -132,6 +261,8 @@ static __always_inline void count_call(struct kcmp_event *entry, s64 ret, u64 no
 			ts->outcome[KCMP_OUTCOME_ERROR]++;
 			ts->errnos[err < KCMP_ERRNO_SLOTS ? err : KCMP_ERRNO_SLOTS - 1]++;
 		}
+		if (before->flags & KCMP_EV_SECCOMP)
+			ts->seccomp++;
 		if (entry) {
 			u64 ns = now - entry->ts_ns;
 			u32 bucket = bpf_log2l(ns);
@@ -165,27 +296,56 @@ static __always_inline void count_call(struct kcmp_event *entry, s64 ret, u64 no
 }
 #endif
 
-static __always_inline bool trace_wanted_unseen(void)
+static __always_inline bool trace_wanted_before(struct kcmp_event *before)
 {
-#if defined(STREAM_TRACE) && !defined(TYPE_MASK)
+#ifdef STREAM_TRACE
+	if (before->flags & KCMP_EV_REGS)
+		return caller_wanted() && type_wanted((s32)before->type);
+#ifndef TYPE_MASK
 	return caller_wanted();
-#else
+#endif
+#endif
 	return false; /* the type of an exit without entry is unknown: a type filter drops it */
+}
+
+/* A call with no entry: refused before the syscall tracepoints ran (seccomp), or one whose
+ * entry the in-flight map could not keep. Its arguments, where the registers still hold
+ * them: the saved ones for a 64-bit caller, those of the raw tracepoint for a 32-bit one. */
+static __always_inline void read_before(struct kcmp_event *before, struct pt_regs *compat_regs)
+{
+	if (compat_regs) {
+		before->pid1 = reg32(&compat_regs->bx);
+		before->pid2 = reg32(&compat_regs->cx);
+		before->type = reg32(&compat_regs->dx);
+		before->idx1 = reg32(&compat_regs->si);
+		before->idx2 = reg32(&compat_regs->di);
+		before->flags |= KCMP_EV_REGS;
+		read_slot(before);
+	}
+#ifdef KERNEL_SECCOMP
+	if (!compat_regs)
+		read_regs(before);
+	u64 task = bpf_get_current_task();
+	if ((before->flags & KCMP_EV_REGS) &&
+	    kread32(task + BTF_TASK_SECCOMP_MODE) == SECCOMP_MODE_FILTER_VALUE)
+		before->flags |= KCMP_EV_SECCOMP;
 #endif
 }
 
-static __always_inline void on_exit(s64 ret, u32 flags)
+static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_regs)
 {
 	u64 pid_tgid = bpf_get_current_pid_tgid();
 	u32 tid = (u32)pid_tgid;
 	u64 now = bpf_ktime_get_ns();
-	/* No entry: a call seccomp refused (no sys_enter fires), or one whose entry was not kept. */
 	struct kcmp_event *entry = inflight.lookup(&tid);
+	struct kcmp_event before = {.flags = flags};
+	if (!entry)
+		read_before(&before, compat_regs);
 
 #ifdef COUNT
-	count_call(entry, ret, now, entry ? entry->flags : flags);
+	count_call(entry, &before, ret, now, entry ? entry->flags : flags);
 #endif
-	bool trace = entry ? entry->flags & KCMP_EV_TRACE : trace_wanted_unseen();
+	bool trace = entry ? entry->flags & KCMP_EV_TRACE : trace_wanted_before(&before);
 #ifdef ERRORS_ONLY
 	if (ret >= 0)
 		trace = false;
@@ -199,21 +359,21 @@ static __always_inline void on_exit(s64 ret, u32 flags)
 			inflight.delete(&tid);
 		return;
 	}
-	struct kcmp_event *e = events.ringbuf_reserve(sizeof(struct kcmp_event));
-	if (!e) {
+	struct kcmp_record *r = events.ringbuf_reserve(sizeof(struct kcmp_record));
+	if (!r) {
 		count(KCMP_STAT_DROPPED);
 		if (entry)
 			inflight.delete(&tid);
 		return;
 	}
+	struct kcmp_event *e = &r->event;
 	if (entry) {
 		*e = *entry;
 		e->duration_ns = now - entry->ts_ns;
 		inflight.delete(&tid);
 	} else {
-		__builtin_memset(e, 0, sizeof(*e));
+		*e = before;
 		e->ts_ns = now;
-		e->flags = flags;
 	}
 	if (trace)
 		e->flags |= KCMP_EV_TRACE;
@@ -235,7 +395,12 @@ static __always_inline void on_exit(s64 ret, u32 flags)
 	e->gid = uid_gid >> 32;
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	events.ringbuf_submit(e, 0);
+	__builtin_memset(&r->task, 0, sizeof(r->task));
+#ifdef KERNEL_CALLER
+	read_task(&r->task);
+	e->flags |= KCMP_EV_TASK;
+#endif
+	events.ringbuf_submit(r, 0);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_kcmp)
@@ -246,7 +411,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_kcmp)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_kcmp)
 {
-	on_exit(args->ret, 0);
+	on_exit(args->ret, 0, NULL);
 	return 0;
 }
 
@@ -287,13 +452,6 @@ TRACEPOINT_PROBE(task, task_rename)
  * gets -ENOSYS, and a 32-bit kcmp never does (this kernel has kcmp, or its tracepoints would
  * be missing). Neither the code segment (a 64-bit process may use int 0x80) nor the task's
  * compat flag (behind a kernel struct) tells them apart at entry, so the exit decides. */
-static __always_inline u64 reg32(unsigned long *reg)
-{
-	unsigned long v = 0;
-	bpf_probe_read_kernel(&v, sizeof(v), reg);
-	return (u32)v;
-}
-
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
 	if (ctx->args[1] != IA32_NR_KCMP)
@@ -318,7 +476,7 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 		inflight.delete(&tid);
 		return 0;
 	}
-	on_exit(ret, KCMP_EV_COMPAT);
+	on_exit(ret, KCMP_EV_COMPAT, regs);
 	return 0;
 }
 #endif

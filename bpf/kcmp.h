@@ -12,6 +12,9 @@
 #define KCMP_EV_SLOT_FAULT 0x8 /* epoll slot pointer unreadable at entry */
 #define KCMP_EV_TRACE      0x10 /* passed the trace filters (else streamed only for the EPERM log) */
 #define KCMP_EV_OWN_PIDNS  0x20 /* the caller was in the monitor's pid namespace (PROC_TABLE) */
+#define KCMP_EV_TASK       0x40 /* task holds the caller as the kernel saw it (KERNEL_CALLER) */
+#define KCMP_EV_REGS       0x80 /* no entry: the arguments come from the saved user registers */
+#define KCMP_EV_SECCOMP    0x100 /* no entry, and the caller runs under a seccomp filter */
 
 #define KCMP_STAT_DROPPED          0 /* ring buffer full: event lost */
 #define KCMP_STAT_INFLIGHT         1 /* in-flight map full: entry not kept */
@@ -34,6 +37,7 @@ struct kcmp_type_stats {
 	__u64 duration_sum_ns;
 	__u64 duration_log2[KCMP_LOG2_SLOTS];
 	__u64 errnos[KCMP_ERRNO_SLOTS];
+	__u64 seccomp;     /* refused before entry while under a seccomp filter */
 };
 
 struct kcmp_denied_key {
@@ -48,6 +52,32 @@ struct kcmp_comm_key {
 struct kcmp_comm_stats {
 	__u64 calls;
 	__u64 denied;
+};
+
+/* The caller as the kernel saw it at the call: what /proc can tell only while it lives.
+ * Namespaces by inode; pids as the caller's own pid namespace numbers them. */
+struct kcmp_task {
+	__u32 pidns;
+	__u32 mntns;
+	__u32 netns;
+	__u32 userns;
+	__u32 utsns;
+	__u32 ipcns;
+	__u32 cgroupns;
+	__u32 ppid;        /* the real parent's tgid, as the host numbers it */
+	__u32 ns_pid;
+	__u32 ns_tid;
+	__u32 ns_ppid;     /* 0: the parent is outside the caller's pid namespace */
+	__u32 pid_level;   /* how deep the caller's pid namespace is: 0 for the host's */
+	__u32 uid;         /* real */
+	__u32 gid;
+	__u32 euid;
+	__u32 egid;
+	__u64 cap_effective;
+	__u64 exe_ino;
+	__u32 exe_name_len; /* the executable's name's full length: more than fits is cut */
+	__u32 reserved;
+	char exe_name[64];
 };
 
 struct kcmp_event {
@@ -71,6 +101,13 @@ struct kcmp_event {
 	char comm[16];
 	__u32 ppid;        /* the caller's parent as the process table knew it; 0: not known */
 	__u32 reserved;    /* keeps the record a multiple of 8 bytes */
+};
+
+/* What one call streams: the call, and (KCMP_EV_TASK) its caller as the kernel saw it. The
+ * in-flight map keeps only the call. */
+struct kcmp_record {
+	struct kcmp_event event;
+	struct kcmp_task task;
 };
 
 /* What the process table keeps of a task, so that one gone before its event is decoded still

@@ -85,6 +85,14 @@ ESRCH = _errno.ESRCH
 CLONE_PARENT = 0x00008000
 CLONE_THREAD = 0x00010000
 
+# A task filtering its syscalls through seccomp (<linux/seccomp.h>: task_struct.seccomp.mode).
+SECCOMP_MODE_FILTER = 2
+
+# THREAD_SIZE: a task's kernel stack, whose top holds the user registers saved at syscall
+# entry. Not in BTF; 16 KiB on x86_64 (32 KiB under KASAN, where the saved syscall number
+# then fails the program's check and nothing is read).
+THREAD_SIZE = {"x86_64": 16384}
+
 # ioctl on a /proc/<pid>/ns/pid fd: an fd of the parent pid namespace (<linux/nsfs.h>).
 NS_GET_PARENT = 0xB702
 

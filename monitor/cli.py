@@ -26,6 +26,7 @@ from .errors import (
     UsageError,
 )
 from .escape import escape
+from .kernel.btf import VMLINUX
 
 COMM_MAX = 15  # TASK_COMM_LEN - 1: the kernel keeps no more of a process name
 
@@ -154,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "every syscall of the machine")
     tuning.add_argument("--ringbuf-pages", type=_ringbuf_pages, default=1024,
                         help="ring buffer size in pages, a power of two (default: 1024 = 4 MiB)")
+    tuning.add_argument("--btf", metavar="PATH", default=VMLINUX,
+                        help="the running kernel's BTF, where the program finds the kernel "
+                             f"structs it reads (default: {VMLINUX}); without it, caller "
+                             "context comes from /proc")
     return parser
 
 

@@ -17,7 +17,7 @@ from .exporter import daemon
 from .exporter.check import check
 from .kernel.kcmp import Filters, KcmpProgram, ProgramOptions
 from .sinks import logs
-from .sinks.console import ConsoleSink, compat_notes, exit_line
+from .sinks.console import ConsoleSink, start_notes, exit_line
 from .sinks.jsonout import JsonSink
 from .sinks.logs import logfmt
 from .sinks.permlog import PermissionLog
@@ -47,7 +47,7 @@ def program_options(args: argparse.Namespace, exporter: bool) -> ProgramOptions:
     return ProgramOptions(filters=filters, ringbuf_pages=args.ringbuf_pages,
                           compat=args.compat, trace=args.trace or args.context,
                           count=exporter or args.check,
-                          log_eperm=exporter and args.eperm_log_rate > 0)
+                          log_eperm=exporter and args.eperm_log_rate > 0, btf=args.btf)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,11 +78,13 @@ def run(args: argparse.Namespace) -> int:
         caps.drop_after_attach(args.trace or args.context)
         server = daemon.serve(registry, address) if registry is not None else None
         if sink is not None:
-            sink.start(compat_notes(program))
+            sink.start(start_notes(program))
         if server is not None:
             log.info(logfmt(msg="exporting kcmp metrics", address=str(address),
                             compat=program.compat, compat_error=program.compat_error,
-                            context=options.trace))
+                            context=options.trace, kernel=",".join(program.kernel_on) or None,
+                            **{f"no_{feature}": reason
+                               for feature, reason in program.kernel_off.items()}))
         daemon.notify("READY=1")
         summary = tracer.run(stop)
         daemon.notify("STOPPING=1")

@@ -34,18 +34,20 @@ class PidNamespaces:
         ns, depth = caller.pidns, caller.depth
         if ns is None or depth is None or caller.ns_pid is None:
             return None
-        table, when = self._pids.get(ns, ({}, -self.RESCAN_S))
-        table[caller.ns_pid] = tgid  # the caller and its thread are known without a scan
+        # The caller and its thread are known without a scan, even once gone.
+        own = {caller.ns_pid: tgid}
         if caller.ns_tid is not None:
-            table[caller.ns_tid] = tid
-        for p in pids:  # a pid reused since the scan must not keep its old host pid
+            own[caller.ns_tid] = tid
+        others = [p for p in pids if p not in own]
+        table, when = self._pids.get(ns, ({}, -self.RESCAN_S))
+        for p in others:  # a pid reused since the scan must not keep its old host pid
             if p in table and not self._still(table[p], p, depth):
                 del table[p]
-        if any(p not in table for p in pids) and time.monotonic() - when >= self.RESCAN_S:
+        if any(p not in table for p in others) and time.monotonic() - when >= self.RESCAN_S:
             table = self._scan(ns, depth)
             when = time.monotonic()
         self._pids[ns] = (table, when)
-        return tuple(table.get(p) for p in pids)
+        return tuple(own[p] if p in own else table.get(p) for p in pids)
 
     def _still(self, host: int, nspid: int, depth: int) -> bool:
         now = self.fs.nspid(host)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Protocol
 
-from ..kernel.events import Event
+from ..kernel.events import Event, KernelTask
 from .containers import container_in
 from .pidns import PidNamespaces
 from .procfs import ProcFS
@@ -43,9 +43,11 @@ class ProcReader:
         own = self.fs.nspid("self")
         self.own_depth = len(own) if own else None
         self.own_pidns = self.fs.ns("self", "pid")
-        # (tgid, tid) -> (comm, when read, the caller's Context with nothing looked up): a
-        # process that exec'd, or read longer ago than the time to live, is read again
-        self._callers: OrderedDict[tuple[int, int], tuple[bytes, int, Context]] = OrderedDict()
+        # (tgid, tid) -> (comm, the kernel's view, when read, the caller's Context with nothing
+        # looked up): a process that exec'd or changed as the kernel sees it, or read longer
+        # ago than the time to live, is read again
+        self._callers: OrderedDict[tuple[int, int],
+                                   tuple[bytes, KernelTask | None, int, Context]] = OrderedDict()
         # host pid -> (when read, the Target or None)
         self._targets: OrderedDict[int, tuple[int, Target | None]] = OrderedDict()
 
@@ -53,10 +55,13 @@ class ProcReader:
         """The caller's context, nothing looked up yet (its caller is always set)."""
         key = (event.tgid, event.tid)
         hit = self._callers.get(key)
-        if hit and hit[0] == event.comm and event.ts_ns - hit[1] < self.CALLER_TTL_NS:
-            return hit[2]
-        bare = Context(same_pidns=event.own_pidns, caller=self._read_caller(event))
-        self._callers[key] = (event.comm, event.ts_ns, bare)
+        if (hit and hit[0] == event.comm and hit[1] == event.task
+                and event.ts_ns - hit[2] < self.CALLER_TTL_NS):
+            return hit[3]
+        caller = (self._read_caller(event) if event.task is None
+                  else self._kernel_caller(event, event.task))
+        bare = Context(same_pidns=event.own_pidns, caller=caller)
+        self._callers[key] = (event.comm, event.task, event.ts_ns, bare)
         self._callers.move_to_end(key)
         if len(self._callers) > self.CALLERS:
             self._callers.popitem(last=False)
@@ -128,12 +133,32 @@ class ProcReader:
                       container_id=self._container(tgid), exe=fs.exe(tgid), netns=netns,
                       netns_name=self._netns_name(netns), depth=len(nspid) if nspid else None)
 
+    def _kernel_caller(self, event: Event, t: KernelTask) -> Caller:
+        """The caller as the kernel's record has it; /proc adds only the executable's path
+        and, where the cgroup id names no directory, the container."""
+        gone = not self.fs.exists(event.tgid)
+        container = self._cgroup_container(event.cgroup_id)
+        if container is None and not gone:
+            container = self._container(event.tgid)
+        return Caller(ns_pid=t.ns_pid, ns_tid=t.ns_tid, host_ppid=t.ppid or None,
+                      ns_ppid=t.ns_ppid, pidns=t.pidns or None, mntns=t.mntns or None,
+                      container_id=container, exe=None if gone else self.fs.exe(event.tgid),
+                      netns=t.netns or None, netns_name=self._netns_name(t.netns),
+                      depth=t.depth, gone=gone, userns=t.userns or None,
+                      utsns=t.utsns or None, ipcns=t.ipcns or None,
+                      cgroupns=t.cgroupns or None, euid=t.euid, egid=t.egid,
+                      caps=t.cap_effective, exe_name=t.exe_name or None,
+                      exe_inode=t.exe_ino or None)
+
+    def _cgroup_container(self, cgroup_id: int) -> str | None:
+        path = self.cgroups.path(cgroup_id) if self.cgroups is not None else None
+        return None if path is None else container_in(path.encode())
+
     def _gone_caller(self, event: Event) -> Caller:
         """A caller that exited before its event was read: its parent and cgroup from the
         event, and its pid namespace when the kernel said it was the monitor's."""
         ppid = event.ppid or None
-        path = self.cgroups.path(event.cgroup_id) if self.cgroups is not None else None
-        container = None if path is None else container_in(path.encode())
+        container = self._cgroup_container(event.cgroup_id)
         if not event.own_pidns:
             return Caller(None, None, ppid, None, None, None, container, None, gone=True)
         return Caller(event.tgid, event.tid, ppid, ppid, self.own_pidns, None, container, None,

@@ -15,6 +15,10 @@ class ProcFS:
         """Every process now here."""
         return sorted(int(entry) for entry in os.listdir(self.root) if entry.isdigit())
 
+    def exists(self, pid: int) -> bool:
+        """Whether the process is still here (a zombie is)."""
+        return os.path.exists(f"{self.root}/{pid}")
+
     def tasks(self, pid: int) -> list[int] | None:
         """A process's threads, the main one included."""
         try:

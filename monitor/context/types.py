@@ -24,6 +24,21 @@ class Caller(NamedTuple):
     netns_name: str | None = None  # as `ip netns` names it
     depth: int | None = None  # how many pid namespaces deep (entries of NSpid:)
     gone: bool = False  # had exited: what is known came from the event and the process table
+    # What only the kernel's record gives (None: the program read no kernel context).
+    userns: int | None = None
+    utsns: int | None = None
+    ipcns: int | None = None
+    cgroupns: int | None = None
+    euid: int | None = None
+    egid: int | None = None
+    caps: int | None = None  # effective capabilities, a bit per CAP_*
+    exe_name: bytes | None = None  # the executable's file name, and its inode
+    exe_inode: int | None = None
+
+    @property
+    def from_kernel(self) -> bool:
+        """Read from the kernel at the call, rather than from /proc afterwards."""
+        return self.caps is not None
 
 
 class Target(NamedTuple):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import EXIT_INTERNAL, EXIT_OK
 from ..escape import escape
+from ..kernel.kcmp import KERNEL_FEATURES
 from .daemon import bpf_stats_enabled
 
 
@@ -15,6 +16,11 @@ def check(program) -> int:
         print(f"tracepoint {tracepoint}: {'attached' if attached else 'NOT ATTACHED'}")
     print(f"32-bit capture: {'on' if program.compat else 'off'}"
           + (f" ({escape(program.compat_error)})" if program.compat_error else ""))
+    for feature, what in KERNEL_FEATURES.items():
+        if feature in program.kernel_on:
+            print(f"{what}: on")
+        elif feature in program.kernel_off:
+            print(f"{what}: off ({escape(program.kernel_off[feature])})")
     try:
         snap = program.snapshot()
         print(f"counters: readable ({sum(sum(t.outcome) for t in snap.types)} calls so far)")

@@ -106,10 +106,14 @@ class KcmpCollector(Collector):
         duration = HistogramMetricFamily(
             "kcmp_call_duration_seconds", "Time spent in kcmp, entry to exit",
             labels=["kcmp_type"])
+        seccomp = CounterMetricFamily(
+            "kcmp_seccomp_refused", "kcmp calls refused before entry by the caller's seccomp "
+            "filter, by type (read from the saved registers)", labels=["kcmp_type"])
         for slot, stats in enumerate(snap.types):
             name = SLOT_NAMES[slot]
             for outcome, value in zip(OUTCOMES, stats.outcome):
                 calls.add_metric([name, outcome], value)
+            seccomp.add_metric([name], stats.seccomp)
             for err, value in enumerate(stats.errnos):
                 if value:
                     label = OTHER if err == ERRNO_SLOTS - 1 else abi.errno_name(err)
@@ -120,6 +124,7 @@ class KcmpCollector(Collector):
         yield calls
         yield errors
         yield duration
+        yield seccomp
 
         denied = CounterMetricFamily(
             "kcmp_permission_denied", "kcmp calls refused with EPERM, by type and caller uid",

@@ -36,7 +36,7 @@ def slot_of(kcmp_type: int) -> int:
     return kcmp_type if 0 <= kcmp_type < abi.KCMP_TYPES else SLOT_UNKNOWN
 
 
-TYPE_STATS = struct.Struct(f"<{len(OUTCOMES)}QQ{LOG2_SLOTS}Q{ERRNO_SLOTS}Q")
+TYPE_STATS = struct.Struct(f"<{len(OUTCOMES)}QQ{LOG2_SLOTS}Q{ERRNO_SLOTS}QQ")
 DENIED_KEY = struct.Struct("<II")
 COMM_STATS = struct.Struct("<QQ")
 
@@ -47,17 +47,18 @@ class TypeStats:
     duration_sum_ns: int = 0
     duration_log2: list[int] = field(default_factory=lambda: [0] * LOG2_SLOTS)
     errnos: list[int] = field(default_factory=lambda: [0] * ERRNO_SLOTS)
+    seccomp: int = 0  # refused before entry while under a seccomp filter
 
     @classmethod
     def from_cpus(cls, per_cpu: Iterable[bytes]) -> TypeStats:
         """The sum of one slot's per-CPU records."""
-        total = [0] * (len(OUTCOMES) + 1 + LOG2_SLOTS + ERRNO_SLOTS)
+        total = [0] * (len(OUTCOMES) + 1 + LOG2_SLOTS + ERRNO_SLOTS + 1)
         for raw in per_cpu:
             total = [a + b for a, b in zip(total, TYPE_STATS.unpack(raw))]
-        n = len(OUTCOMES)
+        n, errnos = len(OUTCOMES), len(OUTCOMES) + 1 + LOG2_SLOTS
         return cls(outcome=total[:n], duration_sum_ns=total[n],
-                   duration_log2=total[n + 1:n + 1 + LOG2_SLOTS],
-                   errnos=total[n + 1 + LOG2_SLOTS:])
+                   duration_log2=total[n + 1:errnos],
+                   errnos=total[errnos:errnos + ERRNO_SLOTS], seccomp=total[-1])
 
 
 @dataclass

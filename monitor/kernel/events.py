@@ -1,7 +1,8 @@
-"""The captured call as a value: the Python mirror of struct kcmp_event and its decoder.
+"""The captured call as a value: the Python mirror of struct kcmp_record (the call, and its
+caller as the kernel saw it) and its decoder.
 
-The layout below is a contract with bpf/kcmp.h; tests/unit/test_events.py compiles the header
-and checks every offset and the size.
+The layouts below are a contract with bpf/kcmp.h; tests/unit/test_events.py compiles the
+header and checks every offset and the size.
 """
 
 from __future__ import annotations
@@ -35,6 +36,32 @@ LAYOUT = (
     ("reserved", "I"),
 )
 RAW_EVENT = struct.Struct("<" + "".join(code for _, code in LAYOUT))
+# struct kcmp_task, which follows the call in a record.
+TASK_LAYOUT = (
+    ("pidns", "I"),
+    ("mntns", "I"),
+    ("netns", "I"),
+    ("userns", "I"),
+    ("utsns", "I"),
+    ("ipcns", "I"),
+    ("cgroupns", "I"),
+    ("ppid", "I"),
+    ("ns_pid", "I"),
+    ("ns_tid", "I"),
+    ("ns_ppid", "I"),
+    ("pid_level", "I"),
+    ("uid", "I"),
+    ("gid", "I"),
+    ("euid", "I"),
+    ("egid", "I"),
+    ("cap_effective", "Q"),
+    ("exe_ino", "Q"),
+    ("exe_name_len", "I"),
+    ("reserved", "I"),
+    ("exe_name", "64s"),
+)
+RAW_TASK = struct.Struct("<" + "".join(code for _, code in TASK_LAYOUT))
+RECORD_SIZE = RAW_EVENT.size + RAW_TASK.size
 # The same bytes read the way the kernel reads the arguments: pid1, pid2 and type are the low
 # 32 bits of their registers taken as signed (little-endian: the first 4 of the 8 bytes), so
 # the C unpacker truncates them, not Python code per event.
@@ -48,6 +75,9 @@ EV_SLOT_READ = 0x4
 EV_SLOT_FAULT = 0x8
 EV_TRACE = 0x10
 EV_OWN_PIDNS = 0x20
+EV_TASK = 0x40
+EV_REGS = 0x80
+EV_SECCOMP = 0x100
 
 
 # Named tuples rather than frozen dataclasses: the same immutable values, built several times
@@ -89,6 +119,36 @@ class Args(NamedTuple):
         return (("idx1", 0, self.fd1), ("efd", 1, self.slot.efd), ("tfd", 1, self.slot.tfd))
 
 
+class KernelTask(NamedTuple):
+    """The caller as the kernel saw it at the call (0: the kernel had none to give)."""
+
+    pidns: int  # namespace inodes; pidns is the caller's own, not its children's
+    mntns: int
+    netns: int
+    userns: int
+    utsns: int
+    ipcns: int
+    cgroupns: int
+    ppid: int  # the real parent's tgid, as the host numbers it
+    ns_pid: int  # as the caller's pid namespace numbers them
+    ns_tid: int
+    ns_ppid: int  # 0: the parent is outside the caller's pid namespace
+    depth: int  # how many pid namespaces deep (1: the host's), as NSpid: counts them
+    uid: int  # real
+    gid: int
+    euid: int
+    egid: int
+    cap_effective: int
+    exe_ino: int
+    exe_name: bytes  # the executable's file name (not its path)
+    exe_name_cut: bool  # longer than the record holds
+
+    @property
+    def may_ptrace(self) -> bool:
+        """Whether it holds CAP_SYS_PTRACE, which lets kcmp compare any process."""
+        return bool(self.cap_effective >> abi.CAP_SYS_PTRACE & 1)
+
+
 class Event(NamedTuple):
     ts_ns: int  # CLOCK_MONOTONIC
     duration_ns: int | None  # None when the entry was not seen
@@ -100,10 +160,13 @@ class Event(NamedTuple):
     comm: bytes
     ret: int
     compat: bool
-    args: Args | None  # None for an exit without entry (e.g. refused by seccomp)
+    # None when unknown: no entry was seen and the registers could not be read
+    args: Args | None
     traced: bool = True  # passed the trace filters; False: streamed only for the EPERM log
     ppid: int = 0  # the caller's parent as the kernel's process table knew it; 0: not known
     own_pidns: bool = True  # the caller was in the monitor's pid namespace at the call
+    task: KernelTask | None = None  # the caller as the kernel saw it, where it could say
+    seccomp: bool = False  # refused before entry while the caller ran under a seccomp filter
 
     @property
     def errno(self) -> int | None:
@@ -118,27 +181,42 @@ class Event(NamedTuple):
         return abi.result_meaning(self.ret)
 
 
+def _task(raw: bytes) -> KernelTask:
+    (pidns, mntns, netns, userns, utsns, ipcns, cgroupns, ppid, ns_pid, ns_tid, ns_ppid, level,
+     uid, gid, euid, egid, caps, exe_ino, name_len, _, name) = RAW_TASK.unpack_from(
+        raw, RAW_EVENT.size)
+    name = name.split(b"\0", 1)[0]
+    return KernelTask(pidns, mntns, netns, userns, utsns, ipcns, cgroupns, ppid, ns_pid, ns_tid,
+                      ns_ppid, level + 1, uid, gid, euid, egid, caps, exe_ino, name,
+                      name_len > len(name))
+
+
 def decode(raw: bytes) -> Event:
     """An Event from the bytes of one ring-buffer record."""
     (ts_ns, duration_ns, cgroup_id, pid1, pid2, kcmp_type, idx1, idx2, ret, tgid, tid, uid, gid,
      efd, tfd, toff, flags, comm, ppid, _) = _DECODE.unpack_from(raw)
     # Positional construction: this runs for every event of the stream.
-    if flags & EV_ENTRY:
+    if flags & (EV_ENTRY | EV_REGS):
         args = Args(pid1, pid2, kcmp_type, idx1, idx2,
                     EpollSlot(efd, tfd, toff) if flags & EV_SLOT_READ else None,
                     bool(flags & EV_SLOT_FAULT))
     else:
-        args, duration_ns = None, None
+        args = None
+    if not flags & EV_ENTRY:
+        duration_ns = None
     return Event(ts_ns, duration_ns, cgroup_id, tgid, tid, uid, gid, comm.split(b"\0", 1)[0],
                  ret, bool(flags & EV_COMPAT), args, bool(flags & EV_TRACE), ppid,
-                 bool(flags & EV_OWN_PIDNS))
+                 bool(flags & EV_OWN_PIDNS), _task(raw) if flags & EV_TASK else None,
+                 bool(flags & EV_SECCOMP))
 
 
 def encode(event: Event) -> bytes:
     """The record bytes of an Event: the inverse of decode, for tests and replays."""
     a = event.args
-    flags = ((EV_ENTRY if a else 0) | (EV_COMPAT if event.compat else 0)
-             | (EV_TRACE if event.traced else 0) | (EV_OWN_PIDNS if event.own_pidns else 0))
+    flags = ((EV_COMPAT if event.compat else 0) | (EV_TRACE if event.traced else 0)
+             | (EV_OWN_PIDNS if event.own_pidns else 0) | (EV_SECCOMP if event.seccomp else 0))
+    if a is not None:
+        flags |= EV_ENTRY if event.duration_ns is not None else EV_REGS
     slot = EpollSlot(0, 0, 0)
     if a is not None:
         if a.slot is not None:
@@ -146,6 +224,15 @@ def encode(event: Event) -> bytes:
             slot = a.slot
         if a.slot_fault:
             flags |= EV_SLOT_FAULT
+    t = event.task
+    task = bytes(RAW_TASK.size)
+    if t is not None:
+        flags |= EV_TASK
+        name_len = len(t.exe_name) + 1 if t.exe_name_cut else len(t.exe_name)
+        task = RAW_TASK.pack(t.pidns, t.mntns, t.netns, t.userns, t.utsns, t.ipcns, t.cgroupns,
+                             t.ppid, t.ns_pid, t.ns_tid, t.ns_ppid, t.depth - 1, t.uid, t.gid,
+                             t.euid, t.egid, t.cap_effective, t.exe_ino, name_len, 0,
+                             t.exe_name)
     mask = 0xFFFFFFFFFFFFFFFF
     return RAW_EVENT.pack(
         event.ts_ns, event.duration_ns or 0, event.cgroup_id,
@@ -153,4 +240,4 @@ def encode(event: Event) -> bytes:
         a.idx1 if a else 0, a.idx2 if a else 0, event.ret,
         event.tgid, event.tid, event.uid, event.gid, slot.efd, slot.tfd, slot.toff, flags,
         event.comm, event.ppid, 0,
-    )
+    ) + task

@@ -14,7 +14,8 @@ from pathlib import Path
 from .. import abi
 from ..caps import check_privileges
 from ..errors import MonitorError, Unavailable
-from . import ringbuf
+from . import fields, ringbuf
+from .btf import VMLINUX
 from .counters import COMM_STATS, DENIED_KEY, SLOTS, STAT_COUNT, Snapshot, TypeStats
 from .proctable import PROC_TABLE_SIZE, ProcessTable
 
@@ -43,6 +44,7 @@ class ProgramOptions:
     trace: bool = True  # stream the calls that pass the filters
     count: bool = False  # count every call in the kernel (the exporter)
     log_eperm: bool = False  # stream every EPERM (the permission-failure log)
+    btf: str = VMLINUX  # the running kernel's BTF, for the struct members the program reads
 
     @property
     def streams(self) -> bool:
@@ -50,8 +52,28 @@ class ProgramOptions:
         return self.trace or self.log_eperm
 
 
-def cflags(options: ProgramOptions, compat: bool) -> list[str]:
-    """The -D flags that configure the program; the constants come from abi, nowhere else."""
+# What the kernel-side features are called where a person reads about them.
+KERNEL_FEATURES = {"caller": "caller context from the kernel",
+                   "seccomp": "arguments of calls refused by seccomp"}
+
+
+def kernel_features(options: ProgramOptions) -> fields.Resolved:
+    """The kernel-side features this program can have here, with the flags that turn them on:
+    the caller read from the kernel for streamed records, and (x86_64) the registers of calls
+    refused before entry."""
+    wanted: tuple[str, ...] = ("caller",) if options.streams else ()
+    off = {}
+    if abi.is_x86_64():
+        wanted += ("seccomp",)
+    else:
+        off["seccomp"] = f"saved registers are read on x86_64 only (this is {platform.machine()})"
+    resolved = fields.resolve(options.btf, wanted)
+    return resolved._replace(off={**off, **resolved.off})
+
+
+def cflags(options: ProgramOptions, compat: bool, kernel: list[str] | None = None) -> list[str]:
+    """The -D flags that configure the program; the constants come from abi, nowhere else.
+    kernel: the flags of the kernel-side features (kernel_features())."""
     f = options.filters
     flags = [
         f"-I{BPF_DIR}",
@@ -84,6 +106,11 @@ def cflags(options: ProgramOptions, compat: bool) -> list[str]:
     if compat:
         flags += ["-DCAPTURE_COMPAT", f"-DIA32_NR_KCMP={abi.IA32_NR_KCMP}",
                   f"-DENOSYS_ERRNO={abi.ENOSYS}"]
+    if kernel:
+        machine = platform.machine()
+        flags += kernel + [f"-DNR_KCMP={abi.SYSCALL_NR.get(machine, -1)}",
+                           f"-DSECCOMP_MODE_FILTER_VALUE={abi.SECCOMP_MODE_FILTER}",
+                           f"-DTHREAD_SIZE_VALUE={abi.THREAD_SIZE.get(machine, 0)}"]
     return flags
 
 
@@ -111,10 +138,10 @@ def _import_bcc():
     return bcc
 
 
-def _load(bcc, options: ProgramOptions, compat: bool):
+def _load(bcc, options: ProgramOptions, compat: bool, kernel: list[str]):
     """Compile and attach (BCC attaches every probe it finds) or raise MonitorError."""
     try:
-        return bcc.BPF(src_file=str(BPF_SOURCE), cflags=cflags(options, compat))
+        return bcc.BPF(src_file=str(BPF_SOURCE), cflags=cflags(options, compat, kernel))
     except Exception as exc:  # BCC raises bare Exception for compile and attach failures
         raise MonitorError(f"could not load the BPF program: {exc}") from None
 
@@ -131,15 +158,30 @@ class KcmpProgram:
         self.compat = options.compat and abi.is_x86_64()
         if options.compat and not self.compat:
             self.compat_error = f"32-bit capture is x86_64-only (this is {platform.machine()})"
-        try:
-            self._bpf = _load(bcc, options, self.compat)
-        except MonitorError as exc:
-            if not self.compat:
-                raise
-            # The 64-bit capture is the core: keep it, and say what was lost.
-            self.compat_error = f"32-bit capture failed ({exc})"
+        resolved = kernel_features(options)
+        self.kernel_on, self.kernel_off = resolved.on, resolved.off
+        # The 64-bit capture is the core: what fails to load beside it is left out, and said.
+        attempts = [(self.compat, resolved.flags)]
+        if resolved.flags:
+            attempts.append((self.compat, []))
+        if self.compat:
+            attempts.append((False, []))
+        failed: list[MonitorError] = []
+        for compat, kernel in attempts:
+            try:
+                self._bpf = _load(bcc, options, compat, kernel)
+                break
+            except MonitorError as exc:
+                failed.append(exc)
+        else:
+            raise failed[-1]
+        if resolved.flags and not kernel:
+            reason = f"it failed to load ({failed[0]})"
+            self.kernel_off.update(dict.fromkeys(self.kernel_on, reason))
+            self.kernel_on = ()
+        if self.compat and not compat:
+            self.compat_error = f"32-bit capture failed ({failed[-1]})"
             self.compat = False
-            self._bpf = _load(bcc, options, False)
         self._stats = self._bpf["stats"]
         # The kernel's table of tasks, kept while records are streamed (for their context).
         self.procs = ProcessTable(self._bpf["procs"]) if options.streams else None

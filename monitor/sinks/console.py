@@ -9,10 +9,13 @@ from .. import PROG, abi
 from ..context.types import Context, Target
 from ..escape import escape, escape_bytes
 from ..kernel.events import Args, Event
+from ..kernel.kcmp import KERNEL_FEATURES
 
 START_LINE = "Tracing kcmp()... Ctrl-C to end."
 DENIED_MARK = "!! DENIED"
+SECCOMP_MARK = "!! SECCOMP"
 CROSSING_MARK = "!! CROSSES"
+DELETED = " (deleted)"  # what the kernel appends to the path of an unlinked file
 
 
 def start_line(notes: list[str]) -> str:
@@ -25,7 +28,13 @@ def format_type(kcmp_type: int) -> str:
 
 
 def _fd(fd: int, path: str | None) -> str:
-    return f"{fd}<{escape(path)}>" if path is not None else str(fd)
+    """An fd as strace prints it: as a C int, its path in brackets, "(deleted)" after them."""
+    number = abi.as_int32(fd)
+    if path is None:
+        return str(number)
+    if path.endswith(DELETED):
+        return f"{number}<{escape(path[:-len(DELETED)])}>(deleted)"
+    return f"{number}<{escape(path)}>"
 
 
 def _addr(addr: int) -> str:
@@ -102,9 +111,10 @@ def format_line(event: Event, ctx: Context, wall_ns: int) -> str:
         caller += f"/{event.tid}"
     compat = "[compat] " if event.compat else ""
     meaning = "" if event.errno is not None else f" <{event.meaning}>"
+    duration = "<refused by seccomp>" if event.seccomp else format_duration(event.duration_ns)
     where = _container(ctx.caller.container_id) if ctx.caller is not None else ""
     line = (f"{stamp} {caller} uid={event.uid}{where} {compat}{format_call(event, ctx)}"
-            f"{meaning} {format_duration(event.duration_ns)}")
+            f"{meaning} {duration}")
     if ctx.targets is not None:
         t1, t2 = (format_target(t, event.tgid) for t in ctx.targets)
         if t1 != "self" or t2 != "self":  # a process comparing itself needs no word
@@ -116,7 +126,9 @@ def format_line(event: Event, ctx: Context, wall_ns: int) -> str:
         line += f"  [unresolved: {','.join(ctx.unresolved)}]"
     if ctx.crossings:
         line += f"  {CROSSING_MARK} {','.join(ctx.crossings)}"
-    if event.permission_denied:
+    if event.seccomp:
+        line += f"  {SECCOMP_MARK} caller uid={event.uid}"
+    elif event.permission_denied:
         line += f"  {DENIED_MARK} caller uid={event.uid}"
         if ctx.owners is not None:
             line += f", pid1 owner={_owner(ctx.owners[0])}, pid2 owner={_owner(ctx.owners[1])}"
@@ -128,13 +140,16 @@ def format_lost(count: int) -> str:
             "(raise --ringbuf-pages or narrow the filters)")
 
 
-def compat_notes(program) -> list[str]:
-    """What the start line says of 32-bit capture."""
+def start_notes(program) -> list[str]:
+    """What the start line says of 32-bit capture and of what the kernel side cannot give."""
     if program.compat:
-        return ["32-bit: on, taxes every syscall; --no-compat"]
-    if program.compat_error:
-        return [f"32-bit callers not captured: {program.compat_error}"]
-    return ["32-bit: off"]
+        notes = ["32-bit: on, taxes every syscall; --no-compat"]
+    elif program.compat_error:
+        notes = [f"32-bit callers not captured: {program.compat_error}"]
+    else:
+        notes = ["32-bit: off"]
+    return notes + [f"no {KERNEL_FEATURES[feature]}: {reason}"
+                    for feature, reason in program.kernel_off.items()]
 
 
 def exit_line(summary) -> str:

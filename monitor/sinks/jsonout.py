@@ -96,14 +96,27 @@ def _caller(c: Caller, tgid: int, tid: int) -> str:
     # As the caller's pid namespace numbers them; the host's when the caller could not be
     # read (it had gone), and null for a thread gone from another namespace.
     pid, ns_tid = (tgid, str(tid)) if c.ns_pid is None else (c.ns_pid, _int(c.ns_tid))
-    exe = "null" if c.exe is None else f'{{"path":{json_string(path_text(c.exe))}}}'
+    if c.exe is None and c.exe_name is None:
+        exe = "null"
+    else:
+        path = "null" if c.exe is None else json_string(path_text(c.exe))
+        name = "null" if c.exe_name is None else _comm(c.exe_name)
+        exe = f'{{"path":{path},"name":{name},"inode":{_int(c.exe_inode)}}}'
+    caps = "null" if c.caps is None else (
+        f'{{"effective":"{c.caps:#x}",'
+        f'"sysPtrace":{_BOOL[bool(c.caps >> abi.CAP_SYS_PTRACE & 1)]}}}')
     return (f'"processId":{pid},"threadId":{ns_tid},"hostProcessId":{tgid},'
             f'"hostThreadId":{tid},"parentProcessId":{_int(c.ns_ppid)},'
             f'"hostParentProcessId":{_int(c.host_ppid)},"pidNamespace":{_int(c.pidns)},'
             f'"mountNamespace":{_int(c.mntns)},'
             f'"networkNamespace":{_netns(c.netns, c.netns_name)},'
+            f'"userNamespace":{_int(c.userns)},"utsNamespace":{_int(c.utsns)},'
+            f'"ipcNamespace":{_int(c.ipcns)},"cgroupNamespace":{_int(c.cgroupns)},'
+            f'"effectiveUserId":{_int(c.euid)},"effectiveGroupId":{_int(c.egid)},'
+            f'"capabilities":{caps},'
             f'"containerId":{_container(c.container_id)},"executable":{exe},'
-            f'"callerExited":{_BOOL[c.gone]}')
+            f'"callerExited":{_BOOL[c.gone]},'
+            f'"callerContext":"{"kernel" if c.from_kernel else "proc"}"')
 
 
 # The text of the enricher's cached caller and targets, looked up by their identity.
@@ -125,7 +138,7 @@ def _who_text(c: Caller, targets: tuple | None, tgid: int, tid: int,
 
 @functools.lru_cache(maxsize=4096)
 def _call_text(cgroup_id: int, uid: int, gid: int, comm: bytes, ret: int, compat: bool,
-               a: Args | None) -> str:
+               a: Args | None, seccomp: bool) -> str:
     """The fields the kernel's record gives, but the times: a loop of calls repeats them."""
     if a is None:
         args, argsnum, kcmp_type, slot, fault = "[]", 0, "null", "null", "false"
@@ -141,6 +154,7 @@ def _call_text(cgroup_id: int, uid: int, gid: int, comm: bytes, ret: int, compat
             f'"kcmpType":{kcmp_type},"result":"{abi.result_meaning(ret)}",{_errno(ret)},'
             f'"permissionDenied":{_BOOL[ret == -abi.EPERM]},'
             f'"compat":{_BOOL[compat]},"argsKnown":{_BOOL[a is not None]},'
+            f'"refusedBySeccomp":{_BOOL[seccomp]},'
             f'"epollSlot":{slot},"epollSlotFault":{fault}')
 
 
@@ -152,7 +166,7 @@ def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
                      for key, path in ctx.paths.items()) if ctx.paths else ""
     who, targets = _who_text(ctx.caller or _UNKNOWN, ctx.targets, event.tgid, event.tid, a)
     call = _call_text(event.cgroup_id, event.uid, event.gid, event.comm, event.ret,
-                      event.compat, a)
+                      event.compat, a, event.seccomp)
     return (f'{{"timestamp":{wall_ns},{who},{call},'
             f'"durationNs":{_int(event.duration_ns)},"fdPaths":{{{paths}}},'
             f'"callerPidNamespace":{_PIDNS[ctx.same_pidns]},'

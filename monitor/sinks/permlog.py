@@ -9,6 +9,7 @@ import logging
 import time
 from typing import Callable
 
+from ..abi import CAP_SYS_PTRACE
 from ..context.types import Context
 from ..kernel.counters import SLOT_NAMES, SLOT_UNSEEN, slot_of
 from ..kernel.events import Event
@@ -49,14 +50,19 @@ class PermissionLog:
         self.report_suppressed()
         a = event.args
         t1, t2 = ctx.targets or (None, None)
+        c = ctx.caller
+        # The caller as the kernel saw it at the call, where the program read it.
+        kernel = {} if c is None or c.caps is None else dict(
+            euid=c.euid, cap_sys_ptrace=bool(c.caps >> CAP_SYS_PTRACE & 1),
+            exe=_name(c.exe_name), pidns=c.pidns, mntns=c.mntns, netns=c.netns)
         log.warning(logfmt(
-            msg="kcmp permission denied",
+            msg="kcmp refused by seccomp" if event.seccomp else "kcmp permission denied",
             kcmp_type=SLOT_NAMES[slot_of(a.type) if a else SLOT_UNSEEN],
             caller_pid=event.tgid, caller_tid=event.tid, comm=_name(event.comm),
-            uid=event.uid, pid1=a.pid1 if a else None, pid1_uid=t1 and t1.uid,
+            uid=event.uid, **kernel, pid1=a.pid1 if a else None, pid1_uid=t1 and t1.uid,
             pid1_comm=t1 and _name(t1.name), pid2=a.pid2 if a else None,
             pid2_uid=t2 and t2.uid, pid2_comm=t2 and _name(t2.name), compat=event.compat,
-            crosses=",".join(ctx.crossings) or None))
+            seccomp=event.seccomp or None, crosses=",".join(ctx.crossings) or None))
         self.logged += 1
 
     def report_suppressed(self) -> None:

@@ -52,13 +52,12 @@ EXPECTED = {
     "compat_file": ("KCMP_FILE", None),
     "hostile_path": ("KCMP_FILE", None),
     "eperm": ("KCMP_VM", "EPERM"),
-    "seccomp": (None, "EPERM"),  # refused before the syscall: no entry, no arguments
+    "seccomp": ("KCMP_VM", "EPERM"),  # refused before entry: arguments from the registers
 }
 # Calls the workload makes that are not kcmp and must produce no event.
 NOT_KCMP = {"nr349_64bit"}  # the i386 kcmp number from 64-bit code: ENOSYS on x86_64
 STRACE_DIFFERS = {
     "hostile_path": "strace escapes in octal (\\33), we in hex (\\x1b)",
-    "seccomp": "strace sees the arguments through ptrace; no tracepoint does",
 }
 
 
@@ -67,8 +66,6 @@ def int32(value):
 
 
 def case_key(case):
-    if case.name == "seccomp":
-        return (case.caller, False, None)
     # A non-kcmp call, if it were wrongly reported, would be taken for a 32-bit one.
     return (case.caller, case.compat or case.name in NOT_KCMP,
             (int32(case.pid1), int32(case.pid2), int32(case.type), case.idx1, case.idx2))
@@ -111,16 +108,31 @@ def traced(kcmpload, tmp_path_factory):
     # The filtered monitors get no more than the unfiltered ones; give them the same time.
     monitors["json"].wait_lines(expected_total)
     pipe_path = os.readlink(f"/proc/{wl.pid}/fd/{wl.fds['pipe']}")
+    host = _host_view(wl, kcmpload)
     wl.finish()
     codes = {name: m.stop(signal.SIGTERM if name == "pid" else signal.SIGINT)
              for name, m in monitors.items()}
     head_out, head_err = head.communicate(timeout=30)
     return SimpleNamespace(
         wl=wl, monitors=monitors, codes=codes, start_ns=start_ns, pipe_path=pipe_path,
-        head=(head.returncode, head_out.decode(), head_err.decode()),
+        head=(head.returncode, head_out.decode(), head_err.decode()), host=host,
         records={name: [json.loads(line) for line in m.lines()]
                  for name, m in monitors.items() if m.json},
         strace=strace_calls(work / "strace.txt"))
+
+
+def _host_view(wl, exe):
+    """What /proc says of the workload's callers while they live, to hold the kernel's view
+    to: their namespaces, parents and executable."""
+    ns = {kind: os.stat(f"/proc/{wl.pid}/ns/{name}").st_ino for kind, name in (
+        ("pid", "pid"), ("mount", "mnt"), ("user", "user"), ("uts", "uts"), ("ipc", "ipc"),
+        ("cgroup", "cgroup"))}
+    ppid = {}
+    for pid in {c.caller for c in wl.cases}:
+        with open(f"/proc/{pid}/status") as status:
+            ppid[pid] = int(next(line for line in status if line.startswith("PPid:")).split()[1])
+    return {"ns": ns, "net": os.stat(f"/proc/{wl.pid}/ns/net").st_ino, "ppid": ppid,
+            "exe_inode": os.stat(exe).st_ino}
 
 
 def _cases(traced, names=None):
@@ -200,17 +212,31 @@ def test_json_fields_are_decoded_exactly(traced):
         assert record["fdPaths"] == _expected_paths(traced, case), case.name
         assert record["epollSlot"] == _expected_slot(traced, case), case.name
         assert record["epollSlotFault"] == (case.name == "epoll_fault")
-        if case.name == "seccomp":
-            assert record["argsKnown"] is False and record["args"] == []
-            assert record["argsNum"] == 0 and record["durationNs"] is None
-            assert record["targets"] is None
-            continue
         assert record["argsKnown"] is True and record["argsNum"] == 5
         assert [(a["name"], a["type"]) for a in record["args"]] == [
             ("pid1", "pid_t"), ("pid2", "pid_t"), ("type", "int"),
             ("idx1", "unsigned long"), ("idx2", "unsigned long")]
-        assert 0 < record["durationNs"] < 10**9
+        assert record["refusedBySeccomp"] == (case.name == "seccomp")
+        if case.name == "seccomp":  # refused before entry: no duration
+            assert record["durationNs"] is None
+        else:
+            assert 0 < record["durationNs"] < 10**9
+        _check_caller(record, case, traced.host)
         _check_targets(record, case)
+
+
+def _check_caller(record, case, host):
+    """The caller as the kernel saw it: the host's namespaces, its credentials, its exe."""
+    assert record["callerContext"] == "kernel"
+    assert {kind: record[f"{kind}Namespace"] for kind in
+            ("pid", "mount", "user", "uts", "ipc", "cgroup")} == host["ns"]
+    assert record["networkNamespace"] == {"inode": host["net"], "name": None}
+    assert record["effectiveUserId"] == record["effectiveGroupId"] == case.uid
+    assert record["capabilities"]["sysPtrace"] is (case.uid == 0)
+    assert record["executable"]["name"] == "kcmpload"
+    assert record["executable"]["inode"] == host["exe_inode"]
+    assert record["hostParentProcessId"] == host["ppid"][case.caller]
+    assert record["parentProcessId"] == record["hostParentProcessId"]
 
 
 def _check_targets(record, case):
@@ -243,13 +269,12 @@ def test_truncated_pid_decodes_like_strace(traced):
 
 
 def test_console_call_equals_strace(traced):
-    """From `kcmp(` to the return value, every console line is strace's line for that call."""
-    skip = {c.caller for c in traced.wl.cases if c.name == "seccomp"}
+    """From `kcmp(` to the return value, every console line is strace's line for that call,
+    those refused by seccomp included."""
     text = [line for line in traced.monitors["text"].lines() if "evil" not in line]
     ours = [re.search(r"kcmp\(.*?\) = (?:-1 E[A-Z]+ \([^)]*\)|\d+)", line).group(0)
-            for line in text if "kcmp(?)" not in line]
-    theirs = [line for line in strace_calls(traced.monitors["text"].out_path.parent / "strace.txt",
-                                            exclude_pids=skip)
+            for line in text]
+    theirs = [line for line in strace_calls(traced.monitors["text"].out_path.parent / "strace.txt")
               if "evil" not in line]
     assert len(ours) == REPEAT * (len(EXPECTED) - len(STRACE_DIFFERS))
     assert Counter(ours) == Counter(theirs)
@@ -261,11 +286,14 @@ def test_console_lines_carry_context_and_markers(traced):
     wl = traced.wl
     eperm = next(c for c in wl.cases if c.name == "eperm")
     denied = [line for line in lines if "!! DENIED" in line]
-    assert len(denied) == 2 * REPEAT  # eperm and seccomp
+    assert len(denied) == REPEAT
     assert sum(f"kcmpload/{eperm.caller} uid={NOBODY} " in line and
                f"caller uid={NOBODY}, pid1 owner={NOBODY}, pid2 owner=0" in line
                for line in denied) == REPEAT
-    assert sum(line.endswith("<no entry>  !! DENIED caller uid=0") and "kcmp(?)" in line
+    refused = next(c for c in wl.cases if c.name == "seccomp")
+    assert sum(line.endswith(") = -1 EPERM (Operation not permitted) <refused by seccomp>"
+                             "  !! SECCOMP caller uid=0")
+               and f"kcmp({refused.caller}, {refused.caller}, KCMP_VM)" in line
                for line in lines) == REPEAT
     assert sum("[compat] kcmp(" in line for line in lines) == 2 * REPEAT
     same = sum(name.endswith("same") or name in ("epoll_hit", "compat_vm", "compat_file",
@@ -339,7 +367,9 @@ def test_hostile_process_name_is_escaped(kcmpload, tmp_path):
     text.wait_started()
     js.wait_started()
     wl.go()
-    vm_cases = 7  # vm_same, vm_diff, thread_vm, esrch, esrch_truncated, compat_vm, eperm
+    # vm_same, vm_diff, thread_vm, esrch, esrch_truncated, compat_vm, eperm, and seccomp,
+    # whose type the saved registers give
+    vm_cases = 8
     for m in (text, js):
         m.wait_lines(vm_cases * REPEAT)
     wl.finish()
@@ -413,7 +443,7 @@ def test_pids_of_a_caller_in_another_pid_namespace_are_translated(kcmpload, tmp_
     # event is read; its namespace tid then maps to nothing: said, not guessed.
     bad = [r for r in records if r["callerPidNamespace"] != "other" or r["crossesBoundary"]
            or r["contextUnresolved"] != ([] if r["threadId"] is not None else ["pid2"])]
-    assert bad == []
+    assert [(r["threadId"], r["args"], r["contextUnresolved"], r["targets"]) for r in bad] == []
     same_file = [r for r in called if [a["value"] for a in r["args"]][:3] == [1, 1, 0]
                  and r["returnValue"] == 0 and not r["compat"]]
     host = same_file[0]["hostProcessId"]  # the workload, as the host sees it
@@ -431,7 +461,7 @@ def test_pids_of_a_caller_in_another_pid_namespace_are_translated(kcmpload, tmp_
     a = str(wl.dir / "a")
     assert {r["fdPaths"].get("idx1") for r in same_file} >= {a}
     assert all([t["hostPid"] for t in r["targets"]] == [host, host] for r in same_file)
-    eperm = [r for r in called if r["permissionDenied"]]
+    eperm = [r for r in called if r["permissionDenied"] and not r["refusedBySeccomp"]]
     assert len(eperm) == REPEAT
     assert all([(t["hostPid"], t["userId"]) for t in r["targets"]]
                == [(r["hostProcessId"], NOBODY), (host, 0)]
@@ -442,3 +472,28 @@ def test_pids_of_a_caller_in_another_pid_namespace_are_translated(kcmpload, tmp_
         r"kcmp\(1, 1, KCMP_FILE, .*\) = 0 <same> \S+  \[caller in another pid namespace\]$",
         line)]
     assert len(marked) >= len(same_file)
+
+
+def test_without_btf_the_caller_comes_from_proc(kcmpload, tmp_path):
+    """A kernel whose BTF cannot be read: the monitor says what it lacks, and decodes every
+    call with /proc context as before; a seccomp refusal then has no arguments."""
+    missing = tmp_path / "no-btf"
+    wl = Workload.start(kcmpload, tmp_path / "files")
+    js = Monitor(["--output", "json", "--comm", "kcmpload", "--btf", str(missing)], tmp_path,
+                 "json")
+    js.wait_started()
+    wl.go()
+    js.wait_lines(REPEAT * len(EXPECTED))
+    wl.finish()
+    assert js.stop() == 0
+    reason = f"no kernel BTF at {missing}: No such file or directory"
+    assert f"[no caller context from the kernel: {reason}]" in js.stderr()
+    assert f"[no arguments of calls refused by seccomp: {reason}]" in js.stderr()
+    records = [json.loads(line) for line in js.lines()]
+    assert len(records) == REPEAT * len(EXPECTED)
+    assert {r["callerContext"] for r in records} == {"proc"}
+    assert all(r["capabilities"] is None and r["userNamespace"] is None for r in records)
+    assert all(r["executable"]["path"].endswith("/kcmpload") for r in records)
+    refused = [r for r in records if r["permissionDenied"] and r["userId"] == 0]
+    assert len(refused) == REPEAT
+    assert all(not r["argsKnown"] and not r["refusedBySeccomp"] for r in refused)

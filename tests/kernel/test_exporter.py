@@ -37,8 +37,6 @@ def sample(text: str, name: str, missing: float | None = None, **labels) -> floa
 
 
 def slot_of(case) -> str:
-    if case.name == "seccomp":
-        return "unseen"
     t = int32(case.type)
     return SLOT_NAMES[t] if 0 <= t < 8 else "unknown"
 
@@ -83,6 +81,7 @@ def scraped(kcmpload, prometheus_bin, tmp_path_factory):
             'kcmp_caller_calls_total{comm="kcmpload"}',
             'kcmp_caller_permission_denied_total{comm="kcmpload"}',
             "kcmp_events_dropped_total", "kcmp_monitor_program_attached",
+            "kcmp_seccomp_refused_total",
             "kcmp_monitor_build_info", "up")}
         wl.finish()
         status = Path(f"/proc/{daemon.proc.pid}/status").read_text()
@@ -108,7 +107,10 @@ def test_prometheus_sees_exact_errors_and_permission_failures(scraped):
     assert _by(scraped["results"]["kcmp_errors_total"], "kcmp_type", "errno") == errors
     assert _by(scraped["results"]["kcmp_permission_denied_total"], "kcmp_type", "uid") == \
         denied
-    assert denied == {("KCMP_VM", "65534"): REPEAT, ("unseen", "0"): REPEAT}
+    # the seccomp refusal under its type, which the saved registers give
+    assert denied == {("KCMP_VM", "65534"): REPEAT, ("KCMP_VM", "0"): REPEAT}
+    refused = _by(scraped["results"]["kcmp_seccomp_refused_total"], "kcmp_type")
+    assert refused == {(name,): REPEAT if name == "KCMP_VM" else 0 for name in SLOT_NAMES}
 
 
 def test_prometheus_sees_durations_compat_and_callers(scraped):
@@ -144,18 +146,25 @@ def test_exposition_passes_promtool(scraped, prometheus_bin):
 
 
 def test_every_permission_failure_is_logged_as_one_structured_line(scraped):
+    """Each with the caller as the kernel saw it (the daemon holds no capability to read
+    /proc for it), the seccomp refusals apart and with their arguments."""
     lines = [line for line in scraped["stderr"].splitlines()
-             if 'msg="kcmp permission denied"' in line]
+             if 'msg="kcmp permission denied"' in line or 'msg="kcmp refused by seccomp"' in line]
     assert len(lines) == 2 * REPEAT  # within the first burst: none suppressed
-    eperm = next(c for c in scraped["wl"].cases if c.name == "eperm")
+    cases = {c.name: c for c in scraped["wl"].cases}
+    eperm, refused = cases["eperm"], cases["seccomp"]
+    ns = " ".join(f"{kind}={os.stat(f'/proc/self/ns/{name}').st_ino}"
+                  for kind, name in (("pidns", "pid"), ("mntns", "mnt"), ("netns", "net")))
     assert Counter(re.sub(r"caller_tid=\d+ ", "", line) for line in lines) == {
         f'kcmp-monitor: warning: msg="kcmp permission denied" kcmp_type=KCMP_VM '
-        f"caller_pid={eperm.caller} comm=kcmpload uid=65534 pid1={eperm.caller} "
+        f"caller_pid={eperm.caller} comm=kcmpload uid=65534 euid=65534 cap_sys_ptrace=false "
+        f"exe=kcmpload {ns} pid1={eperm.caller} "
         f"pid1_uid=65534 pid1_comm=kcmpload pid2={eperm.pid2} pid2_uid=0 pid2_comm=kcmpload "
         "compat=false": REPEAT,
-        f'kcmp-monitor: warning: msg="kcmp permission denied" kcmp_type=unseen '
-        f"caller_pid={next(c.caller for c in scraped['wl'].cases if c.name == 'seccomp')} "
-        "comm=kcmpload uid=0 compat=false": REPEAT,
+        f'kcmp-monitor: warning: msg="kcmp refused by seccomp" kcmp_type=KCMP_VM '
+        f"caller_pid={refused.caller} comm=kcmpload uid=0 euid=0 cap_sys_ptrace=true "
+        f"exe=kcmpload {ns} pid1={refused.caller} pid1_uid=0 pid1_comm=kcmpload "
+        f"pid2={refused.caller} pid2_uid=0 pid2_comm=kcmpload compat=false seccomp=true": REPEAT,
     }
     assert "Traceback" not in scraped["stderr"]
 

@@ -47,7 +47,14 @@ def test_call_is_printed_as_strace_prints_it(event, ctx, line):
     (_args(type=7, idx1=5, idx2=0, slot_fault=True), Context(), "KCMP_EPOLL_TFD, 5, NULL"),
     (_args(type=0, idx1=0x1_0000_0003, idx2=999), Context(paths={"idx1": "/x"}),
      "KCMP_FILE, 3</x>, 999"),
-    (_args(type=0, idx1=0xFFFFFFFF, idx2=1), Context(), "KCMP_FILE, 4294967295, 1"),
+    # strace prints fds as a C int, and "(deleted)" after the brackets
+    (_args(type=0, idx1=0xFFFFFFFF, idx2=0xDEADBEEF), Context(), "KCMP_FILE, -1, -559038737"),
+    (_args(type=7, idx1=0x80000000, slot=EpollSlot(0xFFFFFFFE, 3, 0xFFFFFFFF)),
+     Context(paths={"tfd": "/memfd:x (deleted)"}),
+     "KCMP_EPOLL_TFD, -2147483648, {efd=-2, tfd=3</memfd:x>(deleted), toff=4294967295}"),
+    (_args(type=0, idx1=3, idx2=4), Context(paths={"idx1": "/tmp/gone (deleted)",
+                                                   "idx2": "/tmp/kept (deleted) too"}),
+     "KCMP_FILE, 3</tmp/gone>(deleted), 4</tmp/kept (deleted) too>"),
     (_args(type=5), Context(), "KCMP_IO"),
 ])
 def test_arguments_by_type(args, ctx, shown):

@@ -17,6 +17,7 @@ def c_layout(tmp_path_factory):
         ("duration_sum_ns", "offsetof(struct kcmp_type_stats, duration_sum_ns)"),
         ("duration_log2", "offsetof(struct kcmp_type_stats, duration_log2)"),
         ("errnos", "offsetof(struct kcmp_type_stats, errnos)"),
+        ("seccomp", "offsetof(struct kcmp_type_stats, seccomp)"),
         ("denied_key", "sizeof(struct kcmp_denied_key)"),
         ("denied_uid", "offsetof(struct kcmp_denied_key, uid)"),
         ("comm_stats", "sizeof(struct kcmp_comm_stats)"),
@@ -34,6 +35,7 @@ def test_type_stats_layout(c_layout):
     assert c_layout["outcome"] == 0 and c_layout["duration_sum_ns"] == 8 * n
     assert c_layout["duration_log2"] == 8 * (n + 1)
     assert c_layout["errnos"] == 8 * (n + 1 + counters.LOG2_SLOTS)
+    assert c_layout["seccomp"] == 8 * (n + 1 + counters.LOG2_SLOTS + counters.ERRNO_SLOTS)
     assert (counters.SLOTS, counters.ERRNO_SLOTS, counters.LOG2_SLOTS, n) == (
         c_layout["SLOTS"], c_layout["ERRNO_SLOTS"], c_layout["LOG2_SLOTS"],
         c_layout["OUTCOMES"])
@@ -53,14 +55,16 @@ def test_slot_names():
 
 
 def test_type_stats_sum_over_cpus():
-    def cpu(same, err22, dur_sum, log2_5):
-        values = [0] * (3 + 1 + counters.LOG2_SLOTS + counters.ERRNO_SLOTS)
+    def cpu(same, err22, dur_sum, log2_5, seccomp=0):
+        values = [0] * (3 + 1 + counters.LOG2_SLOTS + counters.ERRNO_SLOTS + 1)
         values[0], values[2], values[3] = same, err22, dur_sum
         values[4 + 5] = log2_5
         values[4 + counters.LOG2_SLOTS + 22] = err22
+        values[-1] = seccomp
         return struct.pack(f"<{len(values)}Q", *values)
 
-    stats = TypeStats.from_cpus([cpu(1, 2, 300, 3), cpu(10, 20, 4000, 30)])
+    stats = TypeStats.from_cpus([cpu(1, 2, 300, 3, seccomp=1), cpu(10, 20, 4000, 30, 5)])
+    assert stats.seccomp == 6
     assert stats.outcome == [11, 0, 22]
     assert stats.duration_sum_ns == 4300
     assert stats.duration_log2[5] == 33 and sum(stats.duration_log2) == 33

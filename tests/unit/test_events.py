@@ -5,7 +5,7 @@ import struct
 import pytest
 
 from kcmp_monitor.kernel import counters, events, proctable
-from kcmp_monitor.kernel.events import Args, EpollSlot, Event
+from kcmp_monitor.kernel.events import Args, EpollSlot, Event, KernelTask
 from tests.helpers import ROOT, c_facts
 
 HEADER = ROOT / "bpf" / "kcmp.h"
@@ -22,6 +22,12 @@ def c_layout(tmp_path_factory):
                                "KCMP_STAT_INFLIGHT", "KCMP_STAT_COMPAT",
                                "KCMP_STAT_DENIED_OVERFLOW", "KCMP_STAT_COMM_OVERFLOW",
                                "KCMP_STAT_COMM_OVERFLOW_DENIED", "KCMP_STAT_COUNT")]
+    facts += [(f"task.{name}", f"offsetof(struct kcmp_task, {name})")
+              for name, _ in events.TASK_LAYOUT]
+    facts += [("task_sizeof", "sizeof(struct kcmp_task)"),
+              ("record_sizeof", "sizeof(struct kcmp_record)"),
+              ("record_task", "offsetof(struct kcmp_record, task)")]
+    facts += [(n, n) for n in ("KCMP_EV_TASK", "KCMP_EV_REGS", "KCMP_EV_SECCOMP")]
     facts += [("proc_sizeof", "sizeof(struct kcmp_proc)"),
               ("proc_ppid", "offsetof(struct kcmp_proc, ppid)"),
               ("proc_comm", "offsetof(struct kcmp_proc, comm)")]
@@ -30,6 +36,9 @@ def c_layout(tmp_path_factory):
 
 def test_size_matches_the_c_struct(c_layout):
     assert events.RAW_EVENT.size == c_layout["sizeof"] == 128
+    assert events.RAW_TASK.size == c_layout["task_sizeof"]
+    assert events.RECORD_SIZE == c_layout["record_sizeof"]
+    assert c_layout["record_task"] == events.RAW_EVENT.size
 
 
 def test_process_table_entry_matches_the_c_struct(c_layout):
@@ -42,6 +51,10 @@ def test_every_offset_matches_the_c_struct(c_layout):
     for name, code in events.LAYOUT:
         assert c_layout[name] == offset, name
         offset += struct.calcsize("<" + code)
+    offset = 0
+    for name, code in events.TASK_LAYOUT:
+        assert c_layout[f"task.{name}"] == offset, name
+        offset += struct.calcsize("<" + code)
 
 
 def test_flag_and_stat_values_match_the_header(c_layout):
@@ -49,6 +62,8 @@ def test_flag_and_stat_values_match_the_header(c_layout):
             events.EV_TRACE, events.EV_OWN_PIDNS) == (
         c_layout["KCMP_EV_ENTRY"], c_layout["KCMP_EV_COMPAT"], c_layout["KCMP_EV_SLOT_READ"],
         c_layout["KCMP_EV_SLOT_FAULT"], c_layout["KCMP_EV_TRACE"], c_layout["KCMP_EV_OWN_PIDNS"])
+    assert (events.EV_TASK, events.EV_REGS, events.EV_SECCOMP) == (
+        c_layout["KCMP_EV_TASK"], c_layout["KCMP_EV_REGS"], c_layout["KCMP_EV_SECCOMP"])
     assert (counters.STAT_DROPPED, counters.STAT_INFLIGHT, counters.STAT_COMPAT,
             counters.STAT_DENIED_OVERFLOW, counters.STAT_COMM_OVERFLOW,
             counters.STAT_COMM_OVERFLOW_DENIED, counters.STAT_COUNT) == (
@@ -77,33 +92,57 @@ def _event(**changes):
     _event(comm=b"fifteen-bytes!!"),
     _event(ret=-1, traced=False),
     _event(ppid=4321, own_pidns=False),
+    # refused by seccomp: the arguments from the registers, no duration
+    _event(duration_ns=None, ret=-1, seccomp=True),
+    _event(task=KernelTask(4026531836, 4026531840, 4026531833, 4026531837, 4026531838,
+                           4026531839, 4026531835, 1, 7, 8, 0, 2, 0, 0, 1000, 1000, 1 << 19,
+                           4242, b"a" * 63, True)),
 ])
 def test_byte_round_trip(event):
     raw = events.encode(event)
-    assert len(raw) == events.RAW_EVENT.size
+    assert len(raw) == events.RECORD_SIZE
     assert events.decode(raw) == event
     assert events.encode(events.decode(raw)) == raw
 
 
+def _call(raw):
+    """The call's part of a record, as values."""
+    return list(events.RAW_EVENT.unpack_from(raw))
+
+
+def _record(values):
+    return events.RAW_EVENT.pack(*values) + bytes(events.RAW_TASK.size)
+
+
 def test_decode_truncates_like_the_kernel():
-    raw = bytearray(events.encode(_event()))
-    values = list(events.RAW_EVENT.unpack(bytes(raw)))
+    values = _call(events.encode(_event()))
     names = [name for name, _ in events.LAYOUT]
     values[names.index("pid1")] = 0xDEADCA75FACE1057
     values[names.index("type")] = 0xFFFFFFFF00000001
     values[names.index("idx1")] = 0x1_0000_0003
-    event = events.decode(events.RAW_EVENT.pack(*values))
+    event = events.decode(_record(values))
     assert event.args.pid1 == -87158697
     assert event.args.type == 1
     assert event.args.fd1 == 3 and event.args.idx1 == 0x1_0000_0003
 
 
 def test_decode_without_entry_has_no_arguments_or_duration():
-    values = list(events.RAW_EVENT.unpack(events.encode(_event())))
+    values = _call(events.encode(_event()))
     names = [name for name, _ in events.LAYOUT]
     values[names.index("flags")] = 0
-    event = events.decode(events.RAW_EVENT.pack(*values))
+    event = events.decode(_record(values))
     assert event.args is None and event.duration_ns is None
+    assert event.task is None and not event.seccomp
+    values[names.index("flags")] = events.EV_REGS | events.EV_SECCOMP
+    event = events.decode(_record(values))
+    assert event.args == _event().args and event.duration_ns is None and event.seccomp
+
+
+def test_kernel_task_of_a_record():
+    task = KernelTask(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 3, 12, 13, 14, 15,
+                      (1 << 19) | 1, 99, b"sleep", False)
+    assert events.decode(events.encode(_event(task=task))).task == task
+    assert task.may_ptrace and not task._replace(cap_effective=1).may_ptrace
 
 
 def test_event_meaning_and_permission_failure():

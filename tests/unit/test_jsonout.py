@@ -18,7 +18,11 @@ SCHEMA = {
     "parentProcessId": (int, type(None)), "hostParentProcessId": (int, type(None)),
     "pidNamespace": (int, type(None)), "mountNamespace": (int, type(None)),
     "containerId": (str, type(None)), "executable": (dict, type(None)),
-    "networkNamespace": (dict, type(None)),
+    "networkNamespace": (dict, type(None)), "userNamespace": (int, type(None)),
+    "utsNamespace": (int, type(None)), "ipcNamespace": (int, type(None)),
+    "cgroupNamespace": (int, type(None)), "effectiveUserId": (int, type(None)),
+    "effectiveGroupId": (int, type(None)), "capabilities": (dict, type(None)),
+    "callerContext": str, "refusedBySeccomp": bool,
 }
 
 
@@ -143,3 +147,31 @@ def test_the_readme_documents_every_field_and_no_other():
     documented = {name for row in re.findall(r"^\| (`[^|]+`) \|", section, re.M)
                   for name in re.findall(r"`(\w+)`", row)}
     assert documented == set(_record(_event()))
+
+
+def test_caller_from_the_kernel():
+    caller = Caller(3, 3, 900, 1, 4026532000, 4026532001, "", None, 4026532002, None, 2,
+                    gone=True, userns=4026531837, utsns=4026532003, ipcns=4026532004,
+                    cgroupns=4026531835, euid=0, egid=0, caps=(1 << 19) | (1 << 21),
+                    exe_name=b"short\x1blived", exe_inode=4242)
+    record = _record(_event(ret=0), Context(caller=caller))
+    assert record["callerContext"] == "kernel" and record["callerExited"] is True
+    assert (record["pidNamespace"], record["mountNamespace"], record["userNamespace"],
+            record["utsNamespace"], record["ipcNamespace"], record["cgroupNamespace"]) == (
+        4026532000, 4026532001, 4026531837, 4026532003, 4026532004, 4026531835)
+    assert record["networkNamespace"] == {"inode": 4026532002, "name": None}
+    assert (record["effectiveUserId"], record["effectiveGroupId"]) == (0, 0)
+    assert record["capabilities"] == {"effective": "0x280000", "sysPtrace": True}
+    assert record["executable"] == {"path": None, "name": "short\u001blived", "inode": 4242}
+    plain = _record(_event(ret=0), Context(caller=caller._replace(caps=None, exe_name=None,
+                                                                  exe_inode=None,
+                                                                  exe="/bin/x")))
+    assert plain["callerContext"] == "proc" and plain["capabilities"] is None
+    assert plain["executable"] == {"path": "/bin/x", "name": None, "inode": None}
+
+
+def test_refused_by_seccomp_with_the_arguments_from_the_registers():
+    record = _record(_event(ret=-1, duration_ns=None, seccomp=True))
+    assert record["refusedBySeccomp"] is True and record["argsKnown"] is True
+    assert record["argsNum"] == 5 and record["durationNs"] is None
+    assert _record(_event(ret=-1))["refusedBySeccomp"] is False

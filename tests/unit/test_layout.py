@@ -19,7 +19,7 @@ ALLOWED = {
     "probe": {"context", "sinks"},
     "trace": {"kernel", "context", "sinks"},
     "wiring": {"kernel", "context", "sinks", "exporter", "trace"},
-    "cli": {"wiring", "probe"},
+    "cli": {"kernel", "context", "sinks", "exporter", "probe", "trace", "wiring"},
 }
 
 

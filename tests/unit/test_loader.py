@@ -98,3 +98,28 @@ def test_headers_missing(tmp_path):
         loader.check_kernel(str(tmp_path), str(tmp_path / "modules"))
     (tmp_path / "modules/build").mkdir(parents=True)
     loader.check_kernel(str(tmp_path), str(tmp_path / "modules"))
+
+
+def test_kernel_features_bring_their_offsets_and_abi_values():
+    kernel = ["-DBTF_TASK_STACK=32", "-DKERNEL_SECCOMP"]
+    d = {f.split("=")[0][2:]: (f.split("=", 1)[1] if "=" in f else None)
+         for f in loader.cflags(ProgramOptions(), False, kernel) if f.startswith("-D")}
+    assert d["BTF_TASK_STACK"] == "32" and "KERNEL_SECCOMP" in d
+    assert (d["NR_KCMP"], d["SECCOMP_MODE_FILTER_VALUE"], d["THREAD_SIZE_VALUE"]) == (
+        "312", "2", "16384")
+    assert "NR_KCMP" not in _defines(ProgramOptions())
+
+
+def test_kernel_features_wanted(tmp_path):
+    import os
+
+    from tests.helpers import skip_or_fail
+
+    if not os.path.exists(loader.VMLINUX):
+        skip_or_fail(f"the kernel has no BTF at {loader.VMLINUX}")
+    streamed = loader.kernel_features(ProgramOptions())
+    assert streamed.on == ("caller", "seccomp") and streamed.off == {}
+    counted = loader.kernel_features(ProgramOptions(trace=False, count=True))
+    assert counted.on == ("seccomp",)  # the caller is read only for streamed records
+    none = loader.kernel_features(ProgramOptions(btf=str(tmp_path / "none")))
+    assert none.on == () and none.flags == [] and set(none.off) == {"caller", "seccomp"}

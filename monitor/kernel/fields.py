@@ -1,0 +1,110 @@
+"""The kernel struct members bpf/kcmp.bpf.c reads, by feature, resolved from the running
+kernel's BTF into the -D flags (BTF_<NAME>=<offset>) the program reads them with.
+
+A feature is on only when every member it reads is found with the size expected; otherwise it
+is off, and the reason names the member. Sizes are checked because a member that changed type
+(a pointer become an array, an int become a long) would be read wrong at the right offset.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .btf import Btf, BtfMissing
+
+P = 8  # a pointer, on the 64-bit machines this program runs on
+
+# feature -> {flag name: (struct, member path, size; None: any)}
+FEATURES: dict[str, dict[str, tuple[str, str, int | None]]] = {
+    # The caller as the kernel sees it at the call: namespaces, pids, parent, creds, executable.
+    "caller": {
+        "TASK_NSPROXY": ("task_struct", "nsproxy", P),
+        "TASK_THREAD_PID": ("task_struct", "thread_pid", P),
+        "TASK_GROUP_LEADER": ("task_struct", "group_leader", P),
+        "TASK_REAL_PARENT": ("task_struct", "real_parent", P),
+        "TASK_TGID": ("task_struct", "tgid", 4),
+        "TASK_REAL_CRED": ("task_struct", "real_cred", P),
+        "TASK_CRED": ("task_struct", "cred", P),
+        "TASK_MM": ("task_struct", "mm", P),
+        "NSPROXY_UTS": ("nsproxy", "uts_ns", P),
+        "NSPROXY_IPC": ("nsproxy", "ipc_ns", P),
+        "NSPROXY_MNT": ("nsproxy", "mnt_ns", P),
+        "NSPROXY_NET": ("nsproxy", "net_ns", P),
+        "NSPROXY_CGROUP": ("nsproxy", "cgroup_ns", P),
+        "UTS_INUM": ("uts_namespace", "ns.inum", 4),
+        "IPC_INUM": ("ipc_namespace", "ns.inum", 4),
+        "MNT_INUM": ("mnt_namespace", "ns.inum", 4),
+        "NET_INUM": ("net", "ns.inum", 4),
+        "CGROUP_INUM": ("cgroup_namespace", "ns.inum", 4),
+        "PIDNS_INUM": ("pid_namespace", "ns.inum", 4),
+        "USERNS_INUM": ("user_namespace", "ns.inum", 4),
+        "PID_LEVEL": ("pid", "level", 4),
+        "PID_NUMBERS": ("pid", "numbers", None),  # a flexible array of struct upid
+        "UPID_NR": ("upid", "nr", 4),
+        "UPID_NS": ("upid", "ns", P),
+        "CRED_UID": ("cred", "uid", 4),
+        "CRED_GID": ("cred", "gid", 4),
+        "CRED_EUID": ("cred", "euid", 4),
+        "CRED_EGID": ("cred", "egid", 4),
+        "CRED_CAP_EFFECTIVE": ("cred", "cap_effective", 8),
+        "CRED_USER_NS": ("cred", "user_ns", P),
+        "MM_EXE_FILE": ("mm_struct", "exe_file", P),
+        "FILE_INODE": ("file", "f_inode", P),
+        "FILE_DENTRY": ("file", "f_path.dentry", P),
+        "INODE_INO": ("inode", "i_ino", 8),
+        "DENTRY_NAME_LEN": ("dentry", "d_name.len", 4),
+        "DENTRY_NAME": ("dentry", "d_name.name", P),
+    },
+    # A call refused before entry (by seccomp): its arguments from the saved user registers at
+    # the top of the task's kernel stack, and whether the task runs under a seccomp filter.
+    "seccomp": {
+        "TASK_STACK": ("task_struct", "stack", P),
+        "TASK_SECCOMP_MODE": ("task_struct", "seccomp.mode", 4),
+        "PT_REGS_DI": ("pt_regs", "di", 8),
+        "PT_REGS_SI": ("pt_regs", "si", 8),
+        "PT_REGS_DX": ("pt_regs", "dx", 8),
+        "PT_REGS_R10": ("pt_regs", "r10", 8),
+        "PT_REGS_R8": ("pt_regs", "r8", 8),
+        "PT_REGS_ORIG_AX": ("pt_regs", "orig_ax", 8),
+    },
+}
+# Whole-struct sizes a feature needs, as (flag name, struct).
+SIZES = {"caller": (("UPID_SIZE", "upid"),), "seccomp": (("PT_REGS_SIZE", "pt_regs"),)}
+
+
+class Resolved(NamedTuple):
+    flags: list[str]  # -D flags for the features that are on (-DKERNEL_<FEATURE> included)
+    on: tuple[str, ...]  # the features on
+    off: dict[str, str]  # feature -> why it is off
+
+
+def resolve(path: str | None = None, features: tuple[str, ...] = tuple(FEATURES)) -> Resolved:
+    """The flags for every feature whose members the kernel's BTF has; path: a BTF file other
+    than the running kernel's (for tests)."""
+    try:
+        btf = Btf(path) if path else Btf()
+    except BtfMissing as exc:
+        return Resolved([], (), dict.fromkeys(features, str(exc)))
+    flags: list[str] = []
+    on: list[str] = []
+    off: dict[str, str] = {}
+    with btf:
+        for feature in features:
+            try:
+                found = [f"-DBTF_{name}={_offset(btf, *where)}"
+                         for name, where in FEATURES[feature].items()]
+                found += [f"-DBTF_{name}={btf.size(struct)}"
+                          for name, struct in SIZES.get(feature, ())]
+            except BtfMissing as exc:
+                off[feature] = f"the kernel's BTF has no {exc}"
+                continue
+            flags += found + [f"-DKERNEL_{feature.upper()}"]
+            on.append(feature)
+    return Resolved(flags, tuple(on), off)
+
+
+def _offset(btf: Btf, struct: str, path: str, size: int | None) -> int:
+    member = btf.member(struct, path)
+    if size is not None and member.size != size:
+        raise BtfMissing(f"{struct}.{path} of {size} bytes (it has {member.size})")
+    return member.offset
