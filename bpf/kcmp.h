@@ -110,6 +110,34 @@ struct kcmp_record {
 	struct kcmp_task task;
 };
 
+/* One of the caller's own fds named by a KCMP_FILE or KCMP_EPOLL_TFD call, as its fd table
+ * held it at the call (KERNEL_FILES). */
+#define KCMP_FILES         3     /* idx1; idx2 or the slot's efd; the slot's tfd */
+#define KCMP_PATH_MAX      256   /* bytes of a path a record holds, its NUL not included */
+#define KCMP_PATH_DEPTH    16    /* dentries (and mounts crossed) walked at most */
+#define KCMP_FILE_OWN      0x1   /* the fd is the caller's own: looked up in its table */
+#define KCMP_FILE_OPEN     0x2   /* and was open there */
+#define KCMP_FILE_DNAME    0x4   /* a pseudo file its file system names (pipe:, socket:,
+				  * anon_inode:): path holds only its dentry's name */
+#define KCMP_FILE_UNLINKED 0x8   /* deleted, as d_path's " (deleted)" says */
+#define KCMP_FILE_CUT      0x10  /* longer or deeper than the record holds: the path is its end */
+
+struct kcmp_file {
+	__u64 ino;
+	__u32 dev;         /* the kernel's dev_t: major << 20 | minor */
+	__u32 magic;       /* the file system's s_magic */
+	__u32 flags;
+	__u32 path_len;
+	char path[KCMP_PATH_MAX]; /* as /proc/<pid>/fd would show it from the root of the
+				   * caller's mount namespace, path_len bytes */
+};
+
+/* The record of a KCMP_FILE or KCMP_EPOLL_TFD call whose arguments are known. */
+struct kcmp_record_files {
+	struct kcmp_record record;
+	struct kcmp_file files[KCMP_FILES];
+};
+
 /* What the process table keeps of a task, so that one gone before its event is decoded still
  * has a name and a parent. */
 struct kcmp_proc {

@@ -85,6 +85,15 @@ ESRCH = _errno.ESRCH
 CLONE_PARENT = 0x00008000
 CLONE_THREAD = 0x00010000
 
+# File systems whose files /proc/<pid>/fd names by the file system (<linux/magic.h>), and
+# the names they give: "pipe:[inode]", "socket:[inode]", "anon_inode:" and the dentry's name;
+# the internal tmpfs and hugetlbfs mounts (memfd_create, SysV shm) "/name (deleted)".
+PIPEFS_MAGIC = 0x50495045
+SOCKFS_MAGIC = 0x534F434B
+ANON_INODE_FS_MAGIC = 0x09041934
+TMPFS_MAGIC = 0x01021994
+HUGETLBFS_MAGIC = 0x958458F6
+
 # A task filtering its syscalls through seccomp (<linux/seccomp.h>: task_struct.seccomp.mode).
 SECCOMP_MODE_FILTER = 2
 

@@ -53,9 +53,16 @@ def enrich(event: Event, proc: ProcReader) -> Context:
     if not fds:
         return ctx
     owners = (pid1, pid2)
+    files = event.files
     paths: dict[str, str] = {}
-    for key, whose, fd in fds:
-        path = proc.fd_path(owners[whose], fd)
+    for i, (key, whose, fd) in enumerate(fds):
+        # The caller's own fds as the kernel saw them at the call; others' from /proc.
+        known = files[i] if files is not None else None
+        path = known.path() if known is not None else None
+        if path is not None:
+            path = proc.described(owners[whose], path)
+        elif known is None or known.open:  # not the caller's, or a file system unknown here
+            path = proc.fd_path(owners[whose], fd)
         if path is not None:
             paths[key] = path
     return ctx._replace(paths=paths)

@@ -88,8 +88,11 @@ class ProcReader:
         read."""
         if not pid or pid <= 0 or fd > _FD_MAX:
             return None
-        path = self.fs.fd_path(pid, fd)
-        if path is not None and self.sockets is not None and path.startswith("socket:["):
+        return self.described(pid, self.fs.fd_path(pid, fd))
+
+    def described(self, pid: int | None, path: str | None) -> str | None:
+        """A socket's path as its endpoints, where they can be found."""
+        if pid and path is not None and self.sockets is not None and path.startswith("socket:["):
             return self.sockets.describe(int(path[8:-1]), pid) or path
         return path
 

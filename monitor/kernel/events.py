@@ -62,6 +62,18 @@ TASK_LAYOUT = (
 )
 RAW_TASK = struct.Struct("<" + "".join(code for _, code in TASK_LAYOUT))
 RECORD_SIZE = RAW_EVENT.size + RAW_TASK.size
+# struct kcmp_file: KCMP_FILES of them follow the task in the record of a call naming fds.
+FILE_LAYOUT = (
+    ("ino", "Q"),
+    ("dev", "I"),
+    ("magic", "I"),
+    ("flags", "I"),
+    ("path_len", "I"),
+    ("path", "256s"),
+)
+RAW_FILE = struct.Struct("<" + "".join(code for _, code in FILE_LAYOUT))
+FILES = 3  # idx1; idx2 or the slot's efd; the slot's tfd
+FILES_RECORD_SIZE = RECORD_SIZE + FILES * RAW_FILE.size
 # The same bytes read the way the kernel reads the arguments: pid1, pid2 and type are the low
 # 32 bits of their registers taken as signed (little-endian: the first 4 of the 8 bytes), so
 # the C unpacker truncates them, not Python code per event.
@@ -78,6 +90,13 @@ EV_OWN_PIDNS = 0x20
 EV_TASK = 0x40
 EV_REGS = 0x80
 EV_SECCOMP = 0x100
+
+# Flag bits of struct kcmp_file.flags.
+FILE_OWN = 0x1
+FILE_OPEN = 0x2
+FILE_DNAME = 0x4
+FILE_UNLINKED = 0x8
+FILE_CUT = 0x10
 
 
 # Named tuples rather than frozen dataclasses: the same immutable values, built several times
@@ -109,7 +128,8 @@ class Args(NamedTuple):
 
     def fds(self) -> tuple[tuple[str, int, int], ...]:
         """The fds the call names, as (key, whose, fd) with whose 0 for pid1 and 1 for pid2:
-        idx1 is pid1's fd; idx2 (KCMP_FILE) and the epoll slot's efd and tfd are pid2's."""
+        idx1 is pid1's fd; idx2 (KCMP_FILE) and the epoll slot's efd and tfd are pid2's. In
+        the order of the kernel's record of them (Event.files)."""
         if self.type == abi.KcmpType.KCMP_FILE:
             return (("idx1", 0, self.fd1), ("idx2", 1, self.fd2))
         if self.type != abi.KcmpType.KCMP_EPOLL_TFD:
@@ -117,6 +137,41 @@ class Args(NamedTuple):
         if self.slot is None:
             return (("idx1", 0, self.fd1),)
         return (("idx1", 0, self.fd1), ("efd", 1, self.slot.efd), ("tfd", 1, self.slot.tfd))
+
+
+class KernelFile(NamedTuple):
+    """One of the caller's own fds, as its fd table held it at the call."""
+
+    open: bool  # False: not open (the call then fails with EBADF)
+    inode: int
+    dev: int  # the kernel's dev_t: major << 20 | minor
+    magic: int  # the file system's
+    name: bytes  # the path from the root of the caller's mount namespace, or for a pseudo
+    pseudo: bool  # file (pipe, socket, anon inode) the name its file system gives it
+    deleted: bool
+    cut: bool  # longer or deeper than the record holds: name is the path's end
+
+    @property
+    def device(self) -> str:
+        return f"{self.dev >> 20}:{self.dev & 0xFFFFF}"
+
+    def path(self) -> str | None:
+        """What /proc/<pid>/fd/<n> showed at the call; None where not open, or for a pseudo
+        file of a file system not known here."""
+        if not self.open:
+            return None
+        name = self.name.decode("utf-8", "surrogateescape")
+        if self.pseudo:
+            if self.magic == abi.PIPEFS_MAGIC:
+                return f"pipe:[{self.inode}]"
+            if self.magic == abi.SOCKFS_MAGIC:
+                return f"socket:[{self.inode}]"
+            if self.magic == abi.ANON_INODE_FS_MAGIC:
+                return f"anon_inode:{name}"
+            if self.magic in (abi.TMPFS_MAGIC, abi.HUGETLBFS_MAGIC):
+                return f"/{name} (deleted)"
+            return None
+        return ("..." if self.cut else "") + name + (" (deleted)" if self.deleted else "")
 
 
 class KernelTask(NamedTuple):
@@ -167,6 +222,9 @@ class Event(NamedTuple):
     own_pidns: bool = True  # the caller was in the monitor's pid namespace at the call
     task: KernelTask | None = None  # the caller as the kernel saw it, where it could say
     seccomp: bool = False  # refused before entry while the caller ran under a seccomp filter
+    # idx1; idx2 or the slot's efd; the slot's tfd: the caller's own fds as the kernel saw
+    # them (None for one the kernel did not look up: not the caller's, or not read)
+    files: tuple[KernelFile | None, ...] | None = None
 
     @property
     def errno(self) -> int | None:
@@ -191,6 +249,17 @@ def _task(raw: bytes) -> KernelTask:
                       name_len > len(name))
 
 
+def _files(raw: bytes) -> tuple[KernelFile | None, ...]:
+    found: list[KernelFile | None] = []
+    for i in range(FILES):
+        ino, dev, magic, flags, length, path = RAW_FILE.unpack_from(
+            raw, RECORD_SIZE + i * RAW_FILE.size)
+        found.append(None if not flags & FILE_OWN else KernelFile(
+            bool(flags & FILE_OPEN), ino, dev, magic, path[:length], bool(flags & FILE_DNAME),
+            bool(flags & FILE_UNLINKED), bool(flags & FILE_CUT)))
+    return tuple(found)
+
+
 def decode(raw: bytes) -> Event:
     """An Event from the bytes of one ring-buffer record."""
     (ts_ns, duration_ns, cgroup_id, pid1, pid2, kcmp_type, idx1, idx2, ret, tgid, tid, uid, gid,
@@ -207,7 +276,8 @@ def decode(raw: bytes) -> Event:
     return Event(ts_ns, duration_ns, cgroup_id, tgid, tid, uid, gid, comm.split(b"\0", 1)[0],
                  ret, bool(flags & EV_COMPAT), args, bool(flags & EV_TRACE), ppid,
                  bool(flags & EV_OWN_PIDNS), _task(raw) if flags & EV_TASK else None,
-                 bool(flags & EV_SECCOMP))
+                 bool(flags & EV_SECCOMP),
+                 _files(raw) if len(raw) >= FILES_RECORD_SIZE else None)
 
 
 def encode(event: Event) -> bytes:
@@ -233,6 +303,15 @@ def encode(event: Event) -> bytes:
                              t.ppid, t.ns_pid, t.ns_tid, t.ns_ppid, t.depth - 1, t.uid, t.gid,
                              t.euid, t.egid, t.cap_effective, t.exe_ino, name_len, 0,
                              t.exe_name)
+    files = b""
+    if event.files is not None:
+        for f in event.files:
+            if f is None:
+                files += bytes(RAW_FILE.size)
+                continue
+            bits = (FILE_OWN | (FILE_OPEN if f.open else 0) | (FILE_DNAME if f.pseudo else 0)
+                    | (FILE_UNLINKED if f.deleted else 0) | (FILE_CUT if f.cut else 0))
+            files += RAW_FILE.pack(f.inode, f.dev, f.magic, bits, len(f.name), f.name)
     mask = 0xFFFFFFFFFFFFFFFF
     return RAW_EVENT.pack(
         event.ts_ns, event.duration_ns or 0, event.cgroup_id,
@@ -240,4 +319,4 @@ def encode(event: Event) -> bytes:
         a.idx1 if a else 0, a.idx2 if a else 0, event.ret,
         event.tgid, event.tid, event.uid, event.gid, slot.efd, slot.tfd, slot.toff, flags,
         event.comm, event.ppid, 0,
-    ) + task
+    ) + task + files

@@ -55,6 +55,26 @@ FEATURES: dict[str, dict[str, tuple[str, str, int | None]]] = {
         "DENTRY_NAME_LEN": ("dentry", "d_name.len", 4),
         "DENTRY_NAME": ("dentry", "d_name.name", P),
     },
+    # The caller's own fds named by the call (needs "caller"): the file, its file system, and
+    # its path by a walk of dentries and mounts up to the root of the caller's mount namespace.
+    "files": {
+        "TASK_FILES": ("task_struct", "files", P),
+        "FILES_FDT": ("files_struct", "fdt", P),
+        "FDT_MAX_FDS": ("fdtable", "max_fds", 4),
+        "FDT_FD": ("fdtable", "fd", P),
+        "FILE_MNT": ("file", "f_path.mnt", P),
+        "INODE_SB": ("inode", "i_sb", P),
+        "SB_DEV": ("super_block", "s_dev", 4),
+        "SB_MAGIC": ("super_block", "s_magic", 8),
+        "DENTRY_PARENT": ("dentry", "d_parent", P),
+        "DENTRY_HASH_PPREV": ("dentry", "d_hash.pprev", P),
+        "DENTRY_OP": ("dentry", "d_op", P),
+        "DOPS_DNAME": ("dentry_operations", "d_dname", P),
+        "VFSMOUNT_ROOT": ("vfsmount", "mnt_root", P),
+        "MOUNT_MNT": ("mount", "mnt", None),  # struct vfsmount, embedded
+        "MOUNT_PARENT": ("mount", "mnt_parent", P),
+        "MOUNT_MOUNTPOINT": ("mount", "mnt_mountpoint", P),
+    },
     # A call refused before entry (by seccomp): its arguments from the saved user registers at
     # the top of the task's kernel stack, and whether the task runs under a seccomp filter.
     "seccomp": {
@@ -70,6 +90,8 @@ FEATURES: dict[str, dict[str, tuple[str, str, int | None]]] = {
 }
 # Whole-struct sizes a feature needs, as (flag name, struct).
 SIZES = {"caller": (("UPID_SIZE", "upid"),), "seccomp": (("PT_REGS_SIZE", "pt_regs"),)}
+# A feature that reads what another one found.
+REQUIRES = {"files": "caller"}
 
 
 class Resolved(NamedTuple):
@@ -90,6 +112,10 @@ def resolve(path: str | None = None, features: tuple[str, ...] = tuple(FEATURES)
     off: dict[str, str] = {}
     with btf:
         for feature in features:
+            needed = REQUIRES.get(feature)
+            if needed is not None and needed not in on:
+                off[feature] = f"it needs {needed}, which is off"
+                continue
             try:
                 found = [f"-DBTF_{name}={_offset(btf, *where)}"
                          for name, where in FEATURES[feature].items()]

@@ -54,6 +54,7 @@ class ProgramOptions:
 
 # What the kernel-side features are called where a person reads about them.
 KERNEL_FEATURES = {"caller": "caller context from the kernel",
+                   "files": "the caller's own fds from the kernel",
                    "seccomp": "arguments of calls refused by seccomp"}
 
 
@@ -61,7 +62,7 @@ def kernel_features(options: ProgramOptions) -> fields.Resolved:
     """The kernel-side features this program can have here, with the flags that turn them on:
     the caller read from the kernel for streamed records, and (x86_64) the registers of calls
     refused before entry."""
-    wanted: tuple[str, ...] = ("caller",) if options.streams else ()
+    wanted: tuple[str, ...] = ("caller", "files") if options.streams else ()
     off = {}
     if abi.is_x86_64():
         wanted += ("seccomp",)
@@ -79,6 +80,7 @@ def cflags(options: ProgramOptions, compat: bool, kernel: list[str] | None = Non
         f"-I{BPF_DIR}",
         f"-DRINGBUF_PAGES={options.ringbuf_pages}",
         f"-DKCMP_EPOLL_TFD={abi.KcmpType.KCMP_EPOLL_TFD.value}",
+        f"-DKCMP_FILE_TYPE={abi.KcmpType.KCMP_FILE.value}",
         f"-DKCMP_TYPE_UNKNOWN_BIT={abi.KCMP_TYPES}",
         f"-DEPERM_ERRNO={abi.EPERM}",
     ]

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from .. import abi
 from ..context.types import Caller, Context, Target
-from ..kernel.events import Args, Event
+from ..kernel.events import Args, Event, KernelFile
 from ..memo import IdentityMemo
 from .console import start_line
 
@@ -158,6 +158,19 @@ def _call_text(cgroup_id: int, uid: int, gid: int, comm: bytes, ret: int, compat
             f'"epollSlot":{slot},"epollSlotFault":{fault}')
 
 
+def _file(f: KernelFile) -> str:
+    return (f'{{"open":{_BOOL[f.open]},"inode":{f.inode},"device":"{f.device}",'
+            f'"fsMagic":"{f.magic:#x}","pathCut":{_BOOL[f.cut]}}}')
+
+
+def _files(a: Args | None, files: tuple[KernelFile | None, ...] | None) -> str:
+    """The caller's own fds as the kernel saw them at the call, by argument."""
+    if a is None or files is None:
+        return ""
+    return ",".join(f'"{key}":{_file(f)}' for (key, _, _), f in zip(a.fds(), files)
+                    if f is not None)
+
+
 def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
     """The event as one JSON line, written out directly: the stream's hot path (a dict and
     json.dumps cost several times more per event)."""
@@ -169,6 +182,7 @@ def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
                       event.compat, a, event.seccomp)
     return (f'{{"timestamp":{wall_ns},{who},{call},'
             f'"durationNs":{_int(event.duration_ns)},"fdPaths":{{{paths}}},'
+            f'"fdFiles":{{{_files(a, event.files)}}},'
             f'"callerPidNamespace":{_PIDNS[ctx.same_pidns]},'
             f'"targets":{targets},"crossesBoundary":{_names(ctx.crossings)},'
             f'"contextUnresolved":{_names(ctx.unresolved)}}}')

@@ -50,6 +50,15 @@ def kcmpload(kernel_ready, tmp_path_factory) -> Path:
     return exe
 
 
+@pytest.fixture(scope="session")
+def ownfds(kernel_ready, tmp_path_factory) -> Path:
+    """The short-lived caller comparing its own fds, linked static to run in an image too."""
+    exe = tmp_path_factory.mktemp("bin") / "ownfds"
+    subprocess.run(["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", str(exe),
+                    str(HERE / "ownfds.c")], check=True)
+    return exe
+
+
 @dataclass
 class Case:
     name: str

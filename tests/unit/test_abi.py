@@ -146,3 +146,12 @@ def test_capability_numbers_match_the_uapi_header(tmp_path):
 def test_only_x86_64_is_x86_64():
     assert abi.is_x86_64("x86_64")
     assert not abi.is_x86_64("aarch64") and not abi.is_x86_64("i686")
+
+
+def test_file_system_magics_and_seccomp_mode_match_the_uapi_headers(tmp_path):
+    from tests.helpers import c_facts
+
+    names = ("PIPEFS_MAGIC", "SOCKFS_MAGIC", "ANON_INODE_FS_MAGIC", "TMPFS_MAGIC",
+             "HUGETLBFS_MAGIC", "SECCOMP_MODE_FILTER")
+    facts = c_facts(tmp_path, ["<linux/magic.h>", "<linux/seccomp.h>"], [(n, n) for n in names])
+    assert facts == {n: getattr(abi, n) for n in names}

@@ -5,7 +5,7 @@ import struct
 import pytest
 
 from kcmp_monitor.kernel import counters, events, proctable
-from kcmp_monitor.kernel.events import Args, EpollSlot, Event, KernelTask
+from kcmp_monitor.kernel.events import Args, EpollSlot, Event, KernelFile, KernelTask
 from tests.helpers import ROOT, c_facts
 
 HEADER = ROOT / "bpf" / "kcmp.h"
@@ -28,6 +28,13 @@ def c_layout(tmp_path_factory):
               ("record_sizeof", "sizeof(struct kcmp_record)"),
               ("record_task", "offsetof(struct kcmp_record, task)")]
     facts += [(n, n) for n in ("KCMP_EV_TASK", "KCMP_EV_REGS", "KCMP_EV_SECCOMP")]
+    facts += [(f"file.{name}", f"offsetof(struct kcmp_file, {name})")
+              for name, _ in events.FILE_LAYOUT]
+    facts += [("file_sizeof", "sizeof(struct kcmp_file)"),
+              ("files_record_sizeof", "sizeof(struct kcmp_record_files)"),
+              ("files_record_files", "offsetof(struct kcmp_record_files, files)")]
+    facts += [(n, n) for n in ("KCMP_FILES", "KCMP_PATH_MAX", "KCMP_FILE_OWN", "KCMP_FILE_OPEN",
+                               "KCMP_FILE_DNAME", "KCMP_FILE_UNLINKED", "KCMP_FILE_CUT")]
     facts += [("proc_sizeof", "sizeof(struct kcmp_proc)"),
               ("proc_ppid", "offsetof(struct kcmp_proc, ppid)"),
               ("proc_comm", "offsetof(struct kcmp_proc, comm)")]
@@ -39,6 +46,16 @@ def test_size_matches_the_c_struct(c_layout):
     assert events.RAW_TASK.size == c_layout["task_sizeof"]
     assert events.RECORD_SIZE == c_layout["record_sizeof"]
     assert c_layout["record_task"] == events.RAW_EVENT.size
+    assert events.RAW_FILE.size == c_layout["file_sizeof"]
+    assert events.FILES_RECORD_SIZE == c_layout["files_record_sizeof"]
+    assert c_layout["files_record_files"] == events.RECORD_SIZE
+    assert events.FILES == c_layout["KCMP_FILES"]
+    assert events.RAW_FILE.unpack(bytes(events.RAW_FILE.size))[-1] == bytes(
+        c_layout["KCMP_PATH_MAX"])
+    assert (events.FILE_OWN, events.FILE_OPEN, events.FILE_DNAME, events.FILE_UNLINKED,
+            events.FILE_CUT) == tuple(c_layout[n] for n in (
+                "KCMP_FILE_OWN", "KCMP_FILE_OPEN", "KCMP_FILE_DNAME", "KCMP_FILE_UNLINKED",
+                "KCMP_FILE_CUT"))
 
 
 def test_process_table_entry_matches_the_c_struct(c_layout):
@@ -51,10 +68,11 @@ def test_every_offset_matches_the_c_struct(c_layout):
     for name, code in events.LAYOUT:
         assert c_layout[name] == offset, name
         offset += struct.calcsize("<" + code)
-    offset = 0
-    for name, code in events.TASK_LAYOUT:
-        assert c_layout[f"task.{name}"] == offset, name
-        offset += struct.calcsize("<" + code)
+    for prefix, layout in (("task", events.TASK_LAYOUT), ("file", events.FILE_LAYOUT)):
+        offset = 0
+        for name, code in layout:
+            assert c_layout[f"{prefix}.{name}"] == offset, name
+            offset += struct.calcsize("<" + code)
 
 
 def test_flag_and_stat_values_match_the_header(c_layout):
@@ -152,3 +170,30 @@ def test_event_meaning_and_permission_failure():
     assert denied.permission_denied and denied.errno == 1 and denied.meaning == "error"
     assert not _event(ret=-3).permission_denied
     assert _event(ret=1).errno is None
+
+
+def _file(name, magic=0xEF53, pseudo=False, deleted=False, cut=False, open_=True, inode=77):
+    return KernelFile(open_, inode, (8 << 20) | 1, magic, name, pseudo, deleted, cut)
+
+
+@pytest.mark.parametrize("file, path", [
+    (_file(b"/etc/hostname"), "/etc/hostname"),
+    (_file(b"/tmp/gone", deleted=True), "/tmp/gone (deleted)"),
+    (_file(b"pipe:", 0x50495045, pseudo=True), "pipe:[77]"),
+    (_file(b"", 0x534F434B, pseudo=True), "socket:[77]"),
+    (_file(b"[eventpoll]", 0x09041934, pseudo=True), "anon_inode:[eventpoll]"),
+    (_file(b"memfd:x", 0x01021994, pseudo=True), "/memfd:x (deleted)"),
+    (_file(b"net", 0x6E736673, pseudo=True), None),  # nsfs: a name not composed here
+    (_file(b"/lib/deep/file", cut=True), ".../lib/deep/file"),
+    (_file(b"", open_=False), None),
+])
+def test_a_kernel_file_shows_as_proc_fd_would(file, path):
+    assert file.path() == path
+    assert file.device == "8:1"
+
+
+def test_files_round_trip():
+    files = (_file(b"/etc/hostname"), None, _file(b"x" * 255, cut=True))
+    raw = events.encode(_event(files=files))
+    assert len(raw) == events.FILES_RECORD_SIZE
+    assert events.decode(raw).files == files

@@ -3,7 +3,7 @@ import json
 
 from kcmp_monitor.sinks import jsonout
 from kcmp_monitor.context.types import Caller, Context, Target
-from kcmp_monitor.kernel.events import Args, EpollSlot, Event
+from kcmp_monitor.kernel.events import Args, EpollSlot, Event, KernelFile
 
 SCHEMA = {
     "timestamp": int, "processId": int, "threadId": int, "cgroupId": int, "userId": int,
@@ -22,7 +22,7 @@ SCHEMA = {
     "utsNamespace": (int, type(None)), "ipcNamespace": (int, type(None)),
     "cgroupNamespace": (int, type(None)), "effectiveUserId": (int, type(None)),
     "effectiveGroupId": (int, type(None)), "capabilities": (dict, type(None)),
-    "callerContext": str, "refusedBySeccomp": bool,
+    "callerContext": str, "refusedBySeccomp": bool, "fdFiles": dict,
 }
 
 
@@ -175,3 +175,15 @@ def test_refused_by_seccomp_with_the_arguments_from_the_registers():
     assert record["refusedBySeccomp"] is True and record["argsKnown"] is True
     assert record["argsNum"] == 5 and record["durationNs"] is None
     assert _record(_event(ret=-1))["refusedBySeccomp"] is False
+
+
+def test_own_fds_as_the_kernel_saw_them():
+    pipe = KernelFile(True, 85900, 12, 0x50495045, b"pipe:", True, False, False)
+    shut = KernelFile(False, 0, 0, 0, b"", False, False, False)
+    args = Args(pid1=10, pid2=10, type=0, idx1=4, idx2=9, slot=None, slot_fault=False)
+    record = _record(_event(args=args, files=(pipe, shut, None)))
+    assert record["fdFiles"] == {
+        "idx1": {"open": True, "inode": 85900, "device": "0:12", "fsMagic": "0x50495045",
+                 "pathCut": False},
+        "idx2": {"open": False, "inode": 0, "device": "0:0", "fsMagic": "0x0", "pathCut": False}}
+    assert _record(_event())["fdFiles"] == {}

@@ -19,7 +19,8 @@ def test_default_flags_carry_the_abi_values_and_the_trace_stream():
 
     own = os.stat("/proc/self/ns/pid")
     assert _defines(ProgramOptions()) == {
-        "RINGBUF_PAGES": "1024", "KCMP_EPOLL_TFD": "7", "KCMP_TYPE_UNKNOWN_BIT": "8",
+        "RINGBUF_PAGES": "1024", "KCMP_EPOLL_TFD": "7", "KCMP_FILE_TYPE": "0",
+        "KCMP_TYPE_UNKNOWN_BIT": "8",
         "EPERM_ERRNO": "1", "STREAM_TRACE": None, "PROC_TABLE": "65536",
         "OWN_PIDNS_DEV": f"{own.st_dev}ULL", "OWN_PIDNS_INO": f"{own.st_ino}ULL",
         "CLONE_THREAD_FLAG": "65536", "CLONE_PARENT_FLAG": "32768"}
@@ -118,8 +119,9 @@ def test_kernel_features_wanted(tmp_path):
     if not os.path.exists(loader.VMLINUX):
         skip_or_fail(f"the kernel has no BTF at {loader.VMLINUX}")
     streamed = loader.kernel_features(ProgramOptions())
-    assert streamed.on == ("caller", "seccomp") and streamed.off == {}
+    assert streamed.on == ("caller", "files", "seccomp") and streamed.off == {}
     counted = loader.kernel_features(ProgramOptions(trace=False, count=True))
     assert counted.on == ("seccomp",)  # the caller is read only for streamed records
     none = loader.kernel_features(ProgramOptions(btf=str(tmp_path / "none")))
-    assert none.on == () and none.flags == [] and set(none.off) == {"caller", "seccomp"}
+    assert none.on == () and none.flags == []
+    assert set(none.off) == {"caller", "files", "seccomp"}
