@@ -13,13 +13,15 @@ run: setup
 daemon: setup
 	$(VENV)/bin/kcmp-monitor
 
-test: setup
+test:
+	@bash scripts/setup.sh --test
 	$(PYTEST) -ra tests
 
 unit: setup
 	$(PYTEST) -ra tests/unit
 
-kernel: setup
+kernel:
+	@bash scripts/setup.sh --test
 	$(PYTEST) -ra tests/kernel
 
 lint: setup

@@ -16,8 +16,10 @@ arch=$(dpkg --print-architecture)
 # Debian's BCC is the real one (PyPI's "bcc" is an unrelated package); strace, gcc and bpftool
 # serve the tests.
 packages=(python3-bpfcc python3-venv gcc make strace bpftool)
-# `setup.sh --bench` adds the peers the benchmark measures us against.
+# `setup.sh --bench` adds the peers the benchmark measures us against; `--test` a real Docker
+# engine for the container tests (which start dockerd themselves where it is not running).
 [ "${1:-}" = "--bench" ] && packages+=(bpftrace bpfcc-tools linux-perf)
+[ "${1:-}" = "--test" ] && packages+=(docker.io)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,0 +1,124 @@
+"""A real Docker engine (Debian's docker.io, started here when it is not running): a container
+of an image imported from a rootfs holding only the static ownfds, under Docker's default
+seccomp profile, which refuses kcmp without CAP_SYS_PTRACE, and with that capability added."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from tests.helpers import skip_or_fail
+
+from .conftest import REPEAT, Monitor
+
+pytestmark = pytest.mark.kernel
+
+CALLS = 8 * REPEAT  # as ownfds makes them
+
+
+def _docker(*args, check=True, **kw):
+    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="session")
+def docker_engine(kernel_ready, tmp_path_factory):
+    """The engine's CLI answering; dockerd started (and stopped after) where it was not."""
+    if not shutil.which("docker") or not shutil.which("dockerd"):
+        skip_or_fail("needs Docker (Debian's docker.io; run `sudo make setup`)")
+    if _docker("info", check=False).returncode == 0:
+        yield
+        return
+    log = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
+    with open(log, "w") as out:
+        daemon = subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while _docker("info", check=False).returncode != 0:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                skip_or_fail(f"dockerd did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def image(docker_engine, ownfds, tmp_path_factory):
+    """An image of ownfds alone (no registry is needed: `docker import` of a rootfs)."""
+    root = tmp_path_factory.mktemp("rootfs")
+    (root / "tmp").mkdir()
+    shutil.copy(ownfds, root / "ownfds")
+    name = f"kcmp-monitor-test/ownfds:{uuid.uuid4().hex[:12]}"
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run(["docker", "import", "-", name], stdin=tar.stdout, check=True,
+                   capture_output=True)
+    assert tar.wait() == 0
+    yield name
+    _docker("rmi", "-f", name, check=False)
+
+
+def _run(image, tmp_path, *options):
+    """ownfds in a container, watched by a JSON and a console monitor; (container id,
+    what ownfds printed, JSON records, console lines)."""
+    js = Monitor(["--output", "json", "--comm", "ownfds"], tmp_path, "json")
+    text = Monitor(["--comm", "ownfds"], tmp_path, "text")
+    js.wait_started()
+    text.wait_started()
+    cidfile = tmp_path / "cid"
+    run = subprocess.Popen(["docker", "run", "--rm", "-i", "--cidfile", str(cidfile), *options,
+                            image, "/ownfds", "/tmp"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    made = dict(word.split("=", 1) for word in run.stdout.readline().split()[1:])
+    run.stdin.write("go\n")
+    run.stdin.close()
+    assert run.wait(timeout=60) == 0
+    for m in (js, text):
+        m.wait_lines(CALLS)
+    assert js.stop() == 0 and text.stop() == 0
+    return (cidfile.read_text().strip(), made, [json.loads(line) for line in js.lines()],
+            text.lines())
+
+
+def test_default_seccomp_profile_refusals_show_their_arguments(image, tmp_path):
+    cid, made, records, lines = _run(image, tmp_path)
+    assert len(records) == CALLS and len(lines) == CALLS
+    for r in records:
+        assert r["refusedBySeccomp"] is True and r["errno"] == "EPERM"
+        assert r["argsKnown"] is True and r["durationNs"] is None
+        assert [a["value"] for a in r["args"]][:2] == [1, 1]  # the container's pid 1, itself
+        assert r["kcmpType"] in ("KCMP_FILE", "KCMP_EPOLL_TFD")
+        assert r["containerId"] == cid and r["callerPidNamespace"] == "other"
+        assert r["pidNamespace"] == int(made["pidns"])
+        assert r["mountNamespace"] == int(made["mntns"])
+        assert r["capabilities"]["sysPtrace"] is False
+        assert r["executable"]["name"] == "ownfds"
+    own = f"{made['file']}</tmp/own>"
+    assert sum(line.startswith(tuple("0123456789")) and f" ctr={cid[:12]} " in line
+               and f"kcmp(1, 1, KCMP_FILE, {own}, {own}) = -1 EPERM (Operation not permitted) "
+               "<refused by seccomp>" in line and line.endswith("!! SECCOMP caller uid=0")
+               for line in lines) == REPEAT
+    epoll = (f"kcmp(1, 1, KCMP_EPOLL_TFD, {made['pipe']}<pipe:[")
+    assert sum(epoll in line and f"{{efd={made['epoll']}<anon_inode:[eventpoll]>, " in line
+               for line in lines) == REPEAT
+
+
+def test_with_cap_sys_ptrace_the_calls_succeed_and_targets_are_translated(image, tmp_path):
+    cid, made, records, _lines = _run(image, tmp_path, "--cap-add", "SYS_PTRACE")
+    assert len(records) == CALLS
+    for r in records:
+        assert r["refusedBySeccomp"] is False and r["containerId"] == cid
+        assert r["capabilities"]["sysPtrace"] is True
+        ebadf = r["args"][3]["value"] == 0x80000003
+        assert r["returnValue"] == (-9 if ebadf else 0), r
+        host = r["hostProcessId"]
+        assert host != 1 and r["processId"] == 1
+        assert [(t["pid"], t["hostPid"], t["processName"]) for t in r["targets"]] == [
+            (1, host, "ownfds"), (1, host, "ownfds")]
+        assert r["contextUnresolved"] == []
+    assert os.path.exists(f"/proc/{records[0]['hostProcessId']}") is False
