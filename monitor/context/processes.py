@@ -99,14 +99,15 @@ class ProcReader:
     def _read_target(self, pid: int) -> Target | None:
         fs = self.fs
         status = fs.status(pid, (b"PPid:", b"Uid:"))
-        if status is None:
+        name = None if status is None else fs.comm(pid)
+        if status is None or name is None:  # gone, or reaped between the two reads
             known = self.kernel.process(pid) if self.kernel is not None else None
             if known is None:
                 return None
             return Target(pid, known[1], None, known[0] or None, None, None, None, None, None,
                           gone=True)
         netns = fs.ns(pid, "net")
-        return Target(pid, fs.comm(pid), _uid(status.get(b"Uid:")),
+        return Target(pid, name, _uid(status.get(b"Uid:")),
                       _first(status.get(b"PPid:")), fs.ns(pid, "pid"), fs.ns(pid, "mnt"),
                       netns, self._netns_name(netns), self._container(pid))
 
@@ -140,9 +141,10 @@ class ProcReader:
         """The caller as the kernel's record has it; /proc adds only the executable's path
         and, where the cgroup id names no directory, the container."""
         gone = not self.fs.exists(event.tgid)
+        # A v2 cgroup without a container may still hold one in a v1 hierarchy (hybrid).
         container = self._cgroup_container(event.cgroup_id)
-        if container is None and not gone:
-            container = self._container(event.tgid)
+        if not container and not gone:
+            container = self._container(event.tgid) or container
         return Caller(ns_pid=t.ns_pid, ns_tid=t.ns_tid, host_ppid=t.ppid or None,
                       ns_ppid=t.ns_ppid, pidns=t.pidns or None, mntns=t.mntns or None,
                       container_id=container, exe=None if gone else self.fs.exe(event.tgid),

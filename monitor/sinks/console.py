@@ -86,10 +86,11 @@ def _owner(uid: int | None) -> str:
     return "?" if uid is None else str(uid)
 
 
-def format_target(t: Target | None, caller_tgid: int) -> str:
-    """name/host pid and owner; "self" for the caller's own process."""
+def format_target(t: Target | None, caller_tgid: int, host_pid: int | None = None) -> str:
+    """name/host pid and owner; "self" for the caller's own process (host_pid: the pid named,
+    as the host numbers it, where known, so that a caller already gone is still itself)."""
     if t is None:
-        return "?"
+        return "self" if host_pid == caller_tgid else "?"
     if t.host_pid == caller_tgid:
         return "self"
     name = "?" if t.name is None else escape_bytes(t.name)
@@ -116,7 +117,10 @@ def format_line(event: Event, ctx: Context, wall_ns: int) -> str:
     line = (f"{stamp} {caller} uid={event.uid}{where} {compat}{format_call(event, ctx)}"
             f"{meaning} {duration}")
     if ctx.targets is not None:
-        t1, t2 = (format_target(t, event.tgid) for t in ctx.targets)
+        a = event.args
+        named = ctx.host_pids or ((a.pid1, a.pid2) if a is not None and ctx.same_pidns is not False
+                                  else (None, None))
+        t1, t2 = (format_target(t, event.tgid, pid) for t, pid in zip(ctx.targets, named))
         if t1 != "self" or t2 != "self":  # a process comparing itself needs no word
             line += f"  [pid1 {t1}, pid2 {t2}]"
     if ctx.same_pidns is False:

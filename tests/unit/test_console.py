@@ -164,3 +164,10 @@ def test_containers_are_shown_by_short_id():
                                Context(caller=caller, targets=(_target(4242, 0), boxed)), 0)
     assert " kcmpload/4242 uid=0 ctr=0123456789ab kcmp(4242, 77, KCMP_VM) = 0" in line
     assert line.endswith("  [pid1 self, pid2 sh/77 uid=0 ctr=0123456789ab]")
+
+
+def test_a_gone_caller_naming_itself_is_self():
+    """ESRCH from a caller already gone: its own pid found nowhere is still itself."""
+    line = console.format_line(_event(-3, _args(4242, 1073741823, 1, 0, 0)),
+                               Context(targets=(None, None)), 0)
+    assert line.endswith("  [pid1 self, pid2 ?]")

@@ -99,6 +99,16 @@ def test_a_target_gone_from_proc_is_known_from_the_kernel_table(proc):
     assert ctx.unresolved == ()
 
 
+def test_a_target_reaped_between_its_status_and_its_name_is_taken_from_the_kernel_table(
+        proc, tmp_path):
+    """Never a name of "?" beside a uid: the two are read together, or both from the table."""
+    _task(tmp_path, 66, 0, name="reaped")
+    (tmp_path / "66" / "comm").unlink()
+    ctx = enrich(_event(1, pids=(10, 66)), proc)
+    assert ctx.targets[1] == Target(66, b"short\x1b", None, 20, None, None, None, None, None,
+                                    gone=True)
+
+
 def test_after_esrch_a_gone_target_is_not_named_from_the_kernel_table(proc):
     # The table remembers pid 66, but the call says a pid named nothing: it may be that one.
     assert enrich(_event(1, ret=-3, pids=(10, 66)), proc).targets[1] is None
