@@ -17,7 +17,9 @@
  *   PROC_TABLE         keep a table of this many tasks (parent and name, from the
  *                      fork and rename tracepoints) and stamp streamed records with the
  *                      caller's parent; needs CLONE_THREAD_FLAG, CLONE_PARENT_FLAG (abi.py)
- *   OWN_PIDNS_DEV/INO  the monitor's pid namespace: records say whether the caller shares it
+ *   OWN_PIDNS_DEV/INO, OWN_MNTNS_INO, OWN_NETNS_INO
+ *                      the monitor's namespaces: records say whether the caller shares its pid
+ *                      namespace, and (COUNT, KERNEL_CALLER) calls from others are counted
  *   KERNEL_CALLER      stamp streamed records with the caller as the kernel sees it
  *   KERNEL_FILES       with KERNEL_CALLER: the caller's own fds named by the call, with
  *                      their paths (needs KCMP_FILE_TYPE)
@@ -364,6 +366,33 @@ static __always_inline void on_enter(u64 pid1, u64 pid2, u64 type, u64 idx1, u64
 		count(KCMP_STAT_INFLIGHT);
 }
 
+#if defined(COUNT) && defined(KERNEL_CALLER)
+BPF_PERCPU_ARRAY(namespaced, u64, KCMP_NS_COUNTERS);
+
+static __always_inline void count_ns(u32 kind, u32 slot, u32 outcome)
+{
+	u32 index = KCMP_NS_INDEX(kind, slot, outcome);
+	u64 *v = namespaced.lookup(&index);
+	if (v)
+		(*v)++;
+}
+
+/* Whether the caller sits outside the monitor's pid, mount or network namespace. */
+static __always_inline void count_namespaced(u32 slot, u32 outcome)
+{
+	struct bpf_pidns_info own;
+	if (bpf_get_ns_current_pid_tgid(OWN_PIDNS_DEV, OWN_PIDNS_INO, &own, sizeof(own)) != 0)
+		count_ns(KCMP_NS_PID, slot, outcome);
+	u64 nsproxy = kread64(bpf_get_current_task() + BTF_TASK_NSPROXY);
+	if (!nsproxy)
+		return;
+	if (ns_inum(kread64(nsproxy + BTF_NSPROXY_MNT), BTF_MNT_INUM) != OWN_MNTNS_INO)
+		count_ns(KCMP_NS_MNT, slot, outcome);
+	if (ns_inum(kread64(nsproxy + BTF_NSPROXY_NET), BTF_NET_INUM) != OWN_NETNS_INO)
+		count_ns(KCMP_NS_NET, slot, outcome);
+}
+#endif
+
 #ifdef COUNT
 static __always_inline void count_call(struct kcmp_event *entry, struct kcmp_event *before,
 				       s64 ret, u64 now, u32 flags)
@@ -371,15 +400,16 @@ static __always_inline void count_call(struct kcmp_event *entry, struct kcmp_eve
 	u32 slot = entry ? type_slot((s32)entry->type)
 			 : before->flags & KCMP_EV_REGS ? type_slot((s32)before->type) : SLOT_UNSEEN;
 	bool eperm = ret == -EPERM_ERRNO;
+	u32 outcome = ret == 0 ? KCMP_OUTCOME_SAME : ret > 0 ? KCMP_OUTCOME_DIFFERENT
+						      : KCMP_OUTCOME_ERROR;
+#ifdef KERNEL_CALLER
+	count_namespaced(slot, outcome);
+#endif
 	struct kcmp_type_stats *ts = type_stats.lookup(&slot);
 	if (ts) {
-		if (ret == 0) {
-			ts->outcome[KCMP_OUTCOME_SAME]++;
-		} else if (ret > 0) {
-			ts->outcome[KCMP_OUTCOME_DIFFERENT]++;
-		} else {
+		ts->outcome[outcome]++;
+		if (ret < 0) {
 			u64 err = -ret;
-			ts->outcome[KCMP_OUTCOME_ERROR]++;
 			ts->errnos[err < KCMP_ERRNO_SLOTS ? err : KCMP_ERRNO_SLOTS - 1]++;
 		}
 		if (before->flags & KCMP_EV_SECCOMP)

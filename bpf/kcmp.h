@@ -32,6 +32,13 @@
 
 enum kcmp_outcome { KCMP_OUTCOME_SAME, KCMP_OUTCOME_DIFFERENT, KCMP_OUTCOME_ERROR, KCMP_OUTCOMES };
 
+/* Calls made from outside the monitor's own namespaces, by kind, type slot and outcome: the
+ * per-CPU array "namespaced" at KCMP_NS_INDEX(kind, slot, outcome) (COUNT and KERNEL_CALLER). */
+enum kcmp_ns_kind { KCMP_NS_PID, KCMP_NS_MNT, KCMP_NS_NET, KCMP_NS_KINDS };
+#define KCMP_NS_INDEX(kind, slot, outcome) \
+	(((kind) * KCMP_SLOTS + (slot)) * KCMP_OUTCOMES + (outcome))
+#define KCMP_NS_COUNTERS (KCMP_NS_KINDS * KCMP_SLOTS * KCMP_OUTCOMES)
+
 struct kcmp_type_stats {
 	__u64 outcome[KCMP_OUTCOMES];
 	__u64 duration_sum_ns;

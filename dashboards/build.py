@@ -103,17 +103,23 @@ def overview() -> db.Dashboard:
     board = board.with_panel(series(
         "Permission failures by type", "EPERM per second by kcmp type.", "reqps",
         query(f"sum by (kcmp_type) (rate(kcmp_permission_denied_total{{{SEL}}}[{rate}]))",
-              "{{kcmp_type}}"), w=8))
+              "{{kcmp_type}}"), w=6))
+    board = board.with_panel(series(
+        "Refused by seccomp by type", "Calls per second the caller's seccomp filter refused "
+        "before entry (Docker's default profile, without CAP_SYS_PTRACE), by the type their "
+        "saved registers give.", "reqps",
+        query(f"sum by (kcmp_type) (rate(kcmp_seccomp_refused_total{{{SEL}}}[{rate}]))",
+              "{{kcmp_type}}"), w=6))
     board = board.with_panel(series(
         "Permission failures by caller uid", "EPERM per second by the uid of the caller.",
         "reqps",
         query(f"sum by (uid) (rate(kcmp_permission_denied_total{{{SEL}}}[{rate}]))",
-              "uid {{uid}}"), w=8))
+              "uid {{uid}}"), w=6))
     board = board.with_panel(series(
         "Refused callers by process name", "EPERM per second by process name (the first 20 "
         "names seen; the rest as other).", "reqps",
         query(f"sum by (comm) (rate(kcmp_caller_permission_denied_total{{{SEL}}}[{rate}]))",
-              "{{comm}}"), w=8))
+              "{{comm}}"), w=6))
     board = board.with_panel(
         table.Panel().title("Busiest callers").description(
             "kcmp calls per second by process name, now (the first 20 names seen; the rest "
@@ -128,20 +134,26 @@ def overview() -> db.Dashboard:
         .with_target(query(f"sort_desc(sum by (comm) "
                            f"(rate(kcmp_caller_permission_denied_total{{{SEL}}}[{rate}])))")
                      .instant().format(PromQueryFormat.TABLE)))
-    board = board.with_row(db.Row("Boundaries (exporter run with --context)"))
+    board = board.with_row(db.Row("Boundaries"))
+    board = board.with_panel(series(
+        "Calls from other namespaces", "Calls per second made from outside the monitor's pid, "
+        "mount or network namespace (a container's), by kind: counted in the kernel for every "
+        "call, by every exporter.", "reqps",
+        query(f"sum by (namespace) (rate(kcmp_namespaced_calls_total{{{SEL}}}[{rate}]))",
+              "{{namespace}}"), w=8))
     board = board.with_panel(series(
         "Calls crossing a boundary, by kind", "Calls per second whose caller and a target sat "
         "in different pid, mount or network namespaces or containers (only from exporters run "
         "with --context).", "reqps",
         query(f"sum by (kind) (rate(kcmp_boundary_crossings_total{{{SEL}}}[{rate}]))",
-              "{{kind}}"), w=12))
+              "{{kind}}"), w=8))
     board = board.with_panel(series(
         "Context coverage", "Calls given context per second, and those whose caller or a "
         "target could not be resolved (gone before the event was read, and unknown to the "
         "process table).", "reqps",
         query(f"sum(rate(kcmp_context_events_total{{{SEL}}}[{rate}]))", "given context"),
         query(f"sum(rate(kcmp_context_unresolved_total{{{SEL}}}[{rate}]))", "unresolved", "B"),
-        w=12))
+        w=8))
     board = board.with_row(db.Row("Latency"))
     board = board.with_panel(series(
         "Latency p50 and p99", "Time in kcmp, entry to exit, from the log2 histogram.", "s",

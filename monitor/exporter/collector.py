@@ -20,6 +20,7 @@ from .. import abi
 from ..escape import escape_bytes
 from ..kernel.counters import (
     ERRNO_SLOTS,
+    NS_KINDS,
     OUTCOMES,
     SLOT_NAMES,
     SLOT_UNSEEN,
@@ -30,6 +31,7 @@ from ..kernel.counters import (
     STAT_DROPPED,
     STAT_INFLIGHT,
     Snapshot,
+    ns_index,
 )
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,18 @@ class KcmpCollector(Collector):
                                 "1 if the kernel counters could not be read", value=0)
         yield from self._kcmp_metrics(snap)
 
+    @staticmethod
+    def _namespaced(counts: list[int]) -> Metric:
+        family = CounterMetricFamily(
+            "kcmp_namespaced_calls", "kcmp calls made from outside the monitor's pid, mount or "
+            "network namespace (a container's), by namespace kind, type and outcome",
+            labels=["namespace", "kcmp_type", "outcome"])
+        for kind, ns in enumerate(NS_KINDS):
+            for slot, name in enumerate(SLOT_NAMES):
+                for outcome, label in enumerate(OUTCOMES):
+                    family.add_metric([ns, name, label], counts[ns_index(kind, slot, outcome)])
+        return family
+
     def _kcmp_metrics(self, snap: Snapshot) -> Iterator[Metric]:
         calls = CounterMetricFamily("kcmp_calls", "kcmp calls by type and outcome",
                                     labels=["kcmp_type", "outcome"])
@@ -125,6 +139,8 @@ class KcmpCollector(Collector):
         yield errors
         yield duration
         yield seccomp
+        if snap.namespaced is not None:
+            yield self._namespaced(snap.namespaced)
 
         denied = CounterMetricFamily(
             "kcmp_permission_denied", "kcmp calls refused with EPERM, by type and caller uid",

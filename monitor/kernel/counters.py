@@ -31,6 +31,16 @@ STAT_COMM_OVERFLOW_DENIED = 5
 STAT_COUNT = 6
 
 
+# The "namespaced" per-CPU array: calls from outside the monitor's namespace of each kind,
+# by type slot and outcome (KCMP_NS_INDEX).
+NS_KINDS = ("pid", "mnt", "net")
+NS_COUNTERS = len(NS_KINDS) * SLOTS * len(OUTCOMES)
+
+
+def ns_index(kind: int, slot: int, outcome: int) -> int:
+    return (kind * SLOTS + slot) * len(OUTCOMES) + outcome
+
+
 def slot_of(kcmp_type: int) -> int:
     """The counter slot of a type as the kernel program files it."""
     return kcmp_type if 0 <= kcmp_type < abi.KCMP_TYPES else SLOT_UNKNOWN
@@ -69,3 +79,5 @@ class Snapshot:
     denied: dict[tuple[int, int], int]  # (slot, uid) -> permission failures
     comms: dict[bytes, tuple[int, int]]  # process name -> (calls, permission failures)
     stats: list[int]  # by STAT_*
+    # by ns_index(); None where the program does not count them (no kernel caller context)
+    namespaced: list[int] | None = None

@@ -16,7 +16,15 @@ from ..caps import check_privileges
 from ..errors import MonitorError, Unavailable
 from . import fields, ringbuf
 from .btf import VMLINUX
-from .counters import COMM_STATS, DENIED_KEY, SLOTS, STAT_COUNT, Snapshot, TypeStats
+from .counters import (
+    COMM_STATS,
+    DENIED_KEY,
+    NS_COUNTERS,
+    SLOTS,
+    STAT_COUNT,
+    Snapshot,
+    TypeStats,
+)
 from .proctable import PROC_TABLE_SIZE, ProcessTable
 
 BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
@@ -62,7 +70,10 @@ def kernel_features(options: ProgramOptions) -> fields.Resolved:
     """The kernel-side features this program can have here, with the flags that turn them on:
     the caller read from the kernel for streamed records, and (x86_64) the registers of calls
     refused before entry."""
-    wanted: tuple[str, ...] = ("caller", "files") if options.streams else ()
+    # The caller's namespaces count calls from elsewhere, too.
+    wanted: tuple[str, ...] = ("caller",) if options.streams or options.count else ()
+    if options.streams:
+        wanted += ("files",)
     off = {}
     if abi.is_x86_64():
         wanted += ("seccomp",)
@@ -100,10 +111,14 @@ def cflags(options: ProgramOptions, compat: bool, kernel: list[str] | None = Non
         flags.append(f"-DTYPE_MASK={sum(1 << t for t in f.types):#x}")
     if f.errors_only:
         flags.append("-DERRORS_ONLY")
+    if options.streams or options.count:
+        # The monitor's own namespaces: a caller elsewhere is said to be, and counted.
+        pidns = os.stat("/proc/self/ns/pid")
+        flags += [f"-DOWN_PIDNS_DEV={pidns.st_dev}ULL", f"-DOWN_PIDNS_INO={pidns.st_ino}ULL",
+                  f"-DOWN_MNTNS_INO={os.stat('/proc/self/ns/mnt').st_ino}",
+                  f"-DOWN_NETNS_INO={os.stat('/proc/self/ns/net').st_ino}"]
     if options.streams:
-        own = os.stat("/proc/self/ns/pid")
-        flags += [f"-DPROC_TABLE={PROC_TABLE_SIZE}", f"-DOWN_PIDNS_DEV={own.st_dev}ULL",
-                  f"-DOWN_PIDNS_INO={own.st_ino}ULL", f"-DCLONE_THREAD_FLAG={abi.CLONE_THREAD}",
+        flags += [f"-DPROC_TABLE={PROC_TABLE_SIZE}", f"-DCLONE_THREAD_FLAG={abi.CLONE_THREAD}",
                   f"-DCLONE_PARENT_FLAG={abi.CLONE_PARENT}"]
     if compat:
         flags += ["-DCAPTURE_COMPAT", f"-DIA32_NR_KCMP={abi.IA32_NR_KCMP}",
@@ -246,10 +261,15 @@ class KcmpProgram:
             rows = [COMM_STATS.unpack(bytes(v)) for v in per_cpu]
             comms[bytes(key).split(b"\0", 1)[0]] = (sum(r[0] for r in rows),
                                                      sum(r[1] for r in rows))
+        namespaced = None
+        if "caller" in self.kernel_on:
+            table = self._bpf["namespaced"]
+            namespaced = [int(table.sum(table.Key(i)).value) for i in range(NS_COUNTERS)]
         return Snapshot(
             types=[TypeStats.from_cpus(bytes(v) for v in types[types.Key(slot)])
                    for slot in range(SLOTS)],
-            denied=denied, comms=comms, stats=[self.stat(i) for i in range(STAT_COUNT)])
+            denied=denied, comms=comms, stats=[self.stat(i) for i in range(STAT_COUNT)],
+            namespaced=namespaced)
 
     def run_stats(self) -> dict[str, tuple[int, int]]:
         """Per program: (run time in ns, run count), as the kernel keeps them while

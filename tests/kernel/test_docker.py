@@ -11,10 +11,11 @@ import time
 import uuid
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import skip_or_fail
 
-from .conftest import REPEAT, Monitor
+from .conftest import REPEAT, Daemon, Monitor
 
 pytestmark = pytest.mark.kernel
 
@@ -64,10 +65,13 @@ def image(docker_engine, ownfds, tmp_path_factory):
 
 
 def _run(image, tmp_path, *options):
-    """ownfds in a container, watched by a JSON and a console monitor; (container id,
-    what ownfds printed, JSON records, console lines)."""
+    """ownfds in a container, watched by a JSON and a console monitor and counted by a default
+    exporter; (container id, what ownfds printed, JSON records, console lines, the
+    exporter's metrics after)."""
+    daemon = Daemon(tmp_path)
     js = Monitor(["--output", "json", "--comm", "ownfds"], tmp_path, "json")
     text = Monitor(["--comm", "ownfds"], tmp_path, "text")
+    daemon.wait_ready()
     js.wait_started()
     text.wait_started()
     cidfile = tmp_path / "cid"
@@ -80,14 +84,31 @@ def _run(image, tmp_path, *options):
     assert run.wait(timeout=60) == 0
     for m in (js, text):
         m.wait_lines(CALLS)
-    assert js.stop() == 0 and text.stop() == 0
+    metrics = daemon.metrics()
+    assert js.stop() == 0 and text.stop() == 0 and daemon.stop()[0] == 0
     return (cidfile.read_text().strip(), made, [json.loads(line) for line in js.lines()],
-            text.lines())
+            text.lines(), metrics)
+
+
+def _namespaced(metrics):
+    """kcmp_namespaced_calls_total's non-zero series, by (namespace, type, outcome)."""
+    found = {}
+    for family in text_string_to_metric_families(metrics):
+        for s in family.samples:
+            if s.name == "kcmp_namespaced_calls_total" and s.value:
+                labels = s.labels
+                found[labels["namespace"], labels["kcmp_type"], labels["outcome"]] = s.value
+    return found
 
 
 def test_default_seccomp_profile_refusals_show_their_arguments(image, tmp_path):
-    cid, made, records, lines = _run(image, tmp_path)
+    cid, made, records, lines, metrics = _run(image, tmp_path)
     assert len(records) == CALLS and len(lines) == CALLS
+    # Counted in the kernel as calls from another pid, mount and network namespace, by a
+    # default exporter (no stream, no --context).
+    assert _namespaced(metrics) == {
+        (ns, kind, "error"): n * REPEAT
+        for ns in ("pid", "mnt", "net") for kind, n in (("KCMP_FILE", 7), ("KCMP_EPOLL_TFD", 1))}
     for r in records:
         assert r["refusedBySeccomp"] is True and r["errno"] == "EPERM"
         assert r["argsKnown"] is True and r["durationNs"] is None
@@ -109,8 +130,12 @@ def test_default_seccomp_profile_refusals_show_their_arguments(image, tmp_path):
 
 
 def test_with_cap_sys_ptrace_the_calls_succeed_and_targets_are_translated(image, tmp_path):
-    cid, made, records, _lines = _run(image, tmp_path, "--cap-add", "SYS_PTRACE")
+    cid, made, records, _lines, metrics = _run(image, tmp_path, "--cap-add", "SYS_PTRACE")
     assert len(records) == CALLS
+    assert _namespaced(metrics) == {
+        (ns, kind, outcome): n * REPEAT for ns in ("pid", "mnt", "net")
+        for kind, outcome, n in (("KCMP_FILE", "same", 6), ("KCMP_FILE", "error", 1),
+                                 ("KCMP_EPOLL_TFD", "same", 1))}
     for r in records:
         assert r["refusedBySeccomp"] is False and r["containerId"] == cid
         assert r["capabilities"]["sysPtrace"] is True

@@ -180,3 +180,21 @@ def test_context_metrics_every_kind_from_the_start():
         'kcmp_boundary_crossings_total{kind="container"} 0.0',
         "kcmp_context_unresolved_total 2.0",
     ]
+
+
+def test_calls_from_other_namespaces_and_seccomp_refusals():
+    snap = _snapshot()
+    snap.types[1].seccomp = 4
+    snap.namespaced = [0] * counters.NS_COUNTERS
+    snap.namespaced[counters.ns_index(0, 1, 2)] = 4  # pid, KCMP_VM, error
+    snap.namespaced[counters.ns_index(2, 0, 0)] = 3  # net, KCMP_FILE, same
+    text = _exposition(KcmpCollector(lambda: snap, _state()))
+    namespaced = [line for line in _lines(text, "kcmp_namespaced_calls_total{")
+                  if not line.endswith(" 0.0")]
+    assert namespaced == [
+        'kcmp_namespaced_calls_total{kcmp_type="KCMP_VM",namespace="pid",outcome="error"} 4.0',
+        'kcmp_namespaced_calls_total{kcmp_type="KCMP_FILE",namespace="net",outcome="same"} 3.0']
+    assert len(_lines(text, "kcmp_namespaced_calls_total{")) == 3 * 10 * 3
+    assert _lines(text, 'kcmp_seccomp_refused_total{kcmp_type="KCMP_VM"}') == [
+        'kcmp_seccomp_refused_total{kcmp_type="KCMP_VM"} 4.0']
+    assert not _lines(_exposition(KcmpCollector(_snapshot, _state())), "kcmp_namespaced")

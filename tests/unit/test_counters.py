@@ -25,6 +25,8 @@ def c_layout(tmp_path_factory):
         ("SLOTS", "KCMP_SLOTS"), ("ERRNO_SLOTS", "KCMP_ERRNO_SLOTS"),
         ("LOG2_SLOTS", "KCMP_LOG2_SLOTS"), ("OUTCOMES", "KCMP_OUTCOMES"),
         ("ERROR", "KCMP_OUTCOME_ERROR"),
+        ("NS_COUNTERS", "KCMP_NS_COUNTERS"), ("NS_MNT", "KCMP_NS_MNT"),
+        ("NS_INDEX", "KCMP_NS_INDEX(KCMP_NS_NET, 7, KCMP_OUTCOME_ERROR)"),
     ]
     return c_facts(tmp_path_factory.mktemp("counters"), [f'"{ROOT / "bpf" / "kcmp.h"}"'], facts)
 
@@ -70,3 +72,9 @@ def test_type_stats_sum_over_cpus():
     assert stats.duration_log2[5] == 33 and sum(stats.duration_log2) == 33
     assert stats.errnos[22] == 22 and sum(stats.errnos) == 22
     assert TypeStats.from_cpus([]) == TypeStats()
+
+
+def test_namespaced_counter_layout(c_layout):
+    assert counters.NS_COUNTERS == c_layout["NS_COUNTERS"]
+    assert counters.NS_KINDS[c_layout["NS_MNT"]] == "mnt"
+    assert counters.ns_index(2, 7, 2) == c_layout["NS_INDEX"]
