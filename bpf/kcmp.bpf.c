@@ -16,7 +16,8 @@
  *   CAPTURE_COMPAT     x86_64: also capture 32-bit (int 0x80) calls through raw_syscalls
  *   PROC_TABLE         keep a table of this many tasks (parent and name, from the
  *                      fork and rename tracepoints) and stamp streamed records with the
- *                      caller's parent; needs CLONE_THREAD_FLAG, CLONE_PARENT_FLAG (abi.py)
+ *                      caller's parent; needs CLONE_THREAD_FLAG, CLONE_PARENT_FLAG (abi.py);
+ *                      with KERNEL_CALLER, also of their numbers in their pid namespaces
  *   OWN_PIDNS_DEV/INO, OWN_MNTNS_INO, OWN_NETNS_INO
  *                      the monitor's namespaces: records say whether the caller shares its pid
  *                      namespace, and (COUNT, KERNEL_CALLER) calls from others are counted
@@ -603,6 +604,26 @@ TRACEPOINT_PROBE(task, task_newtask)
 	procs.update(&pid, &p);
 	return 0;
 }
+
+#ifdef KERNEL_CALLER
+BPF_TABLE("lru_hash", struct kcmp_nspid, u32, nspids, PROC_TABLE);
+
+/* A new task's number in its own pid namespace (the raw tracepoint hands over the task). */
+RAW_TRACEPOINT_PROBE(task_newtask)
+{
+	u64 task = ctx->args[0];
+	u64 pid = kread64(task + BTF_TASK_THREAD_PID);
+	u32 level = kread32(pid + BTF_PID_LEVEL);
+	if (level >= PID_LEVELS)
+		return 0;
+	u64 upid = pid + BTF_PID_NUMBERS + (u64)level * BTF_UPID_SIZE;
+	struct kcmp_nspid key = {.pidns = ns_inum(kread64(upid + BTF_UPID_NS), BTF_PIDNS_INUM),
+				 .nr = kread32(upid + BTF_UPID_NR)};
+	u32 host = kread32(task + BTF_TASK_PID);
+	nspids.update(&key, &host);
+	return 0;
+}
+#endif
 
 /* exec and prctl(PR_SET_NAME) both rename: keep the name a gone process last had. */
 TRACEPOINT_PROBE(task, task_rename)

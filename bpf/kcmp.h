@@ -145,6 +145,14 @@ struct kcmp_record_files {
 	struct kcmp_file files[KCMP_FILES];
 };
 
+/* A key of the kernel's table of pid numbers (PROC_TABLE with KERNEL_CALLER): a task's
+ * number in its own pid namespace, whose value is its host pid, so that pids numbered in a
+ * namespace translate even once the namespace's processes are gone. */
+struct kcmp_nspid {
+	__u32 pidns;       /* the namespace's inode */
+	__u32 nr;
+};
+
 /* What the process table keeps of a task, so that one gone before its event is decoded still
  * has a name and a parent. */
 struct kcmp_proc {

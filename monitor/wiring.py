@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         if program.procs is not None:
             # Processes started before the program: the fork hook never saw them.
             program.procs.remember(proc.fs.existing())
+            program.procs.remember_numbers(proc.fs.numbered())
         sink: ConsoleSink | JsonSink | None = None
         if args.trace:
             sink = (JsonSink if args.output == "json" else ConsoleSink)(sys.stdout, sys.stderr)

@@ -8,10 +8,15 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from typing import Protocol
 
 from .. import abi
 from .procfs import ProcFS
 from .types import Caller
+
+
+class KernelNumbers(Protocol):
+    def host_pid(self, pidns: int, nr: int) -> int | None: ...
 
 
 class PidNamespaces:
@@ -19,8 +24,11 @@ class PidNamespaces:
     # does not exist, as in an ESRCH call, must not cost a scan of /proc per event).
     RESCAN_S = 0.1
 
-    def __init__(self, fs: ProcFS) -> None:
+    def __init__(self, fs: ProcFS, kernel: KernelNumbers | None = None) -> None:
+        """kernel: the program's table of pid numbers, for namespaces whose processes have
+        gone from /proc."""
         self.fs = fs
+        self.kernel = kernel
         # pid namespace inode -> ({pid in that namespace: host pid}, when it was read)
         self._pids: dict[int, tuple[dict[int, int], float]] = {}
         # (pid namespace inode, levels up) -> the ancestor namespace's inode (never changes)
@@ -47,7 +55,14 @@ class PidNamespaces:
             table = self._scan(ns, depth)
             when = time.monotonic()
         self._pids[ns] = (table, when)
-        return tuple(own[p] if p in own else table.get(p) for p in pids)
+        return tuple(own[p] if p in own else table.get(p) or self._recorded(ns, p)
+                     for p in pids)
+
+    def _recorded(self, ns: int, nr: int) -> int | None:
+        """The host pid the kernel recorded when the namespace's task nr was made."""
+        if self.kernel is None or nr <= 0:
+            return None
+        return self.kernel.host_pid(ns, nr)
 
     def _still(self, host: int, nspid: int, depth: int) -> bool:
         now = self.fs.nspid(host)

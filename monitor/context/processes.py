@@ -20,6 +20,8 @@ _FD_MAX = 0x7FFFFFFF
 class KernelTable(Protocol):
     def process(self, pid: int) -> tuple[int, bytes] | None: ...
 
+    def host_pid(self, pidns: int, nr: int) -> int | None: ...
+
 
 class ProcReader:
     CALLERS = 4096  # callers remembered
@@ -35,7 +37,7 @@ class ProcReader:
         process table, and cgroups: a cgroups.CgroupPaths, for processes gone from /proc
         (all optional)."""
         self.fs = ProcFS(root)
-        self.pidns = PidNamespaces(self.fs)
+        self.pidns = PidNamespaces(self.fs, kernel)
         self.sockets = sockets
         self.netns = netns
         self.kernel = kernel

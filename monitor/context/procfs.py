@@ -86,6 +86,16 @@ class ProcFS:
                 continue
             yield pid, int(fields[1]), stat[left + 1:right]
 
+    def numbered(self):
+        """(pid namespace inode, number there, host pid) of every process now here in a pid
+        namespace other than the host's: what the kernel's table of numbers cannot have seen
+        made."""
+        for pid in self.pids():
+            nspid = self.nspid(pid)
+            ns = self.ns(pid, "pid") if nspid and len(nspid) > 1 else None
+            if ns is not None and nspid:
+                yield ns, nspid[-1], pid
+
     def _read(self, name: str, strip: bool = False) -> bytes | None:
         try:
             with open(f"{self.root}/{name}", "rb") as f:

@@ -23,6 +23,7 @@ FEATURES: dict[str, dict[str, tuple[str, str, int | None]]] = {
         "TASK_GROUP_LEADER": ("task_struct", "group_leader", P),
         "TASK_REAL_PARENT": ("task_struct", "real_parent", P),
         "TASK_TGID": ("task_struct", "tgid", 4),
+        "TASK_PID": ("task_struct", "pid", 4),
         "TASK_REAL_CRED": ("task_struct", "real_cred", P),
         "TASK_CRED": ("task_struct", "cred", P),
         "TASK_MM": ("task_struct", "mm", P),

@@ -201,7 +201,10 @@ class KcmpProgram:
             self.compat = False
         self._stats = self._bpf["stats"]
         # The kernel's table of tasks, kept while records are streamed (for their context).
-        self.procs = ProcessTable(self._bpf["procs"]) if options.streams else None
+        self._nspids = options.streams and "caller" in self.kernel_on
+        self.procs = (ProcessTable(self._bpf["procs"],
+                                   self._bpf["nspids"] if self._nspids else None)
+                      if options.streams else None)
         self._ringbuf_pages = options.ringbuf_pages
         self._reader: ringbuf.RingReader | None = None
         self._pending: list[bytes] = []  # records BCC's reader handed over, until read()
@@ -243,6 +246,8 @@ class KcmpProgram:
         if self._streams:
             for tp in ("task:task_newtask", "task:task_rename"):
                 state[tp] = tp.encode() in bpf.tracepoint_fds
+        if self._nspids:
+            state["raw:task_newtask"] = b"task_newtask" in bpf.raw_tracepoint_fds
         if self._compat_wanted:
             for name in ("sys_enter", "sys_exit"):
                 state[f"raw_syscalls:{name}"] = name.encode() in bpf.raw_tracepoint_fds

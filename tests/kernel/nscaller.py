@@ -4,6 +4,8 @@
   inner       (run as pid 1 of a new pid namespace) compare itself with a child in the same
               namespace and with a process of a namespace nested in it, by their numbers here
   shortlived  fork children that each make one call against this process and exit at once
+  alone       (run as pid 1 of a new pid namespace) compare itself with a child there; both
+              are gone once stdin closes
 
 Prints one JSON line of what it made, waits for "go", calls, prints "ready", waits for EOF.
 """
@@ -49,7 +51,11 @@ def main():
     mode = sys.argv[1]
     kids = []
     made = {"pid": os.getpid()}
-    if mode == "inner":
+    if mode == "alone":
+        kids.append(subprocess.Popen(["sleep", "1000"]))
+        made.update(child=kids[0].pid)
+        calls = [(os.getpid(), made["child"])]
+    elif mode == "inner":
         kids.append(subprocess.Popen(["sleep", "1000"]))
         nested = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "sleep", "1000"])
         kids.append(nested)

@@ -200,6 +200,41 @@ def test_a_caller_gone_before_its_event_is_read_keeps_name_and_parent(
                    and line.endswith(f" uid=0 ctr={cid[:12]}]") for line in lines)
 
 
+def test_targets_of_a_namespace_gone_before_its_events_are_read(unshare, tmp_path):
+    """The caller is pid 1 of a new pid namespace and compares itself with its child there;
+    both are gone, and the namespace with them, when the monitors read the events: the
+    child's number still translates to its host pid (the kernel recorded it at fork)."""
+    caller = Caller(tmp_path, "alone", prefix=UNSHARE)
+    assert caller.made["pid"] == 1
+    host = child_of(caller.proc.pid)
+    child = child_of(host)
+    for m in (caller.js, caller.text):
+        m.proc.send_signal(signal.SIGSTOP)
+    caller.proc.stdin.write("go\n")
+    caller.proc.stdin.flush()
+    caller.proc.stdout.readline()
+    assert caller.proc.stdout.readline() == "ready\n"
+    caller.proc.stdin.close()
+    assert caller.proc.wait(timeout=30) == 0
+    assert not os.path.exists(f"/proc/{host}") and not os.path.exists(f"/proc/{child}")
+    for m in (caller.js, caller.text):
+        m.proc.send_signal(signal.SIGCONT)
+        m.wait_lines(REPEAT)
+    assert caller.js.stop() == 0 and caller.text.stop() == 0
+    records = [json.loads(line) for line in caller.js.lines()]
+    assert len(records) == REPEAT
+    for r in records:
+        assert r["callerExited"] is True and r["callerContext"] == "kernel"
+        assert (r["processId"], r["hostProcessId"]) == (1, host)
+        t1, t2 = r["targets"]
+        assert (t1["pid"], t1["hostPid"]) == (1, host)
+        assert (t2["pid"], t2["hostPid"], t2["processName"], t2["exited"]) == (
+            caller.made["child"], child, "sleep", True)
+        assert r["contextUnresolved"] == []
+    assert all(f"[pid1 self, pid2 sleep/{child} uid=? exited]" in line
+               for line in caller.text.lines())
+
+
 def _samples(text):
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -132,7 +132,8 @@ def test_self_metrics(scraped):
     assert _by(results["kcmp_monitor_program_attached"], "tracepoint") == {
         ("syscalls:sys_enter_kcmp",): 1, ("syscalls:sys_exit_kcmp",): 1,
         ("raw_syscalls:sys_enter",): 1, ("raw_syscalls:sys_exit",): 1,
-        ("task:task_newtask",): 1, ("task:task_rename",): 1}  # the EPERM log's process table
+        ("task:task_newtask",): 1, ("task:task_rename",): 1,  # the EPERM log's process table
+        ("raw:task_newtask",): 1}  # and its table of pid numbers
     info = results["kcmp_monitor_build_info"][0]["metric"]
     assert info["kernel"] == os.uname().release and info["bcc_version"] and info["version"]
     assert float(results["up"][0]["value"][1]) == 1

@@ -160,6 +160,24 @@ def test_a_gone_caller_keeps_its_container_from_the_cgroup_id(tmp_path):
     assert proc.caller(boxed._replace(tgid=57, cgroup_id=9)).caller.container_id is None
 
 
+def test_a_number_of_a_namespace_gone_from_proc_is_the_host_pid_the_kernel_recorded(tmp_path):
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "status").write_text("NSpid:\t1234\n")
+    container = _ns(tmp_path, "container")
+    _task(tmp_path, 30, 0, nspid=1, ns={"pid": container})
+
+    class Numbers(Table):
+        def host_pid(self, pidns, nr):
+            return {(container.stat().st_ino, 7): 77}.get((pidns, nr))
+
+    proc = ProcReader(str(tmp_path), kernel=Numbers({77: (30, b"gone")}))
+    ctx = enrich(_event(0, tgid=30, pids=(1, 7), own_pidns=False), proc)
+    assert ctx.host_pids == (30, 77) and ctx.unresolved == ()
+    assert ctx.targets[1] == Target(77, b"gone", None, 30, None, None, None, None, None,
+                                    gone=True)
+    assert list(proc.fs.numbered()) == [(container.stat().st_ino, 1, 30)]
+
+
 def test_a_caller_in_an_unreadable_namespace_gets_no_lookups(proc):
     # Its pid1/pid2 are its own namespace's numbers: /proc here would name other processes.
     ctx = enrich(_event(0, ret=-1, tgid=56, own_pidns=False), proc)

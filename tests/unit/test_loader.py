@@ -23,6 +23,8 @@ def test_default_flags_carry_the_abi_values_and_the_trace_stream():
         "KCMP_TYPE_UNKNOWN_BIT": "8",
         "EPERM_ERRNO": "1", "STREAM_TRACE": None, "PROC_TABLE": "65536",
         "OWN_PIDNS_DEV": f"{own.st_dev}ULL", "OWN_PIDNS_INO": f"{own.st_ino}ULL",
+        "OWN_MNTNS_INO": str(os.stat("/proc/self/ns/mnt").st_ino),
+        "OWN_NETNS_INO": str(os.stat("/proc/self/ns/net").st_ino),
         "CLONE_THREAD_FLAG": "65536", "CLONE_PARENT_FLAG": "32768"}
 
 
@@ -121,7 +123,8 @@ def test_kernel_features_wanted(tmp_path):
     streamed = loader.kernel_features(ProgramOptions())
     assert streamed.on == ("caller", "files", "seccomp") and streamed.off == {}
     counted = loader.kernel_features(ProgramOptions(trace=False, count=True))
-    assert counted.on == ("seccomp",)  # the caller is read only for streamed records
+    # The caller's namespaces count calls from elsewhere; its fds are read only for records.
+    assert counted.on == ("caller", "seccomp")
     none = loader.kernel_features(ProgramOptions(btf=str(tmp_path / "none")))
     assert none.on == () and none.flags == []
     assert set(none.off) == {"caller", "files", "seccomp"}
