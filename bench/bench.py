@@ -32,6 +32,9 @@ MONITOR = str(Path(sys.executable).parent / "kcmp-monitor")
 README = ROOT / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 COMM = "kcmpbench"
+# The program as it was before it read kernel structs: no BTF, so no kernel-side context.
+NO_KERNEL = ("--btf", "/nonexistent")
+EXIT_PROGRAM = "tracepoint__syscalls__sys_exit_kcmp"
 
 
 def free_port() -> int:
@@ -211,7 +214,10 @@ def tools(tmp: Path, perf: str | None) -> dict[str, tuple]:
         "unmonitored": (lambda: Tool(tmp), 1),
         "kcmp-monitor exporter": (lambda: Daemon(tmp), 1),
         "kcmp-monitor exporter --no-compat": (lambda: Daemon(tmp, "--no-compat"), 1),
+        "kcmp-monitor exporter, no kernel context": (lambda: Daemon(tmp, *NO_KERNEL), 1),
         "kcmp-monitor exporter + JSON stream": (lambda: Daemon(tmp, stream=True), 1),
+        "kcmp-monitor exporter + JSON stream, no kernel context":
+            (lambda: Daemon(tmp, *NO_KERNEL, stream=True), 1),
         "kcmp-monitor exporter --context": (lambda: Daemon(tmp, "--context"), 1),
         "bpftrace (enter/exit count map)": (lambda: Bpftrace(tmp), 1),
         "bcc trace": (lambda: LineTracer(
@@ -244,6 +250,41 @@ def overhead(loop: str, rounds: int, calls: int, tmp: Path, perf: str | None) ->
                for i in range(4)]
         rows.append(Row(name, *med))
     return rows
+
+
+def program_cost(loop: str, rounds: int, calls: int, tmp: Path) -> list[tuple]:
+    """ns per run of the exit program, with the kernel-side context and without, for KCMP_VM
+    and for KCMP_FILE on the caller's own fd (the path walk): the run time the kernel keeps
+    while kernel.bpf_stats_enabled is 1."""
+    sysctl = Path("/proc/sys/kernel/bpf_stats_enabled")
+    before = sysctl.read_text()
+    sysctl.write_text("1")
+    configs = [(name, context, args, stream)
+               for name, stream in (("exporter", False), ("exporter + JSON stream", True))
+               for context, args in (("without", NO_KERNEL), ("with", ()))]
+    results: dict[tuple, list] = {}
+    try:
+        for _ in range(rounds):
+            for name, context, args, stream in configs:
+                for kind in ("kcmp", "kcmpfile"):
+                    daemon = Daemon(tmp, *args, stream=stream)
+                    daemon.start()
+                    ns0 = scrape(daemon.port, "kcmp_monitor_bpf_run_seconds_total",
+                                 program=EXIT_PROGRAM)
+                    runs0 = scrape(daemon.port, "kcmp_monitor_bpf_runs_total",
+                                   program=EXIT_PROGRAM)
+                    rate([loop, kind, str(calls)])
+                    ns = scrape(daemon.port, "kcmp_monitor_bpf_run_seconds_total",
+                                program=EXIT_PROGRAM) - ns0
+                    runs = scrape(daemon.port, "kcmp_monitor_bpf_runs_total",
+                                  program=EXIT_PROGRAM) - runs0
+                    daemon.finish(calls)
+                    results.setdefault((name, context, kind), []).append(ns * 1e9 / runs)
+    finally:
+        sysctl.write_text(before)
+    return [(name, context, statistics.median(results[name, context, "kcmp"]),
+             statistics.median(results[name, context, "kcmpfile"]))
+            for name, context, _, _ in configs]
 
 
 def fork_tax(loop: str, rounds: int, forks: int, tmp: Path) -> list[tuple[str, float]]:
@@ -296,7 +337,7 @@ def soak(loop: str, tmp: Path, seconds: int) -> tuple[int, int, float]:
     return early, late, daemon.attach_s
 
 
-def report(rows, forked, steps, soaked, args) -> str:
+def report(rows, costs, forked, steps, soaked, args) -> str:
     bare = rows[0]
     lines = [f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} CPUs, "
              f"Linux {platform.release()}, {args.rounds} rounds interleaved, medians; "
@@ -313,6 +354,14 @@ def report(rows, forked, steps, soaked, args) -> str:
         lines.append(f"| {r.name} | {r.kcmp / 1e6:.2f} M | {r.kcmp / bare.kcmp:.2f} | "
                      f"{extra:+.0f} ns | {r.getppid / bare.getppid:.2f} | {tax:+.0f} ns | "
                      f"{counted} | {delivered} |")
+    lines += ["", "The exit program's own run time per call (`kernel.bpf_stats_enabled`), "
+              "with the kernel-side context (caller, own fds, saved registers, namespaced "
+              "counts; offsets from BTF) and without it (`--btf` pointing nowhere: the program "
+              "as it was before it read kernel structs):", "",
+              "| configuration | kernel context | KCMP_VM | KCMP_FILE, own fd |",
+              "|---|---|---:|---:|"]
+    for name, context, vm, file in costs:
+        lines.append(f"| {name} | {context} | {vm:.0f} ns | {file:.0f} ns |")
     lines += ["", f"fork + exit + wait, {args.forks:,} per run (the process table's hook runs "
               "on every new task):", "",
               "| configuration | forks/s | ratio | cost per fork |", "|---|---:|---:|---:|"]
@@ -364,11 +413,12 @@ def main() -> int:
         loop = str(tmp / "loop")
         subprocess.run(["gcc", "-O2", "-o", loop, str(HERE / "loop.c")], check=True)
         rows = overhead(loop, args.rounds, args.calls, tmp, perf)
+        costs = program_cost(loop, args.rounds, args.calls // 5, tmp)
         forked = fork_tax(loop, args.rounds, args.forks, tmp)
         steps = steady(loop, tmp, [50_000, 75_000, 100_000, 125_000, 150_000, 200_000],
                        args.seconds)
         soaked = soak(loop, tmp, args.soak)
-    text = report(rows, forked, steps, soaked, args)
+    text = report(rows, costs, forked, steps, soaked, args)
     print(text)
     if not args.no_readme:
         rewrite_readme(text)

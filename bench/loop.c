@@ -1,7 +1,10 @@
 /* The benchmark's workload: N calls of one syscall in a tight loop, timed; or a steady rate.
- * Usage: loop kcmp|getppid|fork N    -> prints the calls (fork: fork+exit+wait) per second
+ * Usage: loop kcmp|kcmpfile|getppid|fork N
+ *                                    -> prints the calls (fork: fork+exit+wait) per second;
+ *                                       kcmpfile compares an open file of its own with itself
  *        loop paced RATE SECONDS     -> kcmp at RATE calls/s in 1 ms batches; prints the calls */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <linux/kcmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +45,7 @@ int main(int argc, char **argv)
 	}
 	long n = atol(argv[2]);
 	int kcmp = strcmp(argv[1], "kcmp") == 0, forks = strcmp(argv[1], "fork") == 0;
+	int file = strcmp(argv[1], "kcmpfile") == 0 ? open("/etc/hostname", O_RDONLY) : -1;
 	pid_t me = getpid();
 	struct timespec t0, t1;
 	prctl(PR_SET_NAME, "kcmpbench", 0, 0, 0);
@@ -49,6 +53,8 @@ int main(int argc, char **argv)
 	for (long i = 0; i < n; i++) {
 		if (kcmp) {
 			syscall(SYS_kcmp, me, me, KCMP_VM, 0, 0);
+		} else if (file >= 0) {
+			syscall(SYS_kcmp, me, me, KCMP_FILE, file, file);
 		} else if (forks) {
 			pid_t child = fork();
 			if (child == 0)
