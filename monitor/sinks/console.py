@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TextIO
 
 from .. import PROG, abi
-from ..context.types import Context, Target
+from ..context.types import Caller, Context, Target
 from ..escape import escape, escape_bytes
 from ..kernel.events import Args, Event
 from ..kernel.kcmp import KERNEL_FEATURES
@@ -16,6 +17,7 @@ DENIED_MARK = "!! DENIED"
 SECCOMP_MARK = "!! SECCOMP"
 CROSSING_MARK = "!! CROSSES"
 DELETED = " (deleted)"  # what the kernel appends to the path of an unlinked file
+NAMESPACES = ("pid", "mnt", "net")  # the caller's, named where they are not the monitor's
 
 
 def start_line(notes: list[str]) -> str:
@@ -103,8 +105,28 @@ def _container(cid: str | None) -> str:
     return f" ctr={cid[:12]}" if cid else ""
 
 
-def format_line(event: Event, ctx: Context, wall_ns: int) -> str:
-    """One console line: time, caller, the strace part, its meaning, duration, markers."""
+def own_namespaces(proc: str = "/proc/self") -> dict[str, int | None]:
+    """The monitor's pid, mount and network namespaces, which a caller is held to."""
+    found: dict[str, int | None] = {}
+    for kind in NAMESPACES:
+        try:
+            found[kind] = os.stat(f"{proc}/ns/{kind}").st_ino
+        except OSError:
+            found[kind] = None
+    return found
+
+
+def format_namespaces(c: Caller, own: dict[str, int | None]) -> str:
+    """The caller's namespaces that are not the monitor's, as "pid:N mnt:N net:N"."""
+    mine = {"pid": c.pidns, "mnt": c.mntns, "net": c.netns}
+    return " ".join(f"{kind}:{mine[kind]}" for kind in NAMESPACES
+                    if mine[kind] is not None and mine[kind] != own.get(kind))
+
+
+def format_line(event: Event, ctx: Context, wall_ns: int,
+                own: dict[str, int | None] | None = None) -> str:
+    """One console line: time, caller, the strace part, its meaning, duration, markers; own:
+    the monitor's namespaces, to name the caller's where they differ."""
     seconds, ns = divmod(wall_ns, 1_000_000_000)
     stamp = time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{ns // 1000:06d}"
     caller = f"{escape_bytes(event.comm)}/{event.tgid}"
@@ -126,6 +148,10 @@ def format_line(event: Event, ctx: Context, wall_ns: int) -> str:
     if ctx.same_pidns is False:
         line += ("  [caller in another pid namespace]" if ctx.host_pids is not None else
                  "  [caller in another pid namespace: pids not looked up]")
+    if own is not None and ctx.caller is not None:
+        namespaces = format_namespaces(ctx.caller, own)
+        if namespaces:
+            line += f"  [ns {namespaces}]"
     if ctx.unresolved:
         line += f"  [unresolved: {','.join(ctx.unresolved)}]"
     if ctx.crossings:
@@ -175,13 +201,14 @@ class ConsoleSink:
     def __init__(self, out: TextIO, err: TextIO) -> None:
         self.out = out
         self.err = err
+        self.own = own_namespaces()
 
     def start(self, notes: list[str]) -> None:
         self.out.write(start_line(notes) + "\n")
         self.out.flush()
 
     def event(self, event: Event, ctx: Context, wall_ns: int) -> None:
-        self.out.write(format_line(event, ctx, wall_ns) + "\n")
+        self.out.write(format_line(event, ctx, wall_ns, self.own) + "\n")
 
     def lost(self, count: int, wall_ns: int) -> None:
         self.err.write(format_lost(count) + "\n")

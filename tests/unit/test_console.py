@@ -1,3 +1,4 @@
+import os
 import time
 
 import pytest
@@ -171,3 +172,14 @@ def test_a_gone_caller_naming_itself_is_self():
     line = console.format_line(_event(-3, _args(4242, 1073741823, 1, 0, 0)),
                                Context(targets=(None, None)), 0)
     assert line.endswith("  [pid1 self, pid2 ?]")
+
+
+def test_a_callers_namespaces_are_named_where_they_are_not_the_monitors():
+    from kcmp_monitor.context.types import Caller
+
+    caller = Caller(1, 1, 900, 0, 4026532192, 4026531840, "", None, 4026532193)
+    own = {"pid": 4026531836, "mnt": 4026531840, "net": 4026531833}
+    line = console.format_line(_event(0, _args(type=1)), Context(caller=caller), 0, own)
+    assert line.endswith("  [ns pid:4026532192 net:4026532193]")
+    assert "[ns" not in console.format_line(_event(0, _args(type=1)), Context(caller=caller), 0)
+    assert console.own_namespaces()["pid"] == os.stat("/proc/self/ns/pid").st_ino
