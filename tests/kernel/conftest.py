@@ -42,21 +42,23 @@ def kernel_ready():
         skip_or_fail("needs gcc to build the kcmpload workload (run `sudo make setup`)")
 
 
+def _build(tmp_path_factory, name: str, *flags: str) -> Path:
+    """A test workload, tests/kernel/NAME.c, built into a folder of its own."""
+    exe = tmp_path_factory.mktemp("bin") / name
+    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", *flags, "-o", str(exe),
+                    str(HERE / f"{name}.c")], check=True)
+    return exe
+
+
 @pytest.fixture(scope="session")
 def kcmpload(kernel_ready, tmp_path_factory) -> Path:
-    exe = tmp_path_factory.mktemp("bin") / "kcmpload"
-    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-pthread", "-o", str(exe),
-                    str(HERE / "kcmpload.c")], check=True)
-    return exe
+    return _build(tmp_path_factory, "kcmpload", "-pthread")
 
 
 @pytest.fixture(scope="session")
 def ownfds(kernel_ready, tmp_path_factory) -> Path:
     """The short-lived caller comparing its own fds, linked static to run in an image too."""
-    exe = tmp_path_factory.mktemp("bin") / "ownfds"
-    subprocess.run(["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", str(exe),
-                    str(HERE / "ownfds.c")], check=True)
-    return exe
+    return _build(tmp_path_factory, "ownfds", "-static")
 
 
 @dataclass
