@@ -57,7 +57,7 @@ class ProcReader:
         """The caller's context, nothing looked up yet (its caller is always set)."""
         key = (event.tgid, event.tid)
         hit = self._callers.get(key)
-        if (hit and hit[0] == event.comm and hit[1] == event.task
+        if (hit and hit[0] == event.comm and hit[1] is event.task
                 and event.ts_ns - hit[2] < self.CALLER_TTL_NS):
             return hit[3]
         caller = (self._read_caller(event) if event.task is None

@@ -239,14 +239,27 @@ class Event(NamedTuple):
         return abi.result_meaning(self.ret)
 
 
+# A caller's task repeats from call to call: decoded once per distinct bytes (and the same
+# object handed out, which the identity memos downstream rely on).
+_TASKS: dict[bytes, KernelTask] = {}
+_TASKS_MAX = 4096
+
+
 def _task(raw: bytes) -> KernelTask:
+    key = raw[RAW_EVENT.size:RECORD_SIZE]
+    task = _TASKS.get(key)
+    if task is not None:
+        return task
     (pidns, mntns, netns, userns, utsns, ipcns, cgroupns, ppid, ns_pid, ns_tid, ns_ppid, level,
-     uid, gid, euid, egid, caps, exe_ino, name_len, _, name) = RAW_TASK.unpack_from(
-        raw, RAW_EVENT.size)
+     uid, gid, euid, egid, caps, exe_ino, name_len, _, name) = RAW_TASK.unpack(key)
     name = name.split(b"\0", 1)[0]
-    return KernelTask(pidns, mntns, netns, userns, utsns, ipcns, cgroupns, ppid, ns_pid, ns_tid,
+    task = KernelTask(pidns, mntns, netns, userns, utsns, ipcns, cgroupns, ppid, ns_pid, ns_tid,
                       ns_ppid, level + 1, uid, gid, euid, egid, caps, exe_ino, name,
                       name_len > len(name))
+    if len(_TASKS) >= _TASKS_MAX:
+        _TASKS.clear()
+    _TASKS[key] = task
+    return task
 
 
 def _files(raw: bytes) -> tuple[KernelFile | None, ...]:
