@@ -467,10 +467,12 @@ def test_pids_of_a_caller_in_another_pid_namespace_are_translated(kcmpload, tmp_
                == [(r["hostProcessId"], NOBODY), (host, 0)]
                and r["parentProcessId"] == 1 and r["hostParentProcessId"] == host
                for r in eperm)
-    # A process comparing itself: no target words, only where its pids were numbered.
+    # A process comparing itself: no target words, only where its pids were numbered, and
+    # which of its namespaces are not the monitor's (unshare --pid --mount-proc: pid, mnt).
+    ns = f"pid:{same_file[0]['pidNamespace']} mnt:{same_file[0]['mountNamespace']}"
     marked = [line for line in text.lines() if re.search(
-        r"kcmp\(1, 1, KCMP_FILE, .*\) = 0 <same> \S+  \[caller in another pid namespace\]$",
-        line)]
+        r"kcmp\(1, 1, KCMP_FILE, .*\) = 0 <same> \S+  \[caller in another pid namespace\]"
+        rf"  \[ns {ns}\]$", line)]
     assert len(marked) >= len(same_file)
 
 
