@@ -157,6 +157,8 @@ static void seccomp_refused(int report)
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
 		die("seccomp");
 	run_case("seccomp", ABI_64, getpid(), getpid(), KCMP_VM, 0, 0);
+	/* Every register its own value, as the saved registers must give them back. */
+	run_case("seccomp_args", ABI_64, getpid(), 1, KCMP_FILE, 0x12345, 0xdeadbeefUL);
 }
 
 /* A second thread of this process compares its own VM with the main thread's: the same. */

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -53,6 +54,7 @@ EXPECTED = {
     "hostile_path": ("KCMP_FILE", None),
     "eperm": ("KCMP_VM", "EPERM"),
     "seccomp": ("KCMP_VM", "EPERM"),  # refused before entry: arguments from the registers
+    "seccomp_args": ("KCMP_FILE", "EPERM"),  # the same, every argument a value of its own
 }
 # Calls the workload makes that are not kcmp and must produce no event.
 NOT_KCMP = {"nr349_64bit"}  # the i386 kcmp number from 64-bit code: ENOSYS on x86_64
@@ -216,8 +218,9 @@ def test_json_fields_are_decoded_exactly(traced):
         assert [(a["name"], a["type"]) for a in record["args"]] == [
             ("pid1", "pid_t"), ("pid2", "pid_t"), ("type", "int"),
             ("idx1", "unsigned long"), ("idx2", "unsigned long")]
-        assert record["refusedBySeccomp"] == (case.name == "seccomp")
-        if case.name == "seccomp":  # refused before entry: no duration
+        refused = case.name.startswith("seccomp")
+        assert record["refusedBySeccomp"] == refused
+        if refused:  # refused before entry: no duration
             assert record["durationNs"] is None
         else:
             assert 0 < record["durationNs"] < 10**9
@@ -249,13 +252,17 @@ def _check_targets(record, case):
         if target["hostPid"] is None:
             continue
         found += 1
-        assert target["hostPid"] == pid and target["processName"] == "kcmpload"
+        init = Path("/proc/1/comm").read_text().strip()  # seccomp_args names pid 1
+        assert target["hostPid"] == pid
+        assert target["processName"] == (init if pid == 1 else "kcmpload")
         if target["exited"]:  # thread_vm's thread may end before its event is read: the
             # kernel's process table still knows it, with its name and process's parent
             assert case.name == "thread_vm" and pid == case.tid
             assert target["hostParentProcessId"] == record["hostParentProcessId"]
             continue
         assert target["userId"] == (NOBODY if case.uid == NOBODY and pid == case.caller else 0)
+        if pid == 1:  # the VM's init lets no one read its namespaces, root included
+            continue
         assert target["containerId"] == ""
         assert target["pidNamespace"] == record["pidNamespace"]
         assert target["networkNamespace"] == record["networkNamespace"]
@@ -295,6 +302,9 @@ def test_console_lines_carry_context_and_markers(traced):
                              "  !! SECCOMP caller uid=0")
                and f"kcmp({refused.caller}, {refused.caller}, KCMP_VM)" in line
                for line in lines) == REPEAT
+    assert sum("KCMP_FILE, 74565, -559038737) = -1 EPERM (Operation not permitted) "
+               "<refused by seccomp>  [pid1 self, pid2 " in line
+               and line.endswith("!! SECCOMP caller uid=0") for line in lines) == REPEAT
     assert sum("[compat] kcmp(" in line for line in lines) == 2 * REPEAT
     same = sum(name.endswith("same") or name in ("epoll_hit", "compat_vm", "compat_file",
                                                    "hostile_path", "thread_vm")
@@ -322,7 +332,7 @@ def test_errors_only_filter(traced):
 
 def test_type_filter(traced):
     wanted = {"file_same", "file_diff", "ebadf", "compat_file", "hostile_path",
-              "einval_types", "einval_negative", "einval_2a"}
+              "einval_types", "einval_negative", "einval_2a", "seccomp_args"}
     assert _counted(traced, "types") == {name: REPEAT for name in wanted}
 
 
@@ -331,7 +341,7 @@ def test_uid_filter(traced):
 
 
 def test_pid_filter(traced):
-    children = {"eperm", "seccomp"}
+    children = {"eperm", "seccomp", "seccomp_args"}
     assert _counted(traced, "pid") == {n: REPEAT for n in EXPECTED if n not in children}
 
 
@@ -497,5 +507,5 @@ def test_without_btf_the_caller_comes_from_proc(kcmpload, tmp_path):
     assert all(r["capabilities"] is None and r["userNamespace"] is None for r in records)
     assert all(r["executable"]["path"].endswith("/kcmpload") for r in records)
     refused = [r for r in records if r["permissionDenied"] and r["userId"] == 0]
-    assert len(refused) == REPEAT
+    assert len(refused) == 2 * REPEAT  # seccomp and seccomp_args
     assert all(not r["argsKnown"] and not r["refusedBySeccomp"] for r in refused)
