@@ -19,7 +19,7 @@ packages=(python3-bpfcc python3-venv gcc make strace bpftool)
 # `setup.sh --bench` adds the peers the benchmark measures us against; `--test` a real Docker
 # engine for the container tests (which start dockerd themselves where it is not running).
 [ "${1:-}" = "--bench" ] && packages+=(bpftrace bpfcc-tools linux-perf)
-[ "${1:-}" = "--test" ] && packages+=(docker.io)
+[ "${1:-}" = "--test" ] && packages+=(docker.io libc6-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
