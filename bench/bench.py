@@ -312,7 +312,8 @@ def steady(loop: str, tmp: Path, steps: list[int], seconds: int) -> list[tuple]:
         made = int(subprocess.run([loop, "paced", str(step), str(seconds)], capture_output=True,
                                   text=True, check=True).stdout)
         time.sleep(1)
-        dropped = scrape(daemon.port, "kcmp_events_dropped_total")
+        dropped = sum(scrape(daemon.port, "kcmp_events_dropped_total", lane=lane)
+                      for lane in ("bulk", "priority"))
         counted, delivered = daemon.finish(made)
         out.append((step, delivered, int(dropped), counted))
         if delivered < 1:

@@ -378,25 +378,40 @@ static __always_inline void count_ns(u32 kind, u32 slot, u32 outcome)
 		(*v)++;
 }
 
-/* Whether the caller sits outside the monitor's pid, mount or network namespace. */
-static __always_inline void count_namespaced(u32 slot, u32 outcome)
+#endif
+
+/* The monitor's namespaces the caller is not in, a bit per KCMP_NS_* (pid always known; mount
+ * and network with KERNEL_CALLER). */
+static __always_inline u32 outside(void)
 {
+	u32 bits = 0;
 	struct bpf_pidns_info own;
 	if (bpf_get_ns_current_pid_tgid(OWN_PIDNS_DEV, OWN_PIDNS_INO, &own, sizeof(own)) != 0)
-		count_ns(KCMP_NS_PID, slot, outcome);
+		bits |= 1 << KCMP_NS_PID;
+#ifdef KERNEL_CALLER
 	u64 nsproxy = kread64(bpf_get_current_task() + BTF_TASK_NSPROXY);
-	if (!nsproxy)
-		return;
-	if (ns_inum(kread64(nsproxy + BTF_NSPROXY_MNT), BTF_MNT_INUM) != OWN_MNTNS_INO)
-		count_ns(KCMP_NS_MNT, slot, outcome);
-	if (ns_inum(kread64(nsproxy + BTF_NSPROXY_NET), BTF_NET_INUM) != OWN_NETNS_INO)
-		count_ns(KCMP_NS_NET, slot, outcome);
+	if (nsproxy) {
+		if (ns_inum(kread64(nsproxy + BTF_NSPROXY_MNT), BTF_MNT_INUM) != OWN_MNTNS_INO)
+			bits |= 1 << KCMP_NS_MNT;
+		if (ns_inum(kread64(nsproxy + BTF_NSPROXY_NET), BTF_NET_INUM) != OWN_NETNS_INO)
+			bits |= 1 << KCMP_NS_NET;
+	}
+#endif
+	return bits;
+}
+
+#if defined(COUNT) && defined(KERNEL_CALLER)
+static __always_inline void count_namespaced(u32 slot, u32 outcome, u32 bits)
+{
+	for (u32 kind = 0; kind < KCMP_NS_KINDS; kind++)
+		if (bits & (1 << kind))
+			count_ns(kind, slot, outcome);
 }
 #endif
 
 #ifdef COUNT
 static __always_inline void count_call(struct kcmp_event *entry, struct kcmp_event *before,
-				       s64 ret, u64 now, u32 flags)
+				       s64 ret, u64 now, u32 flags, u32 bits)
 {
 	u32 slot = entry ? type_slot((s32)entry->type)
 			 : before->flags & KCMP_EV_REGS ? type_slot((s32)before->type) : SLOT_UNSEEN;
@@ -404,7 +419,7 @@ static __always_inline void count_call(struct kcmp_event *entry, struct kcmp_eve
 	u32 outcome = ret == 0 ? KCMP_OUTCOME_SAME : ret > 0 ? KCMP_OUTCOME_DIFFERENT
 						      : KCMP_OUTCOME_ERROR;
 #ifdef KERNEL_CALLER
-	count_namespaced(slot, outcome);
+	count_namespaced(slot, outcome, bits);
 #endif
 	struct kcmp_type_stats *ts = type_stats.lookup(&slot);
 	if (ts) {
@@ -484,6 +499,39 @@ static __always_inline void read_before(struct kcmp_event *before, struct pt_reg
 #endif
 }
 
+/* The priority lane: a ring buffer of its own, which floods of benign calls cannot fill, for
+ * what a person must not miss: permission failures, seccomp refusals, 32-bit calls, calls from
+ * another namespace, and the first call of each caller. */
+BPF_RINGBUF_OUTPUT(priority, PRIORITY_PAGES);
+BPF_TABLE("lru_hash", u32, u8, callers_seen, 16384);
+
+static __always_inline bool priority_wanted(struct kcmp_event *call, s64 ret, u32 bits, u32 tgid)
+{
+	if (ret == -EPERM_ERRNO || (call->flags & (KCMP_EV_COMPAT | KCMP_EV_SECCOMP)) || bits)
+		return true;
+	u8 *seen = callers_seen.lookup(&tgid);
+	if (seen)
+		return false;
+	u8 one = 1;
+	callers_seen.update(&tgid, &one);
+	return true;
+}
+
+/* Room for a record: in the priority lane (or, when it is full, the bulk one) for an urgent
+ * call; in the bulk lane for the rest, which never takes the priority lane's room. */
+static __always_inline struct kcmp_record *reserve(bool urgent, bool files)
+{
+	struct kcmp_record *r = NULL;
+	if (urgent) {
+		r = files ? priority.ringbuf_reserve(sizeof(struct kcmp_record_files))
+			  : priority.ringbuf_reserve(sizeof(struct kcmp_record));
+		if (r)
+			return r;
+	}
+	return files ? events.ringbuf_reserve(sizeof(struct kcmp_record_files))
+		     : events.ringbuf_reserve(sizeof(struct kcmp_record));
+}
+
 static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_regs)
 {
 	u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -494,8 +542,9 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_r
 	if (!entry)
 		read_before(&before, compat_regs);
 
+	u32 bits = outside();
 #ifdef COUNT
-	count_call(entry, &before, ret, now, entry ? entry->flags : flags);
+	count_call(entry, &before, ret, now, entry ? entry->flags : flags, bits);
 #endif
 	bool trace = entry ? entry->flags & KCMP_EV_TRACE : trace_wanted_before(&before);
 #ifdef ERRORS_ONLY
@@ -511,21 +560,17 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_r
 			inflight.delete(&tid);
 		return;
 	}
-	struct kcmp_record *r;
+	struct kcmp_event *call = entry ? entry : &before;
+	bool urgent = priority_wanted(call, ret, bits, pid_tgid >> 32);
+	bool files = false;
 #if defined(KERNEL_FILES) && defined(KERNEL_CALLER)
 	/* A call that names fds gets room for the caller's own. */
-	struct kcmp_event *call = entry ? entry : &before;
-	bool files = (call->flags & (KCMP_EV_ENTRY | KCMP_EV_REGS)) &&
-		     ((s32)call->type == KCMP_FILE_TYPE || (s32)call->type == KCMP_EPOLL_TFD);
-	if (files)
-		r = events.ringbuf_reserve(sizeof(struct kcmp_record_files));
-	else
-		r = events.ringbuf_reserve(sizeof(struct kcmp_record));
-#else
-	r = events.ringbuf_reserve(sizeof(struct kcmp_record));
+	files = (call->flags & (KCMP_EV_ENTRY | KCMP_EV_REGS)) &&
+		((s32)call->type == KCMP_FILE_TYPE || (s32)call->type == KCMP_EPOLL_TFD);
 #endif
+	struct kcmp_record *r = reserve(urgent, files);
 	if (!r) {
-		count(KCMP_STAT_DROPPED);
+		count(urgent ? KCMP_STAT_DROPPED_PRIORITY : KCMP_STAT_DROPPED);
 		if (entry)
 			inflight.delete(&tid);
 		return;
@@ -548,10 +593,11 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_r
 #ifdef PROC_TABLE
 	struct kcmp_proc *proc = procs.lookup(&tgid);
 	e->ppid = proc ? proc->ppid : 0;
-	struct bpf_pidns_info own;
-	if (bpf_get_ns_current_pid_tgid(OWN_PIDNS_DEV, OWN_PIDNS_INO, &own, sizeof(own)) == 0)
+	if (!(bits & (1 << KCMP_NS_PID)))
 		e->flags |= KCMP_EV_OWN_PIDNS;
 #endif
+	if (urgent)
+		e->flags |= KCMP_EV_PRIORITY;
 	e->ret = ret;
 	e->tgid = tgid;
 	e->tid = tid;

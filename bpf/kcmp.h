@@ -15,6 +15,7 @@
 #define KCMP_EV_TASK       0x40 /* task holds the caller as the kernel saw it (KERNEL_CALLER) */
 #define KCMP_EV_REGS       0x80 /* no entry: the arguments come from the saved user registers */
 #define KCMP_EV_SECCOMP    0x100 /* no entry, and the caller runs under a seccomp filter */
+#define KCMP_EV_PRIORITY   0x200 /* streamed through the priority lane */
 
 #define KCMP_STAT_DROPPED          0 /* ring buffer full: event lost */
 #define KCMP_STAT_INFLIGHT         1 /* in-flight map full: entry not kept */
@@ -22,7 +23,8 @@
 #define KCMP_STAT_DENIED_OVERFLOW  3 /* EPERMs not counted by uid: the denied map was full */
 #define KCMP_STAT_COMM_OVERFLOW    4 /* calls not counted by comm: the comms map was full */
 #define KCMP_STAT_COMM_OVERFLOW_DENIED 5 /* EPERMs among those */
-#define KCMP_STAT_COUNT            6
+#define KCMP_STAT_DROPPED_PRIORITY 6 /* both rings full: a priority event lost */
+#define KCMP_STAT_COUNT            7
 
 /* Counters per type slot: 0..7 the Linux types, then "unknown" (an invalid type) and "unseen"
  * (an exit without entry, whose type no tracepoint saw). */

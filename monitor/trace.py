@@ -12,7 +12,7 @@ from .abi import EPERM
 from .context.enrich import enrich
 from .context.processes import ProcReader
 from .context.types import BOUNDARIES, Context
-from .kernel.counters import STAT_DROPPED, STAT_INFLIGHT
+from .kernel.counters import STAT_DROPPED, STAT_DROPPED_PRIORITY, STAT_INFLIGHT
 from .kernel.events import Event, decode
 from .sinks.logs import logfmt
 
@@ -23,7 +23,7 @@ POLL_MS = 100
 class Sink(Protocol):
     def event(self, event: Event, ctx: Context, wall_ns: int) -> None: ...
 
-    def lost(self, count: int, wall_ns: int) -> None: ...
+    def lost(self, count: int, wall_ns: int, lane: str = "bulk") -> None: ...
 
     def flush(self) -> None: ...
 
@@ -45,7 +45,8 @@ class EventSource(Protocol):
 @dataclass
 class Summary:
     events: int = 0  # traced calls given their context
-    lost: int = 0  # ring buffer full
+    lost: int = 0  # ring buffer full, in either lane
+    lost_priority: int = 0  # of those, the priority lane's (both rings were full)
     unpaired: int = 0  # entries the in-flight map could not keep (their exits came alone)
     # traced calls that crossed each kind of boundary
     crossings: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BOUNDARIES, 0))
@@ -110,14 +111,18 @@ class Tracer:
                 eperm_log.event(event, ctx)
         summary.events += traced
         summary.unresolved += unresolved
-        dropped = self.source.stat(STAT_DROPPED)
-        if dropped > self.summary.lost:
+        bulk = self.source.stat(STAT_DROPPED)
+        urgent = self.source.stat(STAT_DROPPED_PRIORITY)
+        for lane, new in (("priority", urgent - summary.lost_priority),
+                          ("bulk", bulk - (summary.lost - summary.lost_priority))):
+            if new <= 0:
+                continue
             if sink is not None:
-                sink.lost(dropped - self.summary.lost, time.time_ns())
+                sink.lost(new, time.time_ns(), lane)
             else:
                 log.warning(logfmt(msg="events lost: ring buffer full (counters stay exact)",
-                                   lost=dropped - self.summary.lost))
-            self.summary.lost = dropped
+                                   lost=new, lane=lane))
+        summary.lost, summary.lost_priority = bulk + urgent, urgent
         self.summary.unpaired = self.source.stat(STAT_INFLIGHT)
         if sink is not None:
             sink.flush()

@@ -29,6 +29,7 @@ from ..kernel.counters import (
     STAT_COMPAT,
     STAT_DENIED_OVERFLOW,
     STAT_DROPPED,
+    STAT_DROPPED_PRIORITY,
     STAT_INFLIGHT,
     Snapshot,
     ns_index,
@@ -153,9 +154,13 @@ class KcmpCollector(Collector):
 
         yield CounterMetricFamily("kcmp_compat_calls", "kcmp calls from 32-bit callers",
                                   value=snap.stats[STAT_COMPAT])
-        yield CounterMetricFamily("kcmp_events_dropped",
-                                  "Events the stream lost (ring buffer full); counts stay exact",
-                                  value=snap.stats[STAT_DROPPED])
+        dropped = CounterMetricFamily(
+            "kcmp_events_dropped", "Events the stream lost (ring buffer full), by lane: "
+            "priority (permission failures, seccomp refusals, 32-bit calls, other namespaces, "
+            "new callers) or bulk; counts stay exact", labels=["lane"])
+        dropped.add_metric(["bulk"], snap.stats[STAT_DROPPED])
+        dropped.add_metric(["priority"], snap.stats[STAT_DROPPED_PRIORITY])
+        yield dropped
         yield CounterMetricFamily(
             "kcmp_monitor_unpaired_exits",
             "Entries the in-flight map could not keep: their calls count as unseen",

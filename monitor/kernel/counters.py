@@ -28,7 +28,8 @@ STAT_COMPAT = 2
 STAT_DENIED_OVERFLOW = 3
 STAT_COMM_OVERFLOW = 4
 STAT_COMM_OVERFLOW_DENIED = 5
-STAT_COUNT = 6
+STAT_DROPPED_PRIORITY = 6  # both rings full: an event of the priority lane lost
+STAT_COUNT = 7
 
 
 # The "namespaced" per-CPU array: calls from outside the monitor's namespace of each kind,

@@ -7,6 +7,7 @@ import ctypes
 import mmap
 import os
 import platform
+import select
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,11 @@ class ProgramOptions:
         return self.trace or self.log_eperm
 
 
+def priority_pages(ringbuf_pages: int) -> int:
+    """The priority lane's ring: a quarter of the bulk one's (a power of two too)."""
+    return max(1, ringbuf_pages // 4)
+
+
 # What the kernel-side features are called where a person reads about them.
 KERNEL_FEATURES = {"caller": "caller context from the kernel",
                    "files": "the caller's own fds from the kernel",
@@ -90,6 +96,7 @@ def cflags(options: ProgramOptions, compat: bool, kernel: list[str] | None = Non
     flags = [
         f"-I{BPF_DIR}",
         f"-DRINGBUF_PAGES={options.ringbuf_pages}",
+        f"-DPRIORITY_PAGES={priority_pages(options.ringbuf_pages)}",
         f"-DKCMP_EPOLL_TFD={abi.KcmpType.KCMP_EPOLL_TFD.value}",
         f"-DKCMP_FILE_TYPE={abi.KcmpType.KCMP_FILE.value}",
         f"-DKCMP_TYPE_UNKNOWN_BIT={abi.KCMP_TYPES}",
@@ -206,29 +213,36 @@ class KcmpProgram:
                                    self._bpf["nspids"] if self._nspids else None)
                       if options.streams else None)
         self._ringbuf_pages = options.ringbuf_pages
-        self._reader: ringbuf.RingReader | None = None
+        self._readers: list[ringbuf.RingReader] = []  # the priority lane, then the bulk one
+        self._poller: select.epoll | None = None
         self._pending: list[bytes] = []  # records BCC's reader handed over, until read()
         self._count = options.count
         self._compat_wanted = options.compat and abi.is_x86_64()
         self._streams = options.streams
 
     def open_events(self) -> None:
-        """Start reading the ring buffer; read() then returns what arrived."""
-        table = self._bpf["events"]
+        """Start reading the ring buffers; read() then returns what arrived, the priority
+        lane's records first."""
+        tables = [self._bpf["priority"], self._bpf["events"]]
         if abi.is_x86_64():  # our reader relies on its memory ordering
-            self._reader = ringbuf.RingReader(table.map_fd,
-                                              self._ringbuf_pages * mmap.PAGESIZE)
+            self._poller = select.epoll()
+            for table, pages in zip(tables, (priority_pages(self._ringbuf_pages),
+                                             self._ringbuf_pages)):
+                self._readers.append(ringbuf.RingReader(table.map_fd, pages * mmap.PAGESIZE))
+                self._poller.register(table.map_fd, select.EPOLLIN)
             return
 
         def on_record(_ctx, data, size):
             self._pending.append(ctypes.string_at(data, size))
 
-        table.open_ring_buffer(on_record)
+        for table in tables:
+            table.open_ring_buffer(on_record)
 
     def read(self, timeout_ms: int) -> list[bytes]:
         """The records available, after waiting up to timeout_ms for the first."""
-        if self._reader is not None:
-            return self._reader.read(timeout_ms)
+        if self._poller is not None:
+            ringbuf.wait(self._readers, self._poller, timeout_ms)
+            return [record for reader in self._readers for record in reader.read()]
         self._bpf.ring_buffer_poll(timeout_ms)
         records, self._pending = self._pending, []
         return records
@@ -296,8 +310,10 @@ class KcmpProgram:
         return result
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
+        for reader in self._readers:
+            reader.close()
+        if self._poller is not None:
+            self._poller.close()
         self._bpf.cleanup()
 
     def __enter__(self) -> KcmpProgram:

@@ -39,9 +39,19 @@ def _map(fd: int, length: int, prot: int, offset: int) -> int:
     return addr
 
 
+def wait(readers: list[RingReader], poller: select.epoll, timeout_ms: int) -> None:
+    """Until one of the rings (all registered with poller) has a record, or the timeout."""
+    if timeout_ms and not any(r.pending() for r in readers):
+        try:
+            poller.poll(timeout_ms / 1000)
+        except InterruptedError:
+            pass
+
+
 class RingReader:
     def __init__(self, map_fd: int, size: int) -> None:
         page = mmap.PAGESIZE
+        self.fd = map_fd
         self._mask = size - 1
         self._maps = [(_map(map_fd, page, mmap.PROT_READ | mmap.PROT_WRITE, 0), page),
                       (_map(map_fd, page + 2 * size, mmap.PROT_READ, page), page + 2 * size)]
@@ -49,17 +59,13 @@ class RingReader:
         self._consumer = ctypes.c_uint64.from_address(consumer)
         self._producer = ctypes.c_uint64.from_address(producer)
         self._data = producer + page
-        self._epoll = select.epoll()
-        self._epoll.register(map_fd, select.EPOLLIN)
 
-    def read(self, timeout_ms: int) -> list[bytes]:
-        """The records available now, after waiting up to timeout_ms for the first one."""
+    def pending(self) -> bool:
+        return self._producer.value != self._consumer.value
+
+    def read(self) -> list[bytes]:
+        """The records available now."""
         cons = self._consumer.value
-        if self._producer.value == cons and timeout_ms:
-            try:
-                self._epoll.poll(timeout_ms / 1000)
-            except InterruptedError:
-                pass
         prod = self._producer.value
         data, mask, out = self._data, self._mask, []
         header, string_at = ctypes.c_uint32.from_address, ctypes.string_at
@@ -76,7 +82,6 @@ class RingReader:
         return out
 
     def close(self) -> None:
-        self._epoll.close()
         for addr, length in self._maps:
             _libc.munmap(addr, length)
         self._maps = []

@@ -165,7 +165,11 @@ def format_line(event: Event, ctx: Context, wall_ns: int,
     return line
 
 
-def format_lost(count: int) -> str:
+def format_lost(count: int, lane: str = "bulk") -> str:
+    if lane == "priority":
+        return (f"{PROG}: lost {count} events of the priority lane (permission failures, "
+                "seccomp refusals, 32-bit calls, other namespaces, new callers): both ring "
+                "buffers were full (raise --ringbuf-pages)")
     return (f"{PROG}: lost {count} events: the ring buffer was full "
             "(raise --ringbuf-pages or narrow the filters)")
 
@@ -185,6 +189,8 @@ def start_notes(program) -> list[str]:
 def exit_line(summary) -> str:
     """What the trace saw, lost and could not resolve, in one line."""
     line = f"{PROG}: {summary.events} calls traced, {summary.lost} lost"
+    if summary.lost_priority:
+        line += f" ({summary.lost_priority} of the priority lane)"
     if summary.unpaired:
         line += f", {summary.unpaired} without entry (in-flight map full)"
     crossed = [f"{kind} {n}" for kind, n in summary.crossings.items() if n]
@@ -210,8 +216,8 @@ class ConsoleSink:
     def event(self, event: Event, ctx: Context, wall_ns: int) -> None:
         self.out.write(format_line(event, ctx, wall_ns, self.own) + "\n")
 
-    def lost(self, count: int, wall_ns: int) -> None:
-        self.err.write(format_lost(count) + "\n")
+    def lost(self, count: int, wall_ns: int, lane: str = "bulk") -> None:
+        self.err.write(format_lost(count, lane) + "\n")
         self.err.flush()
 
     def flush(self) -> None:

@@ -193,9 +193,9 @@ def event_record(event: Event, ctx: Context, wall_ns: int) -> dict[str, Any]:
     return json.loads(event_line(event, ctx, wall_ns))
 
 
-def lost_record(count: int, wall_ns: int) -> dict[str, Any]:
+def lost_record(count: int, wall_ns: int, lane: str = "bulk") -> dict[str, Any]:
     return {"timestamp": wall_ns, "eventName": "events_lost", "lostEvents": count,
-            "reason": "ring buffer full"}
+            "reason": "ring buffer full", "lane": lane}
 
 
 def dumps(record: dict[str, Any]) -> str:
@@ -219,8 +219,8 @@ class JsonSink:
     def event(self, event: Event, ctx: Context, wall_ns: int) -> None:
         self._lines.append(event_line(event, ctx, wall_ns))
 
-    def lost(self, count: int, wall_ns: int) -> None:
-        self._lines.append(dumps(lost_record(count, wall_ns)))
+    def lost(self, count: int, wall_ns: int, lane: str = "bulk") -> None:
+        self._lines.append(dumps(lost_record(count, wall_ns, lane)))
 
     def flush(self) -> None:
         if self._lines:

@@ -90,7 +90,9 @@ def test_permission_failures_compat_and_dropped(text):
         'kcmp_permission_denied_total{kcmp_type="unseen",uid="0"} 3.0',
     ]
     assert _lines(text, "kcmp_compat_calls_total") == ["kcmp_compat_calls_total 6.0"]
-    assert _lines(text, "kcmp_events_dropped_total") == ["kcmp_events_dropped_total 11.0"]
+    assert _lines(text, "kcmp_events_dropped_total") == [
+        'kcmp_events_dropped_total{lane="bulk"} 11.0',
+        'kcmp_events_dropped_total{lane="priority"} 0.0']
 
 
 def test_duration_histogram_in_seconds(text):

@@ -133,7 +133,8 @@ def test_lost_events_record_in_the_stream():
     sink.lost(42, 99)
     sink.flush()
     assert json.loads(out.getvalue()) == {"timestamp": 99, "eventName": "events_lost",
-                                          "lostEvents": 42, "reason": "ring buffer full"}
+                                          "lostEvents": 42, "reason": "ring buffer full",
+                                          "lane": "bulk"}
     assert err.getvalue() == "Tracing kcmp()... Ctrl-C to end. [note]\n"
 
 

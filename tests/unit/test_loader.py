@@ -19,7 +19,8 @@ def test_default_flags_carry_the_abi_values_and_the_trace_stream():
 
     own = os.stat("/proc/self/ns/pid")
     assert _defines(ProgramOptions()) == {
-        "RINGBUF_PAGES": "1024", "KCMP_EPOLL_TFD": "7", "KCMP_FILE_TYPE": "0",
+        "RINGBUF_PAGES": "1024", "PRIORITY_PAGES": "256", "KCMP_EPOLL_TFD": "7",
+        "KCMP_FILE_TYPE": "0",
         "KCMP_TYPE_UNKNOWN_BIT": "8",
         "EPERM_ERRNO": "1", "STREAM_TRACE": None, "PROC_TABLE": "65536",
         "OWN_PIDNS_DEV": f"{own.st_dev}ULL", "OWN_PIDNS_INO": f"{own.st_ino}ULL",

@@ -31,8 +31,8 @@ class RecordingSink:
     def event(self, event, ctx, wall_ns):
         self.seen.append(("event", event.args.pid1, wall_ns - event.ts_ns > 0))
 
-    def lost(self, count, wall_ns):
-        self.seen.append(("lost", count))
+    def lost(self, count, wall_ns, lane="bulk"):
+        self.seen.append(("lost", count) if lane == "bulk" else ("lost", count, lane))
 
     def flush(self):
         self.seen.append(("flush",))
@@ -70,3 +70,18 @@ def test_context_is_counted_without_a_sink(tmp_path):
     # pid 1 and the caller are nowhere in this /proc: the call's context is unresolved
     assert (summary.events, summary.unresolved) == (2, 2)
     assert summary.crossings == {"pid": 0, "mnt": 0, "net": 0, "container": 0}
+
+
+def test_losses_of_the_priority_lane_are_said_apart(tmp_path):
+    class TwoLanes(FakeSource):
+        def stat(self, index):
+            return {counters.STAT_DROPPED: self.dropped,
+                    counters.STAT_DROPPED_PRIORITY: self.dropped // 2}.get(index, 0)
+
+    sink = RecordingSink()
+    tracer = Tracer(TwoLanes([([_raw(1)], 4), ([], 10)]), ProcReader(str(tmp_path)), sink=sink)
+    tracer.step(0)
+    tracer.step(0)
+    assert [s for s in sink.seen if s[0] == "lost"] == [
+        ("lost", 2, "priority"), ("lost", 4), ("lost", 3, "priority"), ("lost", 6)]
+    assert (tracer.summary.lost, tracer.summary.lost_priority) == (15, 5)
