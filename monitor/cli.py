@@ -129,6 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--web.listen-address", dest="listen", metavar="HOST:PORT",
                         help="where to serve /metrics (default: 127.0.0.1:9041; "
                              ":PORT for every interface)")
+    parser.add_argument("--web.max-connections", dest="max_connections", type=_positive_int,
+                        default=64, metavar="N",
+                        help="connections to /metrics open at once; beyond, the one idle "
+                             "longest is closed (default: 64)")
+    parser.add_argument("--web.max-requests", dest="max_requests", type=_positive_int,
+                        default=4, metavar="N",
+                        help="/metrics requests answered at once (default: 4)")
+    parser.add_argument("--web.read-timeout", dest="read_timeout", type=_seconds, default=5.0,
+                        metavar="SECONDS",
+                        help="for a client to send its request (default: 5)")
     parser.add_argument("--context", action="store_true",
                         help="exporter: also stream every call to give it context and export "
                              "kcmp_boundary_crossings_total (costs a stream; --trace does it "

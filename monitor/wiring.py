@@ -15,6 +15,7 @@ from .context.sockets import NetnsNames, SocketResolver
 from .errors import EXIT_OK
 from .exporter import daemon
 from .exporter.check import check
+from .exporter.httpd import Limits
 from .kernel.kcmp import Filters, KcmpProgram, ProgramOptions
 from .sinks import logs
 from .sinks.console import ConsoleSink, start_notes, exit_line
@@ -77,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
             registry = daemon.build_registry(
                 program, (lambda: tracer.summary) if options.trace else None)
         caps.drop_after_attach(args.trace or args.context)
-        server = daemon.serve(registry, address) if registry is not None else None
+        limits = Limits(connections=args.max_connections, requests=args.max_requests,
+                        read_timeout_s=args.read_timeout)
+        server = daemon.serve(registry, address, limits) if registry is not None else None
         if sink is not None:
             sink.start(start_notes(program))
         if server is not None:

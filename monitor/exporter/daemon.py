@@ -9,11 +9,12 @@ import os
 import socket
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from .. import __version__
 from ..errors import AddressInUse, UsageError
 from .collector import ContextCollector, KcmpCollector, SelfState
+from .httpd import DEFAULT_LIMITS, Limits, MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,11 @@ def build_registry(program, context=None) -> CollectorRegistry:
     return registry
 
 
-def serve(registry: CollectorRegistry, address: ListenAddress):
-    """Start the /metrics server thread; AddressInUse or UsageError with the reason."""
+def serve(registry: CollectorRegistry, address: ListenAddress,
+          limits: Limits = DEFAULT_LIMITS) -> MetricsServer:
+    """Start serving /metrics; AddressInUse or UsageError with the reason."""
     try:
-        server, _thread = start_http_server(address.port, addr=address.host or "0.0.0.0",
-                                            registry=registry)
+        server = MetricsServer(registry, address.host, address.port, limits)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise AddressInUse(f"{address} is in use: stop what listens there or choose "

@@ -307,3 +307,33 @@ def test_systemd_unit_is_valid():
                              str(ROOT / "deploy" / "kcmp-monitor.service")],
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_a_thousand_silent_connections_neither_stop_scrapes_nor_pile_up(tmp_path):
+    """node_exporter-like bounds: the daemon holds at most --web.max-connections client
+    sockets and --web.max-requests workers, and a scrape every 0.1 s keeps answering."""
+    daemon = Daemon(tmp_path)
+    try:
+        daemon.wait_ready()
+        before = _threads_and_fds(daemon.proc.pid)
+        idle = [socket.create_connection(("127.0.0.1", daemon.port)) for _ in range(1000)]
+        slowest = 0.0
+        for _ in range(30):
+            started = time.monotonic()
+            assert "kcmp_calls_total" in daemon.metrics()
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.1)
+        during = _threads_and_fds(daemon.proc.pid)
+        for sock in idle:
+            sock.close()
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0 and slowest < 1
+    assert during[0] <= before[0] + 4  # --web.max-requests workers, started as needed
+    assert during[1] <= before[1] + 64 + 1  # --web.max-connections, and one being answered
+
+
+def _threads_and_fds(pid):
+    threads = int(re.search(r"^Threads:\s+(\d+)", Path(f"/proc/{pid}/status").read_text(),
+                            re.M).group(1))
+    return threads, len(os.listdir(f"/proc/{pid}/fd"))
