@@ -214,6 +214,7 @@ def tools(tmp: Path, perf: str | None) -> dict[str, tuple]:
         "unmonitored": (lambda: Tool(tmp), 1),
         "kcmp-monitor exporter": (lambda: Daemon(tmp), 1),
         "kcmp-monitor exporter --no-compat": (lambda: Daemon(tmp, "--no-compat"), 1),
+        "kcmp-monitor exporter --compat-timing": (lambda: Daemon(tmp, "--compat-timing"), 1),
         "kcmp-monitor exporter, no kernel context": (lambda: Daemon(tmp, *NO_KERNEL), 1),
         "kcmp-monitor exporter + JSON stream": (lambda: Daemon(tmp, stream=True), 1),
         "kcmp-monitor exporter + JSON stream, no kernel context":

@@ -13,7 +13,8 @@
  *   FILTER_COMM_LO/HI  trace only callers whose comm is these 16 bytes (little-endian u64s)
  *   TYPE_MASK          trace only types whose bit is set (bit KCMP_TYPE_UNKNOWN_BIT: unknown)
  *   ERRORS_ONLY        trace only calls that returned an error
- *   CAPTURE_COMPAT     x86_64: also capture 32-bit (int 0x80) calls through raw_syscalls
+ *   CAPTURE_COMPAT     x86_64: also capture 32-bit (int 0x80) calls through raw_syscalls:
+ *                      their exit; with COMPAT_ENTRY their entry too
  *   PROC_TABLE         keep a table of this many tasks (parent and name, from the
  *                      fork and rename tracepoints) and stamp streamed records with the
  *                      caller's parent; needs CLONE_THREAD_FLAG, CLONE_PARENT_FLAG (abi.py);
@@ -492,6 +493,10 @@ static __always_inline void read_before(struct kcmp_event *before, struct pt_reg
 #ifdef KERNEL_SECCOMP
 	if (!compat_regs)
 		read_regs(before);
+#if !defined(COMPAT_ENTRY)
+	if (compat_regs) /* a 32-bit call never has an entry here: refused or not, it cannot say */
+		return;
+#endif
 	u64 task = bpf_get_current_task();
 	if ((before->flags & KCMP_EV_REGS) &&
 	    kread32(task + BTF_TASK_SECCOMP_MODE) == SECCOMP_MODE_FILTER_VALUE)
@@ -688,7 +693,11 @@ TRACEPOINT_PROBE(task, task_rename)
  * On x86_64 the i386 number IA32_NR_KCMP is unassigned, so a 64-bit caller using it always
  * gets -ENOSYS, and a 32-bit kcmp never does (this kernel has kcmp, or its tracepoints would
  * be missing). Neither the code segment (a 64-bit process may use int 0x80) nor the task's
- * compat flag (behind a kernel struct) tells them apart at entry, so the exit decides. */
+ * compat flag (behind a kernel struct) tells them apart at entry, so the exit decides. By
+ * default only the exit is hooked (one program per syscall, not two): the arguments are still
+ * in the registers there; COMPAT_ENTRY adds the entry, for the duration and the slot as it
+ * was at entry. */
+#ifdef COMPAT_ENTRY
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
 	if (ctx->args[1] != IA32_NR_KCMP)
@@ -699,6 +708,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 		 reg32(&regs->di), KCMP_EV_COMPAT);
 	return 0;
 }
+#endif
 
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
@@ -709,8 +719,10 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 		return 0;
 	s64 ret = (s64)ctx->args[1];
 	if (ret == -ENOSYS_ERRNO) {
+#ifdef COMPAT_ENTRY
 		u32 tid = (u32)bpf_get_current_pid_tgid();
 		inflight.delete(&tid);
+#endif
 		return 0;
 	}
 	on_exit(ret, KCMP_EV_COMPAT, regs);

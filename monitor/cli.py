@@ -163,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument("--no-compat", dest="compat", action="store_false",
                         help="do not capture 32-bit (int 0x80) callers; their hook runs on "
                              "every syscall of the machine")
+    tuning.add_argument("--compat-timing", action="store_true",
+                        help="time 32-bit calls and copy their epoll slot at entry: hooks "
+                             "every syscall's entry too, not only its exit (about twice the "
+                             "32-bit capture's cost)")
     tuning.add_argument("--ringbuf-pages", type=_ringbuf_pages, default=1024,
                         help="ring buffer size in pages, a power of two (default: 1024 = 4 MiB)")
     tuning.add_argument("--btf", metavar="PATH", default=VMLINUX,
@@ -182,6 +186,8 @@ def check_flags(args: argparse.Namespace) -> None:
         if given:
             raise UsageError(f"{', '.join(given)} shape the --trace stream; the exporter "
                              "counts every call (add --trace)")
+    if args.compat_timing and not args.compat:
+        raise UsageError("--compat-timing times 32-bit calls, which --no-compat leaves out")
     if args.context and args.trace:
         raise UsageError("--context is the exporter's: --trace already gives every traced "
                          "call its context")

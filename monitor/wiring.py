@@ -46,7 +46,8 @@ def program_options(args: argparse.Namespace, exporter: bool) -> ProgramOptions:
     filters = Filters(tgid=args.pid, uid=args.uid, comm=args.comm, types=args.types,
                       errors_only=args.errors_only)
     return ProgramOptions(filters=filters, ringbuf_pages=args.ringbuf_pages,
-                          compat=args.compat, trace=args.trace or args.context,
+                          compat=args.compat, compat_entry=args.compat_timing,
+                          trace=args.trace or args.context,
                           count=exporter or args.check,
                           log_eperm=exporter and args.eperm_log_rate > 0, btf=args.btf)
 

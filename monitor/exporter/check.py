@@ -14,7 +14,8 @@ def check(program) -> int:
     for tracepoint, attached in program.attached().items():
         ok &= attached
         print(f"tracepoint {tracepoint}: {'attached' if attached else 'NOT ATTACHED'}")
-    print(f"32-bit capture: {'on' if program.compat else 'off'}"
+    hooks = " (entry and exit)" if program.compat_entry else " (exit only)"
+    print(f"32-bit capture: {'on' + hooks if program.compat else 'off'}"
           + (f" ({escape(program.compat_error)})" if program.compat_error else ""))
     for feature, what in KERNEL_FEATURES.items():
         if feature in program.kernel_on:

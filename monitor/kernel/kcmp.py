@@ -50,6 +50,7 @@ class ProgramOptions:
     filters: Filters = field(default_factory=Filters)  # for the trace stream only
     ringbuf_pages: int = 1024  # 4 MiB: ~30,000 events, a 150 ms burst at 200,000 calls/s
     compat: bool = True
+    compat_entry: bool = False  # 32-bit calls: hook every syscall's entry too (their timing)
     trace: bool = True  # stream the calls that pass the filters
     count: bool = False  # count every call in the kernel (the exporter)
     log_eperm: bool = False  # stream every EPERM (the permission-failure log)
@@ -130,6 +131,8 @@ def cflags(options: ProgramOptions, compat: bool, kernel: list[str] | None = Non
     if compat:
         flags += ["-DCAPTURE_COMPAT", f"-DIA32_NR_KCMP={abi.IA32_NR_KCMP}",
                   f"-DENOSYS_ERRNO={abi.ENOSYS}"]
+        if options.compat_entry:
+            flags.append("-DCOMPAT_ENTRY")
     if kernel:
         machine = platform.machine()
         flags += kernel + [f"-DNR_KCMP={abi.SYSCALL_NR.get(machine, -1)}",
@@ -218,6 +221,7 @@ class KcmpProgram:
         self._pending: list[bytes] = []  # records BCC's reader handed over, until read()
         self._count = options.count
         self._compat_wanted = options.compat and abi.is_x86_64()
+        self.compat_entry = options.compat_entry
         self._streams = options.streams
 
     def open_events(self) -> None:
@@ -263,7 +267,7 @@ class KcmpProgram:
         if self._nspids:
             state["raw:task_newtask"] = b"task_newtask" in bpf.raw_tracepoint_fds
         if self._compat_wanted:
-            for name in ("sys_enter", "sys_exit"):
+            for name in ("sys_enter", "sys_exit") if self.compat_entry else ("sys_exit",):
                 state[f"raw_syscalls:{name}"] = name.encode() in bpf.raw_tracepoint_fds
         return state
 

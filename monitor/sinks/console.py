@@ -134,10 +134,15 @@ def format_line(event: Event, ctx: Context, wall_ns: int,
         caller += f"/{event.tid}"
     compat = "[compat] " if event.compat else ""
     meaning = "" if event.errno is not None else f" <{event.meaning}>"
-    duration = "<refused by seccomp>" if event.seccomp else format_duration(event.duration_ns)
+    if event.seccomp:
+        duration = " <refused by seccomp>"
+    elif event.compat and event.duration_ns is None and event.args is not None:
+        duration = ""  # 32-bit calls are seen at exit only (--compat-timing times them)
+    else:
+        duration = " " + format_duration(event.duration_ns)
     where = _container(ctx.caller.container_id) if ctx.caller is not None else ""
     line = (f"{stamp} {caller} uid={event.uid}{where} {compat}{format_call(event, ctx)}"
-            f"{meaning} {duration}")
+            f"{meaning}{duration}")
     if ctx.targets is not None:
         a = event.args
         named = ctx.host_pids or ((a.pid1, a.pid2) if a is not None and ctx.same_pidns is not False
@@ -176,8 +181,10 @@ def format_lost(count: int, lane: str = "bulk") -> str:
 
 def start_notes(program) -> list[str]:
     """What the start line says of 32-bit capture and of what the kernel side cannot give."""
-    if program.compat:
-        notes = ["32-bit: on, taxes every syscall; --no-compat"]
+    if program.compat and program.compat_entry:
+        notes = ["32-bit: on, timed: two programs on every syscall; --no-compat"]
+    elif program.compat:
+        notes = ["32-bit: on, untimed: a program on every syscall's exit; --no-compat"]
     elif program.compat_error:
         notes = [f"32-bit callers not captured: {program.compat_error}"]
     else:

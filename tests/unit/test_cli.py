@@ -25,6 +25,7 @@ from tests.helpers import monitor_command, skip_or_fail
     (["--trace", "--output", "xml"], "invalid choice: 'xml'"),
     (["--trace", "--bogus"], "unrecognized arguments: --bogus"),
     (["--trace", "--context"], "--context is the exporter's"),
+    (["--no-compat", "--compat-timing"], "--compat-timing times 32-bit calls"),
 ])
 def test_usage_errors(argv, message, capsys):
     assert cli.main(argv) == 2
