@@ -90,6 +90,7 @@ EV_OWN_PIDNS = 0x20
 EV_TASK = 0x40
 EV_REGS = 0x80
 EV_SECCOMP = 0x100
+EV_PRIORITY = 0x200
 
 # Flag bits of struct kcmp_file.flags.
 FILE_OWN = 0x1
@@ -225,6 +226,7 @@ class Event(NamedTuple):
     # idx1; idx2 or the slot's efd; the slot's tfd: the caller's own fds as the kernel saw
     # them (None for one the kernel did not look up: not the caller's, or not read)
     files: tuple[KernelFile | None, ...] | None = None
+    priority: bool = False  # streamed through the priority lane
 
     @property
     def errno(self) -> int | None:
@@ -290,14 +292,16 @@ def decode(raw: bytes) -> Event:
                  ret, bool(flags & EV_COMPAT), args, bool(flags & EV_TRACE), ppid,
                  bool(flags & EV_OWN_PIDNS), _task(raw) if flags & EV_TASK else None,
                  bool(flags & EV_SECCOMP),
-                 _files(raw) if len(raw) >= FILES_RECORD_SIZE else None)
+                 _files(raw) if len(raw) >= FILES_RECORD_SIZE else None,
+                 bool(flags & EV_PRIORITY))
 
 
 def encode(event: Event) -> bytes:
     """The record bytes of an Event: the inverse of decode, for tests and replays."""
     a = event.args
     flags = ((EV_COMPAT if event.compat else 0) | (EV_TRACE if event.traced else 0)
-             | (EV_OWN_PIDNS if event.own_pidns else 0) | (EV_SECCOMP if event.seccomp else 0))
+             | (EV_OWN_PIDNS if event.own_pidns else 0) | (EV_SECCOMP if event.seccomp else 0)
+             | (EV_PRIORITY if event.priority else 0))
     if a is not None:
         flags |= EV_ENTRY if event.duration_ns is not None else EV_REGS
     slot = EpollSlot(0, 0, 0)

@@ -37,6 +37,7 @@ _ARGS = "[" + ",".join('{"name":"%s","type":"%s","value":%%d}' % arg  # noqa: UP
                        for arg in ARG_TYPES) + "]"
 _TYPE = {t.value: json_string(t.name) for t in abi.KcmpType}
 _BOOL = ("false", "true")
+_LANES = ("bulk", "priority")
 _PIDNS = {True: '"host"', False: '"other"', None: "null"}
 _UNKNOWN = Caller(None, None, None, None, None, None, None, None)
 _NO_TARGET = ('"hostPid":null,"processName":null,"userId":null,"hostParentProcessId":null,'
@@ -138,7 +139,7 @@ def _who_text(c: Caller, targets: tuple | None, tgid: int, tid: int,
 
 @functools.lru_cache(maxsize=4096)
 def _call_text(cgroup_id: int, uid: int, gid: int, comm: bytes, ret: int, compat: bool,
-               a: Args | None, seccomp: bool) -> str:
+               a: Args | None, seccomp: bool, priority: bool) -> str:
     """The fields the kernel's record gives, but the times: a loop of calls repeats them."""
     if a is None:
         args, argsnum, kcmp_type, slot, fault = "[]", 0, "null", "null", "false"
@@ -154,7 +155,7 @@ def _call_text(cgroup_id: int, uid: int, gid: int, comm: bytes, ret: int, compat
             f'"kcmpType":{kcmp_type},"result":"{abi.result_meaning(ret)}",{_errno(ret)},'
             f'"permissionDenied":{_BOOL[ret == -abi.EPERM]},'
             f'"compat":{_BOOL[compat]},"argsKnown":{_BOOL[a is not None]},'
-            f'"refusedBySeccomp":{_BOOL[seccomp]},'
+            f'"refusedBySeccomp":{_BOOL[seccomp]},"lane":"{_LANES[priority]}",'
             f'"epollSlot":{slot},"epollSlotFault":{fault}')
 
 
@@ -179,7 +180,7 @@ def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
                      for key, path in ctx.paths.items()) if ctx.paths else ""
     who, targets = _who_text(ctx.caller or _UNKNOWN, ctx.targets, event.tgid, event.tid, a)
     call = _call_text(event.cgroup_id, event.uid, event.gid, event.comm, event.ret,
-                      event.compat, a, event.seccomp)
+                      event.compat, a, event.seccomp, event.priority)
     return (f'{{"timestamp":{wall_ns},{who},{call},'
             f'"durationNs":{_int(event.duration_ns)},"fdPaths":{{{paths}}},'
             f'"fdFiles":{{{_files(a, event.files)}}},'

@@ -64,6 +64,7 @@ def test_json_stream_delivers_every_urgent_call_and_counts_the_rest(flooded):
         got = [r for r in mine if r["hostProcessId"] == case.caller and r["compat"] == case.compat
                and [a["value"] for a in r["args"]][2:4] == [case.type, case.idx1]]
         assert len(got) == REPEAT, name
+        assert {r["lane"] for r in got} == {"priority"}, name
 
 
 def test_console_delivers_every_urgent_call(flooded):

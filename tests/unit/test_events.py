@@ -27,7 +27,8 @@ def c_layout(tmp_path_factory):
     facts += [("task_sizeof", "sizeof(struct kcmp_task)"),
               ("record_sizeof", "sizeof(struct kcmp_record)"),
               ("record_task", "offsetof(struct kcmp_record, task)")]
-    facts += [(n, n) for n in ("KCMP_EV_TASK", "KCMP_EV_REGS", "KCMP_EV_SECCOMP")]
+    facts += [(n, n) for n in ("KCMP_EV_TASK", "KCMP_EV_REGS", "KCMP_EV_SECCOMP",
+                               "KCMP_EV_PRIORITY")]
     facts += [(f"file.{name}", f"offsetof(struct kcmp_file, {name})")
               for name, _ in events.FILE_LAYOUT]
     facts += [("file_sizeof", "sizeof(struct kcmp_file)"),
@@ -80,8 +81,9 @@ def test_flag_and_stat_values_match_the_header(c_layout):
             events.EV_TRACE, events.EV_OWN_PIDNS) == (
         c_layout["KCMP_EV_ENTRY"], c_layout["KCMP_EV_COMPAT"], c_layout["KCMP_EV_SLOT_READ"],
         c_layout["KCMP_EV_SLOT_FAULT"], c_layout["KCMP_EV_TRACE"], c_layout["KCMP_EV_OWN_PIDNS"])
-    assert (events.EV_TASK, events.EV_REGS, events.EV_SECCOMP) == (
-        c_layout["KCMP_EV_TASK"], c_layout["KCMP_EV_REGS"], c_layout["KCMP_EV_SECCOMP"])
+    assert (events.EV_TASK, events.EV_REGS, events.EV_SECCOMP, events.EV_PRIORITY) == (
+        c_layout["KCMP_EV_TASK"], c_layout["KCMP_EV_REGS"], c_layout["KCMP_EV_SECCOMP"],
+        c_layout["KCMP_EV_PRIORITY"])
     assert (counters.STAT_DROPPED, counters.STAT_INFLIGHT, counters.STAT_COMPAT,
             counters.STAT_DENIED_OVERFLOW, counters.STAT_COMM_OVERFLOW,
             counters.STAT_COMM_OVERFLOW_DENIED, counters.STAT_COUNT) == (
@@ -112,6 +114,7 @@ def _event(**changes):
     _event(ppid=4321, own_pidns=False),
     # refused by seccomp: the arguments from the registers, no duration
     _event(duration_ns=None, ret=-1, seccomp=True),
+    _event(ret=-1, priority=True),
     _event(task=KernelTask(4026531836, 4026531840, 4026531833, 4026531837, 4026531838,
                            4026531839, 4026531835, 1, 7, 8, 0, 2, 0, 0, 1000, 1000, 1 << 19,
                            4242, b"a" * 63, True)),

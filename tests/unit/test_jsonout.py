@@ -22,7 +22,7 @@ SCHEMA = {
     "utsNamespace": (int, type(None)), "ipcNamespace": (int, type(None)),
     "cgroupNamespace": (int, type(None)), "effectiveUserId": (int, type(None)),
     "effectiveGroupId": (int, type(None)), "capabilities": (dict, type(None)),
-    "callerContext": str, "refusedBySeccomp": bool, "fdFiles": dict,
+    "callerContext": str, "refusedBySeccomp": bool, "fdFiles": dict, "lane": str,
 }
 
 
