@@ -7,7 +7,8 @@
  *   COUNT              count every call (the exporter); independent of the filters below
  *   STREAM_TRACE       stream the calls that pass the filters (the console / JSON)
  *   STREAM_EPERM       stream every EPERM (the permission-failure log)
- *   RINGBUF_PAGES      ring buffer size in pages (power of two)
+ *   RINGBUF_PAGES      the bulk ring buffer's size in pages (power of two)
+ *   PRIORITY_PAGES     the priority lane's (power of two)
  *   FILTER_TGID        trace only this caller process
  *   FILTER_UID         trace only this caller uid
  *   FILTER_COMM_LO/HI  trace only callers whose comm is these 16 bytes (little-endian u64s)
