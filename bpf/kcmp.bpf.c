@@ -28,7 +28,7 @@
  *                      their paths (needs KCMP_FILE_TYPE)
  *   KERNEL_SECCOMP     recover the arguments of a call refused before entry (by seccomp) from
  *                      the saved user registers
- *   BTF_*              for those two: offsets of the kernel struct members read, resolved
+ *   BTF_*              for those three: offsets of the kernel struct members read, resolved
  *                      from the running kernel's BTF by monitor/kernel/fields.py
  * Kernel structs are read only at those offsets, never at the ones of the (possibly
  * mismatched) headers BCC compiles with; pt_regs on the compat path has the ptrace ABI's
@@ -145,12 +145,27 @@ static __always_inline u32 ns_inum(u64 ns, u32 inum_offset)
 	return ns ? kread32(ns + inum_offset) : 0;
 }
 
+/* The struct upid of a struct pid at a level: its number there and that namespace. */
+static __always_inline u64 upid_at(u64 pid, u32 level)
+{
+	return pid + BTF_PID_NUMBERS + (u64)level * BTF_UPID_SIZE;
+}
+
+/* The upid of a struct pid in the deepest namespace it is in: the task's own (that of
+ * task_active_pid_ns, not nsproxy's pid_ns_for_children). */
+static __always_inline u64 own_upid(u64 pid, u32 *level)
+{
+	u32 deepest = kread32(pid + BTF_PID_LEVEL);
+	*level = deepest < PID_LEVELS ? deepest : PID_LEVELS - 1;
+	return upid_at(pid, *level);
+}
+
 /* The number of a struct pid at a level, if the pid reaches that deep into that namespace. */
 static __always_inline u32 pid_nr_at(u64 pid, u32 level, u64 ns)
 {
 	if (!pid || kread32(pid + BTF_PID_LEVEL) < level)
 		return 0;
-	u64 upid = pid + BTF_PID_NUMBERS + (u64)level * BTF_UPID_SIZE;
+	u64 upid = upid_at(pid, level);
 	return kread64(upid + BTF_UPID_NS) == ns ? kread32(upid + BTF_UPID_NR) : 0;
 }
 
@@ -165,13 +180,8 @@ static __always_inline void read_task(struct kcmp_task *t)
 		t->ipcns = ns_inum(kread64(nsproxy + BTF_NSPROXY_IPC), BTF_IPC_INUM);
 		t->cgroupns = ns_inum(kread64(nsproxy + BTF_NSPROXY_CGROUP), BTF_CGROUP_INUM);
 	}
-	/* The task's own pid namespace is that of its pid's deepest level (task_active_pid_ns),
-	 * not nsproxy's pid_ns_for_children. */
-	u64 pid = kread64(task + BTF_TASK_THREAD_PID);
-	u32 level = kread32(pid + BTF_PID_LEVEL);
-	if (level >= PID_LEVELS)
-		level = PID_LEVELS - 1;
-	u64 upid = pid + BTF_PID_NUMBERS + (u64)level * BTF_UPID_SIZE;
+	u32 level;
+	u64 upid = own_upid(kread64(task + BTF_TASK_THREAD_PID), &level);
 	u64 pidns = kread64(upid + BTF_UPID_NS);
 	t->pidns = ns_inum(pidns, BTF_PIDNS_INUM);
 	t->pid_level = level;
@@ -664,11 +674,8 @@ BPF_TABLE("lru_hash", struct kcmp_nspid, u32, nspids, PROC_TABLE);
 RAW_TRACEPOINT_PROBE(task_newtask)
 {
 	u64 task = ctx->args[0];
-	u64 pid = kread64(task + BTF_TASK_THREAD_PID);
-	u32 level = kread32(pid + BTF_PID_LEVEL);
-	if (level >= PID_LEVELS)
-		return 0;
-	u64 upid = pid + BTF_PID_NUMBERS + (u64)level * BTF_UPID_SIZE;
+	u32 level;
+	u64 upid = own_upid(kread64(task + BTF_TASK_THREAD_PID), &level);
 	struct kcmp_nspid key = {.pidns = ns_inum(kread64(upid + BTF_UPID_NS), BTF_PIDNS_INUM),
 				 .nr = kread32(upid + BTF_UPID_NR)};
 	u32 host = kread32(task + BTF_TASK_PID);

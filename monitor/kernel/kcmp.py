@@ -75,8 +75,8 @@ KERNEL_FEATURES = {"caller": "caller context from the kernel",
 
 def kernel_features(options: ProgramOptions) -> fields.Resolved:
     """The kernel-side features this program can have here, with the flags that turn them on:
-    the caller read from the kernel for streamed records, and (x86_64) the registers of calls
-    refused before entry."""
+    the caller read from the kernel (for streamed records, and its namespaces for the counts),
+    its own fds (streamed records), and (x86_64) the registers of calls refused before entry."""
     # The caller's namespaces count calls from elsewhere, too.
     wanted: tuple[str, ...] = ("caller",) if options.streams or options.count else ()
     if options.streams:
