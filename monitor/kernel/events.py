@@ -302,10 +302,9 @@ def encode(event: Event) -> bytes:
     flags = ((EV_COMPAT if event.compat else 0) | (EV_TRACE if event.traced else 0)
              | (EV_OWN_PIDNS if event.own_pidns else 0) | (EV_SECCOMP if event.seccomp else 0)
              | (EV_PRIORITY if event.priority else 0))
-    if a is not None:
-        flags |= EV_ENTRY if event.duration_ns is not None else EV_REGS
     slot = EpollSlot(0, 0, 0)
     if a is not None:
+        flags |= EV_ENTRY if event.duration_ns is not None else EV_REGS
         if a.slot is not None:
             flags |= EV_SLOT_READ
             slot = a.slot
