@@ -26,6 +26,7 @@ from .errors import (
     UsageError,
 )
 from .escape import escape
+from .exporter.httpd import DEFAULT_LIMITS
 from .kernel.btf import VMLINUX
 
 COMM_MAX = 15  # TASK_COMM_LEN - 1: the kernel keeps no more of a process name
@@ -129,16 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--web.listen-address", dest="listen", metavar="HOST:PORT",
                         help="where to serve /metrics (default: 127.0.0.1:9041; "
                              ":PORT for every interface)")
+    limits = DEFAULT_LIMITS
     parser.add_argument("--web.max-connections", dest="max_connections", type=_positive_int,
-                        default=64, metavar="N",
+                        default=limits.connections, metavar="N",
                         help="connections to /metrics open at once; beyond, the one idle "
-                             "longest is closed (default: 64)")
+                             f"longest is closed (default: {limits.connections})")
     parser.add_argument("--web.max-requests", dest="max_requests", type=_positive_int,
-                        default=4, metavar="N",
-                        help="/metrics requests answered at once (default: 4)")
-    parser.add_argument("--web.read-timeout", dest="read_timeout", type=_seconds, default=5.0,
-                        metavar="SECONDS",
-                        help="for a client to send its request (default: 5)")
+                        default=limits.requests, metavar="N",
+                        help=f"/metrics requests answered at once (default: {limits.requests})")
+    parser.add_argument("--web.read-timeout", dest="read_timeout", type=_seconds,
+                        default=limits.read_timeout_s, metavar="SECONDS",
+                        help="for a client to send its request "
+                             f"(default: {limits.read_timeout_s:g})")
     parser.add_argument("--context", action="store_true",
                         help="exporter: also stream every call to give it context and export "
                              "kcmp_boundary_crossings_total (costs a stream; --trace does it "

@@ -17,9 +17,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,9 @@ class MetricsServer:
 
     def __init__(self, registry: CollectorRegistry, host: str, port: int,
                  limits: Limits = DEFAULT_LIMITS) -> None:
+        # Imported here: the command line reads the default limits without it.
+        from prometheus_client import make_wsgi_app
+
         self.limits = limits
         self._app = make_wsgi_app(registry)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
