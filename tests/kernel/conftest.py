@@ -10,6 +10,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -170,6 +171,21 @@ class Monitor:
 
     def stderr(self) -> str:
         return self.err_path.read_text(errors="replace")
+
+
+@contextmanager
+def stopped(monitors, events: int):
+    """The monitors stopped (SIGSTOP) while the block runs, so that what it makes is gone from
+    /proc when they read its events; then resumed, and waited for until each has `events`."""
+    for m in monitors:
+        m.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for m in monitors:
+            m.proc.send_signal(signal.SIGCONT)
+    for m in monitors:
+        m.wait_lines(events)
 
 
 def strace_calls(path: Path) -> list[str]:

@@ -4,7 +4,6 @@ boundary, and a caller that has exited before its event is read."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 
 from tests.helpers import skip_or_fail
 
-from .conftest import REPEAT, Daemon, Monitor
+from .conftest import REPEAT, Daemon, Monitor, stopped
 from .nscaller import child_of
 
 pytestmark = pytest.mark.kernel
@@ -171,17 +170,13 @@ def test_a_caller_gone_before_its_event_is_read_keeps_name_and_parent(
     if boxed:
         cgroup, cid = request.getfixturevalue("container_cgroup")
         (cgroup / "cgroup.procs").write_text(str(parent))  # the children are born there
-    for m in (caller.js, caller.text):
-        m.proc.send_signal(signal.SIGSTOP)
-    caller.proc.stdin.write("go\n")
-    caller.proc.stdin.flush()
-    made = json.loads(caller.proc.stdout.readline())
-    assert caller.proc.stdout.readline() == "ready\n"
-    children = made["children"]
-    assert not any(os.path.exists(f"/proc/{pid}") for pid in children)
-    for m in (caller.js, caller.text):
-        m.proc.send_signal(signal.SIGCONT)
-        m.wait_lines(REPEAT)
+    with stopped((caller.js, caller.text), REPEAT):
+        caller.proc.stdin.write("go\n")
+        caller.proc.stdin.flush()
+        made = json.loads(caller.proc.stdout.readline())
+        assert caller.proc.stdout.readline() == "ready\n"
+        children = made["children"]
+        assert not any(os.path.exists(f"/proc/{pid}") for pid in children)
     records, lines = caller.finish()
     assert sorted(r["hostProcessId"] for r in records) == sorted(children)
     for r in records:
@@ -208,18 +203,14 @@ def test_targets_of_a_namespace_gone_before_its_events_are_read(unshare, tmp_pat
     assert caller.made["pid"] == 1
     host = child_of(caller.proc.pid)
     child = child_of(host)
-    for m in (caller.js, caller.text):
-        m.proc.send_signal(signal.SIGSTOP)
-    caller.proc.stdin.write("go\n")
-    caller.proc.stdin.flush()
-    caller.proc.stdout.readline()
-    assert caller.proc.stdout.readline() == "ready\n"
-    caller.proc.stdin.close()
-    assert caller.proc.wait(timeout=30) == 0
-    assert not os.path.exists(f"/proc/{host}") and not os.path.exists(f"/proc/{child}")
-    for m in (caller.js, caller.text):
-        m.proc.send_signal(signal.SIGCONT)
-        m.wait_lines(REPEAT)
+    with stopped((caller.js, caller.text), REPEAT):
+        caller.proc.stdin.write("go\n")
+        caller.proc.stdin.flush()
+        caller.proc.stdout.readline()
+        assert caller.proc.stdout.readline() == "ready\n"
+        caller.proc.stdin.close()
+        assert caller.proc.wait(timeout=30) == 0
+        assert not os.path.exists(f"/proc/{host}") and not os.path.exists(f"/proc/{child}")
     assert caller.js.stop() == 0 and caller.text.stop() == 0
     records = [json.loads(line) for line in caller.js.lines()]
     assert len(records) == REPEAT

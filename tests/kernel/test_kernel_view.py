@@ -5,7 +5,6 @@ while the monitors are stopped; when they read the events, /proc has nothing lef
 import json
 import re
 import shutil
-import signal
 import subprocess
 from collections import Counter
 
@@ -13,7 +12,7 @@ import pytest
 
 from tests.helpers import skip_or_fail
 
-from .conftest import REPEAT, Monitor, strace_calls
+from .conftest import REPEAT, Monitor, stopped, strace_calls
 from .nscaller import child_of
 
 pytestmark = pytest.mark.kernel
@@ -44,14 +43,10 @@ def gone(ownfds, tmp_path_factory):
     made = _fields(run.stdout.readline())
     tracer = child_of(run.pid)  # strace, pid 1 of the new namespace
     host_pid = child_of(tracer)
-    for m in (js, text):
-        m.proc.send_signal(signal.SIGSTOP)
-    run.stdin.write("go\n")
-    run.stdin.close()
-    assert run.wait(timeout=60) == 0
-    for m in (js, text):
-        m.proc.send_signal(signal.SIGCONT)
-        m.wait_lines(CALLS)
+    with stopped((js, text), CALLS):
+        run.stdin.write("go\n")
+        run.stdin.close()
+        assert run.wait(timeout=60) == 0
     assert js.stop() == 0 and text.stop() == 0
     return dict(made=made, tracer=tracer, host_pid=host_pid, dir=tmp,
                 records=[json.loads(line) for line in js.lines()], lines=text.lines(),
