@@ -9,6 +9,8 @@
  *   STREAM_EPERM       stream every EPERM (the permission-failure log)
  *   RINGBUF_PAGES      the bulk ring buffer's size in pages (power of two)
  *   PRIORITY_PAGES     the priority lane's (power of two)
+ *   FOLD_WINDOW_NS     fold a thread's identical calls within this window of the first
+ *                      into one record (struct kcmp_fold); user space closes quiet runs
  *   FILTER_TGID        trace only this caller process
  *   FILTER_UID         trace only this caller uid
  *   FILTER_COMM_LO/HI  trace only callers whose comm is these 16 bytes (little-endian u64s)
@@ -54,11 +56,16 @@ BPF_PERCPU_HASH(comms, struct kcmp_comm_key, struct kcmp_comm_stats, 10240);
 BPF_TABLE("lru_hash", u32, struct kcmp_proc, procs, PROC_TABLE);
 #endif
 
-static __always_inline void count(u32 stat)
+static __always_inline void count_n(u32 stat, u64 n)
 {
 	u64 *v = stats.lookup(&stat);
 	if (v)
-		(*v)++;
+		*v += n;
+}
+
+static __always_inline void count(u32 stat)
+{
+	count_n(stat, 1);
 }
 
 static __always_inline bool caller_wanted(void)
@@ -521,9 +528,14 @@ static __always_inline void read_before(struct kcmp_event *before, struct pt_reg
 BPF_RINGBUF_OUTPUT(priority, PRIORITY_PAGES);
 BPF_TABLE("lru_hash", u32, u8, callers_seen, 16384);
 
+static __always_inline bool urgent_call(u32 flags, s64 ret, u32 bits)
+{
+	return ret == -EPERM_ERRNO || (flags & (KCMP_EV_COMPAT | KCMP_EV_SECCOMP)) || bits;
+}
+
 static __always_inline bool priority_wanted(struct kcmp_event *call, s64 ret, u32 bits, u32 tgid)
 {
-	if (ret == -EPERM_ERRNO || (call->flags & (KCMP_EV_COMPAT | KCMP_EV_SECCOMP)) || bits)
+	if (urgent_call(call->flags, ret, bits))
 		return true;
 	u8 *seen = callers_seen.lookup(&tgid);
 	if (seen)
@@ -531,6 +543,17 @@ static __always_inline bool priority_wanted(struct kcmp_event *call, s64 ret, u3
 	u8 one = 1;
 	callers_seen.update(&tgid, &one);
 	return true;
+}
+
+/* A call that names fds, whose record has room for the caller's own. */
+static __always_inline bool names_files(struct kcmp_event *call)
+{
+#if defined(KERNEL_FILES) && defined(KERNEL_CALLER)
+	return (call->flags & (KCMP_EV_ENTRY | KCMP_EV_REGS)) &&
+	       ((s32)call->type == KCMP_FILE_TYPE || (s32)call->type == KCMP_EPOLL_TFD);
+#else
+	return false;
+#endif
 }
 
 /* Room for a record: in the priority lane (or, when it is full, the bulk one) for an urgent
@@ -547,6 +570,116 @@ static __always_inline struct kcmp_record *reserve(bool urgent, bool files)
 	return files ? events.ringbuf_reserve(sizeof(struct kcmp_record_files))
 		     : events.ringbuf_reserve(sizeof(struct kcmp_record));
 }
+
+#ifdef FOLD_WINDOW_NS
+/* One run a thread: only that thread changes its run, so no two programs race on it; user
+ * space reads runs whose window has shut, which no call changes any more. A full map leaves a
+ * new thread's calls unfolded. Allocated as threads come (a run holds a files record). */
+BPF_F_TABLE("hash", u32, struct kcmp_fold, folds, MAX_INFLIGHT, BPF_F_NO_PREALLOC);
+/* Runs user space has streamed itself (tid -> first_ns): the kernel then streams them not. */
+BPF_HASH(fold_swept, u32, u64, MAX_INFLIGHT);
+BPF_PERCPU_ARRAY(fold_scratch, struct kcmp_fold, 1);
+
+/* What makes two calls alike: everything a record of them would say but the time. */
+#define FOLD_FLAGS (KCMP_EV_ENTRY | KCMP_EV_COMPAT | KCMP_EV_SLOT_READ | KCMP_EV_SLOT_FAULT | \
+		    KCMP_EV_TRACE | KCMP_EV_REGS | KCMP_EV_SECCOMP)
+
+/* Counts the call into the thread's run if it is like the run's first, within the window. */
+static __always_inline bool fold_into(struct kcmp_fold *run, struct kcmp_event *call, s64 ret,
+				      u32 flags, u32 bits, u64 now, u64 duration)
+{
+	struct kcmp_event *first = &run->record.record.event;
+	if (now - run->run_ns >= FOLD_WINDOW_NS || first->ret != ret || run->outside != bits ||
+	    ((first->flags ^ flags) & FOLD_FLAGS) || first->type != call->type ||
+	    first->pid1 != call->pid1 || first->pid2 != call->pid2 || first->idx1 != call->idx1 ||
+	    first->idx2 != call->idx2 || first->slot_efd != call->slot_efd ||
+	    first->slot_tfd != call->slot_tfd || first->slot_toff != call->slot_toff)
+		return false;
+	u64 uid_gid = bpf_get_current_uid_gid();
+	u64 comm[2] = {};
+	bpf_get_current_comm(comm, sizeof(comm));
+	u64 *seen = (u64 *)first->comm;
+	if (first->uid != (u32)uid_gid || first->gid != uid_gid >> 32 || seen[0] != comm[0] ||
+	    seen[1] != comm[1])
+		return false;
+	u64 ts = call->flags & KCMP_EV_ENTRY ? call->ts_ns : now;
+	if (!run->repeat)
+		run->first_ns = ts;
+	run->last_ns = ts;
+	run->duration_ns += duration;
+	run->repeat++;
+	return true;
+}
+
+/* Streams the calls folded into the run, unless user space has. */
+static __always_inline void close_run(struct kcmp_fold *run, u32 tid)
+{
+	u32 n = run->repeat;
+	if (!n)
+		return;
+	run->repeat = 0;
+	u64 *swept = fold_swept.lookup(&tid);
+	if (swept && *swept == run->first_ns) {
+		fold_swept.delete(&tid);
+		return;
+	}
+	struct kcmp_event *first = &run->record.record.event;
+	bool urgent = urgent_call(first->flags, first->ret, run->outside);
+	bool files = names_files(first);
+	struct kcmp_record *r = reserve(urgent, files);
+	if (!r) {
+		count_n(urgent ? KCMP_STAT_DROPPED_PRIORITY : KCMP_STAT_DROPPED, n);
+		return;
+	}
+	if (files)
+		bpf_probe_read_kernel(r, sizeof(struct kcmp_record_files), &run->record);
+	else
+		bpf_probe_read_kernel(r, sizeof(*r), &run->record);
+	struct kcmp_event *e = &r->event;
+	e->flags = (e->flags & ~KCMP_EV_PRIORITY) | KCMP_EV_FOLDED | (urgent ? KCMP_EV_PRIORITY : 0);
+	e->repeat = n;
+	e->ts_ns = run->first_ns;
+	e->last_ns = run->last_ns;
+	e->duration_ns = run->duration_ns;
+	events.ringbuf_submit(r, 0);
+}
+
+/* The streamed record opens the thread's run. */
+static __always_inline void open_run(struct kcmp_fold *run, u32 tid, struct kcmp_record *r,
+				     bool files, u64 now, u32 bits)
+{
+	if (!run) {
+		u32 zero = 0;
+		struct kcmp_fold *blank = fold_scratch.lookup(&zero);
+		if (!blank)
+			return;
+		run = folds.lookup_or_try_init(&tid, blank);
+		if (!run)
+			return;
+	}
+	if (files)
+		bpf_probe_read_kernel(&run->record, sizeof(run->record), r);
+	else
+		bpf_probe_read_kernel(&run->record, sizeof(struct kcmp_record), r);
+	run->run_ns = now;
+	run->outside = bits;
+	run->repeat = 0;
+	run->duration_ns = 0;
+}
+
+/* A thread that ends ends its run. */
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct kcmp_fold *run = folds.lookup(&tid);
+	if (!run)
+		return 0;
+	close_run(run, tid);
+	folds.delete(&tid);
+	fold_swept.delete(&tid);
+	return 0;
+}
+#endif
 
 static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_regs)
 {
@@ -577,13 +710,20 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_r
 		return;
 	}
 	struct kcmp_event *call = entry ? entry : &before;
-	bool urgent = priority_wanted(call, ret, bits, pid_tgid >> 32);
-	bool files = false;
-#if defined(KERNEL_FILES) && defined(KERNEL_CALLER)
-	/* A call that names fds gets room for the caller's own. */
-	files = (call->flags & (KCMP_EV_ENTRY | KCMP_EV_REGS)) &&
-		((s32)call->type == KCMP_FILE_TYPE || (s32)call->type == KCMP_EPOLL_TFD);
+#ifdef FOLD_WINDOW_NS
+	struct kcmp_fold *run = folds.lookup(&tid);
+	if (run) {
+		u32 like = (call->flags & ~KCMP_EV_TRACE) | (trace ? KCMP_EV_TRACE : 0);
+		if (fold_into(run, call, ret, like, bits, now, entry ? now - entry->ts_ns : 0)) {
+			if (entry)
+				inflight.delete(&tid);
+			return;
+		}
+		close_run(run, tid);
+	}
 #endif
+	bool urgent = priority_wanted(call, ret, bits, pid_tgid >> 32);
+	bool files = names_files(call); /* room for the caller's own fds */
 	struct kcmp_record *r = reserve(urgent, files);
 	if (!r) {
 		count(urgent ? KCMP_STAT_DROPPED_PRIORITY : KCMP_STAT_DROPPED);
@@ -632,6 +772,9 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_r
 		__builtin_memset(rf->files, 0, sizeof(rf->files));
 		read_files(rf);
 	}
+#endif
+#ifdef FOLD_WINDOW_NS
+	open_run(run, tid, r, files, now, bits);
 #endif
 	events.ringbuf_submit(r, 0);
 }

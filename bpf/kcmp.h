@@ -16,8 +16,9 @@
 #define KCMP_EV_REGS       0x80 /* no entry: the arguments come from the saved user registers */
 #define KCMP_EV_SECCOMP    0x100 /* no entry, and the caller runs under a seccomp filter */
 #define KCMP_EV_PRIORITY   0x200 /* streamed through the priority lane */
+#define KCMP_EV_FOLDED     0x400 /* stands for repeat more calls like its run's first (FOLD) */
 
-#define KCMP_STAT_DROPPED          0 /* ring buffer full: event lost */
+#define KCMP_STAT_DROPPED          0 /* ring buffer full: calls lost (a folded record's all) */
 #define KCMP_STAT_INFLIGHT         1 /* in-flight map full: entry not kept */
 #define KCMP_STAT_COMPAT           2 /* 32-bit calls */
 #define KCMP_STAT_DENIED_OVERFLOW  3 /* EPERMs not counted by uid: the denied map was full */
@@ -109,7 +110,8 @@ struct kcmp_event {
 	__u32 flags;
 	char comm[16];
 	__u32 ppid;        /* the caller's parent as the process table knew it; 0: not known */
-	__u32 reserved;    /* keeps the record a multiple of 8 bytes */
+	__u32 repeat;      /* KCMP_EV_FOLDED: how many calls the record stands for */
+	__u64 last_ns;     /* KCMP_EV_FOLDED: the last one's time (ts_ns is the first's) */
 };
 
 /* What one call streams: the call, and (KCMP_EV_TASK) its caller as the kernel saw it. The
@@ -145,6 +147,20 @@ struct kcmp_file {
 struct kcmp_record_files {
 	struct kcmp_record record;
 	struct kcmp_file files[KCMP_FILES];
+};
+
+/* A thread's run of identical calls (FOLD): the first is streamed as it comes; those like it
+ * within the window after it are counted here, and streamed as one record (KCMP_EV_FOLDED)
+ * when a different call ends the run, the thread exits, or user space finds the window shut. */
+struct kcmp_fold {
+	struct kcmp_record_files record; /* the run's first call as it was streamed (its files
+					  * only where it names fds) */
+	__u64 run_ns;      /* when that call returned: the window opens */
+	__u64 first_ns;    /* the first folded call's time: with the thread, names the run */
+	__u64 last_ns;
+	__u64 duration_ns; /* the folded calls' durations, summed (where entries were seen) */
+	__u32 repeat;      /* calls folded so far */
+	__u32 outside;     /* the caller's outside() bits, part of what makes calls alike */
 };
 
 /* A key of the kernel's table of pid numbers (PROC_TABLE with KERNEL_CALLER): a task's

@@ -28,6 +28,7 @@ from .errors import (
 from .escape import escape
 from .exporter.httpd import DEFAULT_LIMITS
 from .kernel.btf import VMLINUX
+from .kernel.folds import DEFAULT_WINDOW_S, MAX_WINDOW_S as MAX_FOLD_WINDOW_S
 
 COMM_MAX = 15  # TASK_COMM_LEN - 1: the kernel keeps no more of a process name
 
@@ -77,6 +78,14 @@ def _seconds(text: str) -> float:
     value = _rate(text)
     if value == 0:
         raise argparse.ArgumentTypeError("a timeout must be more than 0")
+    return value
+
+
+def _fold_window(text: str) -> float:
+    value = _rate(text)
+    if not 0 < value <= MAX_FOLD_WINDOW_S:
+        raise argparse.ArgumentTypeError(
+            f"a window is more than 0 and at most {MAX_FOLD_WINDOW_S:g} seconds")
     return value
 
 
@@ -170,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="time 32-bit calls and copy their epoll slot at entry: hooks "
                              "every syscall's entry too, not only its exit (about twice the "
                              "32-bit capture's cost)")
+    tuning.add_argument("--no-fold", dest="fold", action="store_false",
+                        help="--trace: stream every call, instead of a thread's identical "
+                             "calls folded into one record with their count")
+    tuning.add_argument("--fold-window", type=_fold_window, default=DEFAULT_WINDOW_S,
+                        metavar="SECONDS",
+                        help="--trace: how long after a call the same call from its thread "
+                             f"is folded into it (default: {DEFAULT_WINDOW_S:g}, at most "
+                             f"{MAX_FOLD_WINDOW_S:g})")
     tuning.add_argument("--ringbuf-pages", type=_ringbuf_pages, default=1024,
                         help="ring buffer size in pages, a power of two (default: 1024 = 4 MiB)")
     tuning.add_argument("--btf", metavar="PATH", default=VMLINUX,
@@ -185,10 +202,13 @@ def check_flags(args: argparse.Namespace) -> None:
         given = [flag for flag, value in (
             ("--pid", args.pid), ("--comm", args.comm), ("--uid", args.uid),
             ("--type", args.types), ("--errors-only", args.errors_only),
-            ("--output", args.output != "text")) if value]
+            ("--output", args.output != "text"), ("--no-fold", not args.fold),
+            ("--fold-window", args.fold_window != DEFAULT_WINDOW_S)) if value]
         if given:
             raise UsageError(f"{', '.join(given)} shape the --trace stream; the exporter "
                              "counts every call (add --trace)")
+    if not args.fold and args.fold_window != DEFAULT_WINDOW_S:
+        raise UsageError("--fold-window sets how calls are folded, which --no-fold turns off")
     if args.compat_timing and not args.compat:
         raise UsageError("--compat-timing times 32-bit calls, which --no-compat leaves out")
     if args.context and args.trace:

@@ -37,14 +37,15 @@ class EventLog(Protocol):
 class EventSource(Protocol):
     def open_events(self) -> None: ...
 
-    def read(self, timeout_ms: int) -> list[bytes]: ...
+    def read(self, timeout_ms: int, final: bool = False) -> list[bytes]: ...
 
     def stat(self, index: int) -> int: ...
 
 
 @dataclass
 class Summary:
-    events: int = 0  # traced calls given their context
+    events: int = 0  # traced calls given their context (a folded record's every call)
+    folded: int = 0  # of those, the calls folded records stood for
     lost: int = 0  # ring buffer full, in either lane
     lost_priority: int = 0  # of those, the priority lane's (both rings were full)
     unpaired: int = 0  # entries the in-flight map could not keep (their exits came alone)
@@ -81,18 +82,19 @@ class Tracer:
         gc.freeze()
         while not should_stop():
             self.step(POLL_MS)
-        self.step(0)
+        self.step(0, final=True)
         if self.eperm_log is not None:
             self.eperm_log.report_suppressed()
         return self.summary
 
-    def step(self, timeout_ms: int) -> None:
-        """One read: records reach the sinks in order, then any new loss is reported."""
+    def step(self, timeout_ms: int, final: bool = False) -> None:
+        """One read: records reach the sinks in order, then any new loss is reported (final:
+        the last, which takes every folded run)."""
         sink, eperm_log, proc, offset = self.sink, self.eperm_log, self.proc, self._offset
         traces, summary = self.traces, self.summary
         crossed = summary.crossings
-        traced = unresolved = 0
-        for raw in self.source.read(timeout_ms):  # the hot loop: locals only
+        traced = unresolved = folded = 0
+        for raw in self.source.read(timeout_ms, final):  # the hot loop: locals only
             event = decode(raw)
             to_trace = event.traced and traces
             to_log = eperm_log is not None and event.ret == -EPERM
@@ -100,9 +102,12 @@ class Tracer:
                 continue
             ctx = enrich(event, proc)
             if to_trace:
-                traced += 1
+                calls = event.repeat
+                traced += calls
+                if event.last_ns is not None:
+                    folded += calls
                 for kind in ctx.crossings:
-                    crossed[kind] += 1
+                    crossed[kind] += calls
                 if ctx.unresolved:
                     unresolved += 1
                 if sink is not None:
@@ -110,6 +115,7 @@ class Tracer:
             if eperm_log is not None and to_log:
                 eperm_log.event(event, ctx)
         summary.events += traced
+        summary.folded += folded
         summary.unresolved += unresolved
         bulk = self.source.stat(STAT_DROPPED)
         urgent = self.source.stat(STAT_DROPPED_PRIORITY)

@@ -49,7 +49,9 @@ def program_options(args: argparse.Namespace, exporter: bool) -> ProgramOptions:
                           compat=args.compat, compat_entry=args.compat_timing,
                           trace=args.trace or args.context,
                           count=exporter or args.check,
-                          log_eperm=exporter and args.eperm_log_rate > 0, btf=args.btf)
+                          log_eperm=exporter and args.eperm_log_rate > 0, btf=args.btf,
+                          fold_ns=round(args.fold_window * 1e9) if args.trace and args.fold
+                          else 0)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,7 +33,8 @@ LAYOUT = (
     ("flags", "I"),
     ("comm", "16s"),
     ("ppid", "I"),
-    ("reserved", "I"),
+    ("repeat", "I"),
+    ("last_ns", "Q"),
 )
 RAW_EVENT = struct.Struct("<" + "".join(code for _, code in LAYOUT))
 # struct kcmp_task, which follows the call in a record.
@@ -91,6 +92,7 @@ EV_TASK = 0x40
 EV_REGS = 0x80
 EV_SECCOMP = 0x100
 EV_PRIORITY = 0x200
+EV_FOLDED = 0x400
 
 # Flag bits of struct kcmp_file.flags.
 FILE_OWN = 0x1
@@ -227,6 +229,14 @@ class Event(NamedTuple):
     # them (None for one the kernel did not look up: not the caller's, or not read)
     files: tuple[KernelFile | None, ...] | None = None
     priority: bool = False  # streamed through the priority lane
+    # A folded record stands for `repeat` calls like the one its thread streamed before, made
+    # from ts_ns to last_ns (its duration_ns is their mean); any other stands for one.
+    repeat: int = 1
+    last_ns: int | None = None
+
+    @property
+    def folded(self) -> bool:
+        return self.last_ns is not None
 
     @property
     def errno(self) -> int | None:
@@ -278,7 +288,7 @@ def _files(raw: bytes) -> tuple[KernelFile | None, ...]:
 def decode(raw: bytes) -> Event:
     """An Event from the bytes of one ring-buffer record."""
     (ts_ns, duration_ns, cgroup_id, pid1, pid2, kcmp_type, idx1, idx2, ret, tgid, tid, uid, gid,
-     efd, tfd, toff, flags, comm, ppid, _) = _DECODE.unpack_from(raw)
+     efd, tfd, toff, flags, comm, ppid, repeat, last_ns) = _DECODE.unpack_from(raw)
     # Positional construction: this runs for every event of the stream.
     if flags & (EV_ENTRY | EV_REGS):
         args = Args(pid1, pid2, kcmp_type, idx1, idx2,
@@ -288,12 +298,36 @@ def decode(raw: bytes) -> Event:
         args = None
     if not flags & EV_ENTRY:
         duration_ns = None
+    elif flags & EV_FOLDED and repeat:
+        duration_ns //= repeat  # the kernel sums the folded calls' durations
     return Event(ts_ns, duration_ns, cgroup_id, tgid, tid, uid, gid, comm.split(b"\0", 1)[0],
                  ret, bool(flags & EV_COMPAT), args, bool(flags & EV_TRACE), ppid,
                  bool(flags & EV_OWN_PIDNS), _task(raw) if flags & EV_TASK else None,
                  bool(flags & EV_SECCOMP),
                  _files(raw) if len(raw) >= FILES_RECORD_SIZE else None,
-                 bool(flags & EV_PRIORITY))
+                 bool(flags & EV_PRIORITY),
+                 *((repeat, last_ns) if flags & EV_FOLDED else (1, None)))
+
+
+# Where each field of struct kcmp_event starts.
+OFFSETS = {name: struct.calcsize("<" + "".join(code for _, code in LAYOUT[:i]))
+           for i, (name, _) in enumerate(LAYOUT)}
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+def folded(record: bytes, repeat: int, first_ns: int, last_ns: int, duration_ns: int,
+           priority: bool) -> bytes:
+    """The folded record of a run, from its first call's record (with its files, if any):
+    what the kernel streams when it ends the run itself."""
+    out = bytearray(record)
+    flags = _U32.unpack_from(out, OFFSETS["flags"])[0] & ~EV_PRIORITY
+    _U32.pack_into(out, OFFSETS["flags"], flags | EV_FOLDED | (EV_PRIORITY if priority else 0))
+    _U32.pack_into(out, OFFSETS["repeat"], repeat)
+    for name, value in (("ts_ns", first_ns), ("last_ns", last_ns),
+                        ("duration_ns", duration_ns)):
+        _U64.pack_into(out, OFFSETS[name], value)
+    return bytes(out)
 
 
 def encode(event: Event) -> bytes:
@@ -301,7 +335,7 @@ def encode(event: Event) -> bytes:
     a = event.args
     flags = ((EV_COMPAT if event.compat else 0) | (EV_TRACE if event.traced else 0)
              | (EV_OWN_PIDNS if event.own_pidns else 0) | (EV_SECCOMP if event.seccomp else 0)
-             | (EV_PRIORITY if event.priority else 0))
+             | (EV_PRIORITY if event.priority else 0) | (EV_FOLDED if event.folded else 0))
     slot = EpollSlot(0, 0, 0)
     if a is not None:
         flags |= EV_ENTRY if event.duration_ns is not None else EV_REGS
@@ -330,9 +364,10 @@ def encode(event: Event) -> bytes:
             files += RAW_FILE.pack(f.inode, f.dev, f.magic, bits, len(f.name), f.name)
     mask = 0xFFFFFFFFFFFFFFFF
     return RAW_EVENT.pack(
-        event.ts_ns, event.duration_ns or 0, event.cgroup_id,
+        event.ts_ns, (event.duration_ns or 0) * (event.repeat if event.folded else 1),
+        event.cgroup_id,
         (a.pid1 & mask) if a else 0, (a.pid2 & mask) if a else 0, (a.type & mask) if a else 0,
         a.idx1 if a else 0, a.idx2 if a else 0, event.ret,
         event.tgid, event.tid, event.uid, event.gid, slot.efd, slot.tfd, slot.toff, flags,
-        event.comm, event.ppid, 0,
+        event.comm, event.ppid, event.repeat if event.folded else 0, event.last_ns or 0,
     ) + task + files

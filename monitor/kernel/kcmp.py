@@ -9,6 +9,7 @@ import os
 import platform
 import select
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from ..caps import check_privileges
 from ..errors import MonitorError, Unavailable
 from . import fields, ringbuf
 from .btf import VMLINUX
+from .folds import Folds
 from .counters import (
     COMM_STATS,
     DENIED_KEY,
@@ -55,6 +57,7 @@ class ProgramOptions:
     count: bool = False  # count every call in the kernel (the exporter)
     log_eperm: bool = False  # stream every EPERM (the permission-failure log)
     btf: str = VMLINUX  # the running kernel's BTF, for the struct members the program reads
+    fold_ns: int = 0  # fold a thread's identical streamed calls within this window; 0: not
 
     @property
     def streams(self) -> bool:
@@ -107,6 +110,8 @@ def cflags(options: ProgramOptions, compat: bool, kernel: list[str] | None = Non
                            (options.log_eperm, "STREAM_EPERM")):
         if wanted:
             flags.append(f"-D{define}")
+    if options.fold_ns and options.streams:
+        flags.append(f"-DFOLD_WINDOW_NS={options.fold_ns}ULL")
     if f.tgid is not None:
         flags.append(f"-DFILTER_TGID={f.tgid}")
     if f.uid is not None:
@@ -223,6 +228,10 @@ class KcmpProgram:
         self._compat_wanted = options.compat and abi.is_x86_64()
         self.compat_entry = options.compat_entry
         self._streams = options.streams
+        self.folds = (Folds(self._bpf["folds"], self._bpf["fold_swept"], options.fold_ns,
+                            "files" in self.kernel_on)
+                      if options.fold_ns and options.streams else None)
+        self._swept_ns = 0
 
     def open_events(self) -> None:
         """Start reading the ring buffers; read() then returns what arrived, the priority
@@ -242,13 +251,25 @@ class KcmpProgram:
         for table in tables:
             table.open_ring_buffer(on_record)
 
-    def read(self, timeout_ms: int) -> list[bytes]:
-        """The records available, after waiting up to timeout_ms for the first."""
+    def read(self, timeout_ms: int, final: bool = False) -> list[bytes]:
+        """The records available, after waiting up to timeout_ms for the first; then those of
+        folded runs whose window shut while their thread was quiet (final: of every run, as
+        the monitor stops)."""
         if self._poller is not None:
             ringbuf.wait(self._readers, self._poller, timeout_ms)
-            return [record for reader in self._readers for record in reader.read()]
-        self._bpf.ring_buffer_poll(timeout_ms)
-        records, self._pending = self._pending, []
+            records = [record for reader in self._readers for record in reader.read()]
+        else:
+            self._bpf.ring_buffer_poll(timeout_ms)
+            records, self._pending = self._pending, []
+        folds = self.folds
+        if folds is None:
+            return records
+        records = folds.unswept(records)
+        now = time.monotonic_ns()
+        # Sweeping reads the whole map: twice a window is often enough.
+        if final or now - self._swept_ns >= folds.window_ns // 2:
+            self._swept_ns = now
+            records += folds.sweep(now, final)
         return records
 
     def stat(self, index: int) -> int:
@@ -264,6 +285,8 @@ class KcmpProgram:
         if self._streams:
             for tp in ("task:task_newtask", "task:task_rename"):
                 state[tp] = tp.encode() in bpf.tracepoint_fds
+        if self.folds is not None:
+            state["sched:sched_process_exit"] = b"sched:sched_process_exit" in bpf.tracepoint_fds
         if self._nspids:
             state["raw:task_newtask"] = b"task_newtask" in bpf.raw_tracepoint_fds
         if self._compat_wanted:

@@ -123,12 +123,16 @@ def format_namespaces(c: Caller, own: dict[str, int | None]) -> str:
                     if mine[kind] is not None and mine[kind] != own.get(kind))
 
 
+def format_time(wall_ns: int) -> str:
+    seconds, ns = divmod(wall_ns, 1_000_000_000)
+    return time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{ns // 1000:06d}"
+
+
 def format_line(event: Event, ctx: Context, wall_ns: int,
                 own: dict[str, int | None] | None = None) -> str:
-    """One console line: time, caller, the strace part, its meaning, duration, markers; own:
-    the monitor's namespaces, to name the caller's where they differ."""
-    seconds, ns = divmod(wall_ns, 1_000_000_000)
-    stamp = time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{ns // 1000:06d}"
+    """One console line: time, caller, the strace part, its meaning, duration, repeats,
+    markers; own: the monitor's namespaces, to name the caller's where they differ."""
+    stamp = format_time(wall_ns)
     caller = f"{escape_bytes(event.comm)}/{event.tgid}"
     if event.tid != event.tgid:
         caller += f"/{event.tid}"
@@ -140,6 +144,9 @@ def format_line(event: Event, ctx: Context, wall_ns: int,
         duration = ""  # 32-bit calls are seen at exit only (--compat-timing times them)
     else:
         duration = " " + format_duration(event.duration_ns)
+    if event.last_ns is not None:
+        until = format_time(wall_ns + event.last_ns - event.ts_ns)
+        duration += f" ×{event.repeat} until {until}"
     where = _container(ctx.caller.container_id) if ctx.caller is not None else ""
     line = (f"{stamp} {caller} uid={event.uid}{where} {compat}{format_call(event, ctx)}"
             f"{meaning}{duration}")
@@ -189,13 +196,19 @@ def start_notes(program) -> list[str]:
         notes = [f"32-bit callers not captured: {program.compat_error}"]
     else:
         notes = ["32-bit: off"]
+    if program.folds is not None:
+        notes.append(f"identical calls folded within {program.folds.window_ns / 1e9:g} s; "
+                     "--no-fold")
     return notes + [f"no {KERNEL_FEATURES[feature]}: {reason}"
                     for feature, reason in program.kernel_off.items()]
 
 
 def exit_line(summary) -> str:
     """What the trace saw, lost and could not resolve, in one line."""
-    line = f"{PROG}: {summary.events} calls traced, {summary.lost} lost"
+    line = f"{PROG}: {summary.events} calls traced"
+    if summary.folded:
+        line += f" ({summary.folded} of them folded)"
+    line += f", {summary.lost} lost"
     if summary.lost_priority:
         line += f" ({summary.lost_priority} of the priority lane)"
     if summary.unpaired:

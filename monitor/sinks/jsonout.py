@@ -181,8 +181,10 @@ def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
     who, targets = _who_text(ctx.caller or _UNKNOWN, ctx.targets, event.tgid, event.tid, a)
     call = _call_text(event.cgroup_id, event.uid, event.gid, event.comm, event.ret,
                       event.compat, a, event.seccomp, event.priority)
+    last = None if event.last_ns is None else wall_ns + event.last_ns - event.ts_ns
     return (f'{{"timestamp":{wall_ns},{who},{call},'
-            f'"durationNs":{_int(event.duration_ns)},"fdPaths":{{{paths}}},'
+            f'"durationNs":{_int(event.duration_ns)},"repeat":{event.repeat},'
+            f'"lastTimestamp":{_int(last)},"fdPaths":{{{paths}}},'
             f'"fdFiles":{{{_files(a, event.files)}}},'
             f'"callerPidNamespace":{_PIDNS[ctx.same_pidns]},'
             f'"targets":{targets},"crossesBoundary":{_names(ctx.crossings)},'

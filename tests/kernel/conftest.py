@@ -57,6 +57,15 @@ def kcmpload(kernel_ready, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def loop(kernel_ready, tmp_path_factory) -> Path:
+    """The benchmark's workload: N identical calls in a tight loop, named kcmpbench."""
+    exe = tmp_path_factory.mktemp("bin") / "loop"
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(exe), str(ROOT / "bench" / "loop.c")],
+                   check=True)
+    return exe
+
+
+@pytest.fixture(scope="session")
 def ownfds(kernel_ready, tmp_path_factory) -> Path:
     """The short-lived caller comparing its own fds, linked static to run in an image too."""
     return _build(tmp_path_factory, "ownfds", "-static")
@@ -134,12 +143,14 @@ class Workload:
 class Monitor:
     """`kcmp-monitor --trace ...` as a user runs it, its output in files."""
 
-    def __init__(self, args: list[str], workdir: Path, name: str) -> None:
+    def __init__(self, args: list[str], workdir: Path, name: str, fold: bool = False) -> None:
+        """fold: as a user gets it, a thread's identical calls folded; else every call its
+        record (--no-fold), which the tests of each call's decoding count."""
         self.out_path = workdir / f"{name}.out"
         self.err_path = workdir / f"{name}.err"
         self.json = "json" in args
         self.proc = subprocess.Popen(
-            [monitor_command(), "--trace"] + args,
+            [monitor_command(), "--trace"] + ([] if fold else ["--no-fold"]) + args,
             stdout=self.out_path.open("wb"), stderr=self.err_path.open("wb"))
         self.returncode: Optional[int] = None
 

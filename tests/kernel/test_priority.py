@@ -8,7 +8,6 @@ import subprocess
 
 import pytest
 
-from tests.helpers import ROOT
 
 from .conftest import REPEAT, Daemon, Monitor, Workload
 from .test_capture import EXPECTED
@@ -17,14 +16,6 @@ pytestmark = pytest.mark.kernel
 
 FLOOD = 1_000_000  # calls per flooding process
 URGENT = {"eperm", "seccomp", "seccomp_args", "compat_vm", "compat_file"}
-
-
-@pytest.fixture(scope="module")
-def loop(kernel_ready, tmp_path_factory):
-    exe = tmp_path_factory.mktemp("bin") / "loop"
-    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(exe), str(ROOT / "bench" / "loop.c")],
-                   check=True)
-    return exe
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,10 @@ from tests.helpers import monitor_command, skip_or_fail
     (["--trace", "--bogus"], "unrecognized arguments: --bogus"),
     (["--trace", "--context"], "--context is the exporter's"),
     (["--no-compat", "--compat-timing"], "--compat-timing times 32-bit calls"),
+    (["--no-fold"], "--no-fold shape the --trace stream"),
+    (["--trace", "--no-fold", "--fold-window", "2"], "which --no-fold turns off"),
+    (["--trace", "--fold-window", "61"], "a window is more than 0 and at most 60 seconds"),
+    (["--trace", "--fold-window", "0"], "a window is more than 0 and at most 60 seconds"),
 ])
 def test_usage_errors(argv, message, capsys):
     assert cli.main(argv) == 2

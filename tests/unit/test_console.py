@@ -5,6 +5,7 @@ import pytest
 
 from kcmp_monitor.sinks import console
 from kcmp_monitor.context.types import Context, Target
+from kcmp_monitor.trace import Summary
 from kcmp_monitor.kernel.events import Args, EpollSlot, Event
 
 
@@ -95,6 +96,19 @@ def test_thread_compat_and_meaning_markers():
                                _wall(0, 0, 0, 5))
     assert line == ("00:00:00.000005 kcmpload/4242/4250 uid=0 [compat] "
                     "kcmp(1145, 1144, KCMP_VM) = 1 <less> 1.2us")
+
+
+def test_folded_line_says_how_many_calls_until_when():
+    event = _event(0, _args(type=1), repeat=999_999, last_ns=2_500_000)
+    line = console.format_line(event, Context(), _wall(12, 0, 1, 0))
+    assert line == ("12:00:01.000000 kcmpload/4242 uid=0 kcmp(1145, 1144, KCMP_VM) = 0 <same> "
+                    "1.2us \u00d7999999 until 12:00:01.002500")
+
+
+def test_exit_line_says_what_was_folded():
+    summary = Summary(events=1_000_000, folded=999_998, lost=2)
+    assert console.exit_line(summary) == (
+        "kcmp-monitor: 1000000 calls traced (999998 of them folded), 2 lost")
 
 
 def _target(pid, uid, name=b"sshd", gone=False):

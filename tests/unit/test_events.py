@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from kcmp_monitor.kernel import counters, events, proctable
+from kcmp_monitor.kernel import counters, events, folds, proctable
 from kcmp_monitor.kernel.events import Args, EpollSlot, Event, KernelFile, KernelTask
 from tests.helpers import ROOT, c_facts
 
@@ -28,7 +28,11 @@ def c_layout(tmp_path_factory):
               ("record_sizeof", "sizeof(struct kcmp_record)"),
               ("record_task", "offsetof(struct kcmp_record, task)")]
     facts += [(n, n) for n in ("KCMP_EV_TASK", "KCMP_EV_REGS", "KCMP_EV_SECCOMP",
-                               "KCMP_EV_PRIORITY")]
+                               "KCMP_EV_PRIORITY", "KCMP_EV_FOLDED")]
+    facts += [("fold_sizeof", "sizeof(struct kcmp_fold)")]
+    facts += [(f"fold.{name}", f"offsetof(struct kcmp_fold, {name})")
+              for name in ("record", "run_ns", "first_ns", "last_ns", "duration_ns", "repeat",
+                           "outside")]
     facts += [(f"file.{name}", f"offsetof(struct kcmp_file, {name})")
               for name, _ in events.FILE_LAYOUT]
     facts += [("file_sizeof", "sizeof(struct kcmp_file)"),
@@ -43,7 +47,7 @@ def c_layout(tmp_path_factory):
 
 
 def test_size_matches_the_c_struct(c_layout):
-    assert events.RAW_EVENT.size == c_layout["sizeof"] == 128
+    assert events.RAW_EVENT.size == c_layout["sizeof"] == 136
     assert events.RAW_TASK.size == c_layout["task_sizeof"]
     assert events.RECORD_SIZE == c_layout["record_sizeof"]
     assert c_layout["record_task"] == events.RAW_EVENT.size
@@ -57,6 +61,13 @@ def test_size_matches_the_c_struct(c_layout):
             events.FILE_CUT) == tuple(c_layout[n] for n in (
                 "KCMP_FILE_OWN", "KCMP_FILE_OPEN", "KCMP_FILE_DNAME", "KCMP_FILE_UNLINKED",
                 "KCMP_FILE_CUT"))
+
+
+def test_fold_run_matches_the_c_struct(c_layout):
+    assert folds.FOLD_SIZE == c_layout["fold_sizeof"]
+    offsets = [c_layout[f"fold.{name}"] for name in ("record", "run_ns", "first_ns", "last_ns",
+                                                     "duration_ns", "repeat", "outside")]
+    assert offsets == [0] + [events.FILES_RECORD_SIZE + o for o in (0, 8, 16, 24, 32, 36)]
 
 
 def test_process_table_entry_matches_the_c_struct(c_layout):
@@ -81,9 +92,10 @@ def test_flag_and_stat_values_match_the_header(c_layout):
             events.EV_TRACE, events.EV_OWN_PIDNS) == (
         c_layout["KCMP_EV_ENTRY"], c_layout["KCMP_EV_COMPAT"], c_layout["KCMP_EV_SLOT_READ"],
         c_layout["KCMP_EV_SLOT_FAULT"], c_layout["KCMP_EV_TRACE"], c_layout["KCMP_EV_OWN_PIDNS"])
-    assert (events.EV_TASK, events.EV_REGS, events.EV_SECCOMP, events.EV_PRIORITY) == (
+    assert (events.EV_TASK, events.EV_REGS, events.EV_SECCOMP, events.EV_PRIORITY,
+            events.EV_FOLDED) == (
         c_layout["KCMP_EV_TASK"], c_layout["KCMP_EV_REGS"], c_layout["KCMP_EV_SECCOMP"],
-        c_layout["KCMP_EV_PRIORITY"])
+        c_layout["KCMP_EV_PRIORITY"], c_layout["KCMP_EV_FOLDED"])
     assert (counters.STAT_DROPPED, counters.STAT_INFLIGHT, counters.STAT_COMPAT,
             counters.STAT_DENIED_OVERFLOW, counters.STAT_COMM_OVERFLOW,
             counters.STAT_COMM_OVERFLOW_DENIED, counters.STAT_COUNT) == (
@@ -115,6 +127,8 @@ def _event(**changes):
     # refused by seccomp: the arguments from the registers, no duration
     _event(duration_ns=None, ret=-1, seccomp=True),
     _event(ret=-1, priority=True),
+    # folded: 999 calls like the last, their mean duration
+    _event(repeat=999, last_ns=223456789),
     _event(task=KernelTask(4026531836, 4026531840, 4026531833, 4026531837, 4026531838,
                            4026531839, 4026531835, 1, 7, 8, 0, 2, 0, 0, 1000, 1000, 1 << 19,
                            4242, b"a" * 63, True)),

@@ -11,7 +11,8 @@ SCHEMA = {
     "argsNum": int, "args": list, "kcmpType": (str, type(None)), "result": str,
     "errno": (str, type(None)), "errnoMessage": (str, type(None)), "permissionDenied": bool,
     "compat": bool, "argsKnown": bool,
-    "durationNs": (int, type(None)), "epollSlot": (dict, type(None)), "epollSlotFault": bool,
+    "durationNs": (int, type(None)), "repeat": int, "lastTimestamp": (int, type(None)),
+    "epollSlot": (dict, type(None)), "epollSlotFault": bool,
     "fdPaths": dict, "callerPidNamespace": (str, type(None)),
     "targets": (list, type(None)), "crossesBoundary": list, "contextUnresolved": list,
     "callerExited": bool, "hostProcessId": int, "hostThreadId": int,
@@ -65,6 +66,15 @@ def test_tracee_fields_and_args():
     assert record["epollSlot"] == {"efd": 8, "tfd": 6, "toff": 0}
     assert record["fdPaths"] == {"idx1": "pipe:[1]", "efd": "anon"}
     assert record["durationNs"] == 900 and record["argsKnown"] is True
+
+
+def test_folded_record_says_how_many_calls_and_when_the_last_was():
+    plain = _record(_event())
+    assert (plain["repeat"], plain["lastTimestamp"]) == (1, None)
+    event = _event()
+    record = _record(event._replace(repeat=4096, last_ns=event.ts_ns + 5000))
+    assert record["repeat"] == 4096
+    assert record["lastTimestamp"] == record["timestamp"] + 5000
 
 
 def test_permission_failure_record():

@@ -14,7 +14,7 @@ class FakeSource:
     def open_events(self):
         pass
 
-    def read(self, timeout_ms):
+    def read(self, timeout_ms, final=False):
         if not self.polls:
             return []
         records, self.dropped = self.polls.pop(0)
