@@ -56,6 +56,33 @@ BPF_PERCPU_HASH(comms, struct kcmp_comm_key, struct kcmp_comm_stats, 10240);
 BPF_TABLE("lru_hash", u32, struct kcmp_proc, procs, PROC_TABLE);
 #endif
 
+BPF_PERCPU_ARRAY(prog_stats, struct kcmp_prog_stats, KCMP_PROGS);
+
+/* A run of program `prog` begins: counted, and one in 2^KCMP_SAMPLE_SHIFT timed (*start). */
+static __always_inline struct kcmp_prog_stats *run_begin(u32 prog, u64 *start)
+{
+	struct kcmp_prog_stats *s = prog_stats.lookup(&prog);
+	*start = s && !(s->runs++ & ((1 << KCMP_SAMPLE_SHIFT) - 1)) ? bpf_ktime_get_ns() : 0;
+	return s;
+}
+
+static __always_inline void run_end(struct kcmp_prog_stats *s, u64 start)
+{
+	if (s && start) {
+		s->timed_ns += bpf_ktime_get_ns() - start;
+		s->timed++;
+	}
+}
+
+/* Runs `call` as program `prog` (BCC rewrites no map call inside a macro: they sit above). */
+#define SAMPLED(prog, call)                                                     \
+	do {                                                                    \
+		u64 sample_start;                                               \
+		struct kcmp_prog_stats *sample = run_begin((prog), &sample_start); \
+		call;                                                           \
+		run_end(sample, sample_start);                                  \
+	} while (0)
+
 static __always_inline void count_n(u32 stat, u64 n)
 {
 	u64 *v = stats.lookup(&stat);
@@ -668,15 +695,20 @@ static __always_inline void open_run(struct kcmp_fold *run, u32 tid, struct kcmp
 }
 
 /* A thread that ends ends its run. */
-TRACEPOINT_PROBE(sched, sched_process_exit)
+static __always_inline void end_thread(void)
 {
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct kcmp_fold *run = folds.lookup(&tid);
 	if (!run)
-		return 0;
+		return;
 	close_run(run, tid);
 	folds.delete(&tid);
 	fold_swept.delete(&tid);
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+	SAMPLED(KCMP_PROG_TASK_EXIT, end_thread());
 	return 0;
 }
 #endif
@@ -781,13 +813,14 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_r
 
 TRACEPOINT_PROBE(syscalls, sys_enter_kcmp)
 {
-	on_enter(args->pid1, args->pid2, args->type, args->idx1, args->idx2, 0);
+	SAMPLED(KCMP_PROG_ENTER,
+		on_enter(args->pid1, args->pid2, args->type, args->idx1, args->idx2, 0));
 	return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_kcmp)
 {
-	on_exit(args->ret, 0, NULL);
+	SAMPLED(KCMP_PROG_EXIT, on_exit(args->ret, 0, NULL));
 	return 0;
 }
 
@@ -795,18 +828,21 @@ TRACEPOINT_PROBE(syscalls, sys_exit_kcmp)
 /* A new task: a process's parent is its creator, or with CLONE_PARENT the creator's parent;
  * a thread gets its process's parent (a kcmp target may be a thread). task_newtask is
  * the fork tracepoint that carries the clone flags. */
-TRACEPOINT_PROBE(task, task_newtask)
+static __always_inline void new_task(u32 pid, u64 flags, char *comm)
 {
-	u64 flags = args->clone_flags;
 	u32 creator = bpf_get_current_pid_tgid() >> 32;
 	struct kcmp_proc p = {.ppid = creator};
-	u32 pid = args->pid;
 	if (flags & (CLONE_THREAD_FLAG | CLONE_PARENT_FLAG)) {
 		struct kcmp_proc *c = procs.lookup(&creator);
 		p.ppid = c ? c->ppid : 0;
 	}
-	bpf_probe_read_kernel(p.comm, sizeof(p.comm), args->comm);
+	bpf_probe_read_kernel(p.comm, sizeof(p.comm), comm);
 	procs.update(&pid, &p);
+}
+
+TRACEPOINT_PROBE(task, task_newtask)
+{
+	SAMPLED(KCMP_PROG_NEWTASK, new_task(args->pid, args->clone_flags, args->comm));
 	return 0;
 }
 
@@ -814,26 +850,34 @@ TRACEPOINT_PROBE(task, task_newtask)
 BPF_TABLE("lru_hash", struct kcmp_nspid, u32, nspids, PROC_TABLE);
 
 /* A new task's number in its own pid namespace (the raw tracepoint hands over the task). */
-RAW_TRACEPOINT_PROBE(task_newtask)
+static __always_inline void number_task(u64 task)
 {
-	u64 task = ctx->args[0];
 	u32 level;
 	u64 upid = own_upid(kread64(task + BTF_TASK_THREAD_PID), &level);
 	struct kcmp_nspid key = {.pidns = ns_inum(kread64(upid + BTF_UPID_NS), BTF_PIDNS_INUM),
 				 .nr = kread32(upid + BTF_UPID_NR)};
 	u32 host = kread32(task + BTF_TASK_PID);
 	nspids.update(&key, &host);
+}
+
+RAW_TRACEPOINT_PROBE(task_newtask)
+{
+	SAMPLED(KCMP_PROG_NEWTASK_RAW, number_task(ctx->args[0]));
 	return 0;
 }
 #endif
 
 /* exec and prctl(PR_SET_NAME) both rename: keep the name a gone process last had. */
-TRACEPOINT_PROBE(task, task_rename)
+static __always_inline void rename_task(u32 pid, char *comm)
 {
-	u32 pid = args->pid;
 	struct kcmp_proc *p = procs.lookup(&pid);
 	if (p)
-		bpf_probe_read_kernel(p->comm, sizeof(p->comm), args->newcomm);
+		bpf_probe_read_kernel(p->comm, sizeof(p->comm), comm);
+}
+
+TRACEPOINT_PROBE(task, task_rename)
+{
+	SAMPLED(KCMP_PROG_RENAME, rename_task(args->pid, args->newcomm));
 	return 0;
 }
 #endif
@@ -849,18 +893,36 @@ TRACEPOINT_PROBE(task, task_rename)
  * in the registers there; COMPAT_ENTRY adds the entry, for the duration and the slot as it
  * was at entry. */
 #ifdef COMPAT_ENTRY
+static __always_inline void compat_enter(struct pt_regs *regs)
+{
+	/* i386 argument order: ebx, ecx, edx, esi, edi; the kernel uses the low 32 bits. */
+	on_enter(reg32(&regs->bx), reg32(&regs->cx), reg32(&regs->dx), reg32(&regs->si),
+		 reg32(&regs->di), KCMP_EV_COMPAT);
+}
+
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
 	if (ctx->args[1] != IA32_NR_KCMP)
 		return 0;
-	/* i386 argument order: ebx, ecx, edx, esi, edi; the kernel uses the low 32 bits. */
-	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
-	on_enter(reg32(&regs->bx), reg32(&regs->cx), reg32(&regs->dx), reg32(&regs->si),
-		 reg32(&regs->di), KCMP_EV_COMPAT);
+	SAMPLED(KCMP_PROG_RAW_ENTER, compat_enter((struct pt_regs *)ctx->args[0]));
 	return 0;
 }
 #endif
 
+static __always_inline void compat_exit(struct pt_regs *regs, s64 ret)
+{
+	if (ret == -ENOSYS_ERRNO) {
+#ifdef COMPAT_ENTRY
+		u32 tid = (u32)bpf_get_current_pid_tgid();
+		inflight.delete(&tid);
+#endif
+		return;
+	}
+	on_exit(ret, KCMP_EV_COMPAT, regs);
+}
+
+/* Only its runs for the 32-bit kcmp number are counted and sampled: counting the others, one
+ * each syscall of the machine, would add to every syscall's cost. */
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
 	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
@@ -868,15 +930,7 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 	bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_ax);
 	if (nr != IA32_NR_KCMP)
 		return 0;
-	s64 ret = (s64)ctx->args[1];
-	if (ret == -ENOSYS_ERRNO) {
-#ifdef COMPAT_ENTRY
-		u32 tid = (u32)bpf_get_current_pid_tgid();
-		inflight.delete(&tid);
-#endif
-		return 0;
-	}
-	on_exit(ret, KCMP_EV_COMPAT, regs);
+	SAMPLED(KCMP_PROG_RAW_EXIT, compat_exit(regs, ctx->args[1]));
 	return 0;
 }
 #endif

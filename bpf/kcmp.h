@@ -27,6 +27,28 @@
 #define KCMP_STAT_DROPPED_PRIORITY 6 /* both rings full: a priority event lost */
 #define KCMP_STAT_COUNT            7
 
+/* Each program's runs, and one run in 2^KCMP_SAMPLE_SHIFT timed: what the programs cost,
+ * known without kernel.bpf_stats_enabled (which times every run of every BPF program on the
+ * machine, at a cost here of about 60 ns a run). The per-CPU array "prog_stats" by program. */
+enum kcmp_prog {
+	KCMP_PROG_ENTER,       /* syscalls:sys_enter_kcmp */
+	KCMP_PROG_EXIT,        /* syscalls:sys_exit_kcmp */
+	KCMP_PROG_RAW_ENTER,   /* raw_syscalls:sys_enter (COMPAT_ENTRY), its 32-bit kcmp runs */
+	KCMP_PROG_RAW_EXIT,    /* raw_syscalls:sys_exit (CAPTURE_COMPAT), the same */
+	KCMP_PROG_NEWTASK,     /* task:task_newtask */
+	KCMP_PROG_NEWTASK_RAW, /* the raw task_newtask (pid numbers) */
+	KCMP_PROG_RENAME,      /* task:task_rename */
+	KCMP_PROG_TASK_EXIT,   /* sched:sched_process_exit (FOLD_WINDOW_NS) */
+	KCMP_PROGS
+};
+#define KCMP_SAMPLE_SHIFT 6
+
+struct kcmp_prog_stats {
+	__u64 runs;
+	__u64 timed;       /* of those, the ones timed */
+	__u64 timed_ns;    /* their time, from the program's start to its end */
+};
+
 /* Counters per type slot: 0..7 the Linux types, then "unknown" (an invalid type) and "unseen"
  * (an exit without entry, whose type no tracepoint saw). */
 #define KCMP_SLOTS        10

@@ -28,7 +28,9 @@ def check(program) -> int:
     except Exception as exc:  # what a scrape would hit: report it
         ok = False
         print(f"counters: NOT READABLE ({escape(str(exc))})")
-    print("bpf run time: " + ("exported" if bpf_stats_enabled() else
-                              "not exported (sysctl kernel.bpf_stats_enabled=1 to enable)"))
+    print("bpf run time: sampled by the programs" + (
+        ", and the kernel's own exported" if bpf_stats_enabled() else
+        " (the kernel's own with sysctl kernel.bpf_stats_enabled=1, at a cost to every BPF "
+        "program's run)"))
     print(f"check: {'ok' if ok else 'FAILED'}")
     return EXIT_OK if ok else EXIT_INTERNAL

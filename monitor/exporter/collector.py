@@ -23,6 +23,7 @@ from ..kernel.counters import (
     NS_KINDS,
     OUTCOMES,
     SLOT_NAMES,
+    SAMPLE_SHIFT,
     SLOT_UNSEEN,
     STAT_COMM_OVERFLOW,
     STAT_COMM_OVERFLOW_DENIED,
@@ -75,6 +76,7 @@ class SelfState:
     attached: Callable[[], dict[str, bool]]
     run_stats: Callable[[], dict[str, tuple[int, int]]]
     bpf_stats_enabled: Callable[[], bool]
+    program_costs: Callable[[], dict[str, tuple[int, float]]]
 
 
 class KcmpCollector(Collector):
@@ -195,6 +197,19 @@ class KcmpCollector(Collector):
         for tracepoint, ok in s.attached().items():
             attached.add_metric([tracepoint], 1 if ok else 0)
         yield attached
+        costs = s.program_costs()
+        runs_own = CounterMetricFamily(
+            "kcmp_monitor_program_runs", "Runs of each of the monitor's BPF programs, as they "
+            "count themselves (the raw_syscalls ones: for 32-bit kcmp only)", labels=["program"])
+        time_own = CounterMetricFamily(
+            "kcmp_monitor_program_run_seconds", "Time spent in each of the monitor's BPF "
+            f"programs, estimated from one run in {1 << SAMPLE_SHIFT} timed",
+            labels=["program"])
+        for program, (count, ns) in sorted(costs.items()):
+            runs_own.add_metric([program], count)
+            time_own.add_metric([program], ns / 1e9)
+        yield runs_own
+        yield time_own
         if not s.bpf_stats_enabled():
             return
         run_time = CounterMetricFamily(

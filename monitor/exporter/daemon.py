@@ -82,7 +82,8 @@ def build_registry(program, context=None) -> CollectorRegistry:
     registry = CollectorRegistry()
     state = SelfState(version=__version__, bcc_version=program.bcc_version,
                       kernel=os.uname().release, attached=program.attached,
-                      run_stats=program.run_stats, bpf_stats_enabled=bpf_stats_enabled)
+                      run_stats=program.run_stats, bpf_stats_enabled=bpf_stats_enabled,
+                      program_costs=program.program_costs)
     registry.register(KcmpCollector(program.snapshot, state))
     if context is not None:
         registry.register(ContextCollector(context))

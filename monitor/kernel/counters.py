@@ -47,6 +47,26 @@ def slot_of(kcmp_type: int) -> int:
     return kcmp_type if 0 <= kcmp_type < abi.KCMP_TYPES else SLOT_UNKNOWN
 
 
+# The programs of the per-CPU array "prog_stats" (enum kcmp_prog), by the names BCC gives
+# their functions (those of the kernel's own run-time statistics).
+PROGRAMS = ("tracepoint__syscalls__sys_enter_kcmp", "tracepoint__syscalls__sys_exit_kcmp",
+            "raw_tracepoint__sys_enter", "raw_tracepoint__sys_exit",
+            "tracepoint__task__task_newtask", "raw_tracepoint__task_newtask",
+            "tracepoint__task__task_rename", "tracepoint__sched__sched_process_exit")
+SAMPLE_SHIFT = 6  # one run in 2^SAMPLE_SHIFT is timed
+PROG_STATS = struct.Struct("<QQQ")  # runs, timed, timed_ns
+
+
+def program_cost(per_cpu: Iterable[bytes]) -> tuple[int, float]:
+    """(runs, their estimated time in ns) of one program, from its per-CPU records: the timed
+    runs' mean time, times every run."""
+    runs = timed = timed_ns = 0
+    for raw in per_cpu:
+        r, t, ns = PROG_STATS.unpack(raw)
+        runs, timed, timed_ns = runs + r, timed + t, timed_ns + ns
+    return runs, (timed_ns / timed * runs if timed else 0.0)
+
+
 TYPE_STATS = struct.Struct(f"<{len(OUTCOMES)}QQ{LOG2_SLOTS}Q{ERRNO_SLOTS}QQ")
 DENIED_KEY = struct.Struct("<II")
 COMM_STATS = struct.Struct("<QQ")

@@ -23,10 +23,12 @@ from .counters import (
     COMM_STATS,
     DENIED_KEY,
     NS_COUNTERS,
+    PROGRAMS,
     SLOTS,
     STAT_COUNT,
     Snapshot,
     TypeStats,
+    program_cost,
 )
 from .proctable import PROC_TABLE_SIZE, ProcessTable
 
@@ -316,6 +318,14 @@ class KcmpProgram:
                    for slot in range(SLOTS)],
             denied=denied, comms=comms, stats=[self.stat(i) for i in range(STAT_COUNT)],
             namespaced=namespaced)
+
+    def program_costs(self) -> dict[str, tuple[int, float]]:
+        """Per attached program: (runs, their estimated time in ns), as the programs count and
+        sample themselves."""
+        table = self._bpf["prog_stats"]
+        loaded = {name.decode() if isinstance(name, bytes) else name for name in self._bpf.funcs}
+        return {name: program_cost(bytes(v) for v in table[table.Key(i)])
+                for i, name in enumerate(PROGRAMS) if name in loaded}
 
     def run_stats(self) -> dict[str, tuple[int, int]]:
         """Per program: (run time in ns, run count), as the kernel keeps them while

@@ -276,6 +276,40 @@ def test_bpf_run_time_is_exported_while_the_kernel_keeps_it(kcmpload, tmp_path):
                   program="tracepoint__syscalls__sys_exit_kcmp") > 0
     assert sample(metrics, "kcmp_monitor_bpf_runs_total",
                   program="raw_tracepoint__sys_exit") > exit_runs  # every syscall
+    # The programs' own count is the kernel's, and their sampled time near what it timed.
+    exit_program = {"program": "tracepoint__syscalls__sys_exit_kcmp"}
+    assert sample(metrics, "kcmp_monitor_program_runs_total", **exit_program) == exit_runs
+    sampled = sample(metrics, "kcmp_monitor_program_run_seconds_total", **exit_program)
+    timed = sample(metrics, "kcmp_monitor_bpf_run_seconds_total", **exit_program)
+    assert 0.2 < sampled / timed < 5, (sampled, timed)
+
+
+def test_bpf_run_time_is_sampled_without_the_kernels_statistics(kcmpload, tmp_path):
+    """A default exporter (kernel.bpf_stats_enabled 0): every program counts its runs and
+    times one in 64 itself."""
+    assert Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip() == "0"
+    daemon = Daemon(tmp_path)
+    daemon.wait_ready()
+    wl = Workload.start(kcmpload, tmp_path / "files")
+    wl.go()
+    wl.finish()
+    metrics = daemon.metrics()
+    daemon.stop()
+    assert "kcmp_monitor_bpf_runs_total" not in metrics
+    entry = sample(metrics, "kcmp_monitor_program_runs_total",
+                   program="tracepoint__syscalls__sys_enter_kcmp")
+    exits = sample(metrics, "kcmp_monitor_program_runs_total",
+                   program="tracepoint__syscalls__sys_exit_kcmp")
+    assert entry == REPEAT * (len(EXPECTED) - 4)  # not seccomp's (two cases) nor 32-bit calls
+    assert exits == REPEAT * (len(EXPECTED) - 2)  # the seccomp refusals' exits too
+    # The 32-bit hook's runs for other syscalls are not counted: only those of the 32-bit kcmp
+    # number (the two 32-bit cases, and a 64-bit caller of that number, which gets ENOSYS).
+    assert sample(metrics, "kcmp_monitor_program_runs_total",
+                  program="raw_tracepoint__sys_exit") == 3 * REPEAT
+    for program in ("tracepoint__syscalls__sys_exit_kcmp", "raw_tracepoint__sys_exit"):
+        ns = sample(metrics, "kcmp_monitor_program_run_seconds_total", program=program) * 1e9
+        runs = sample(metrics, "kcmp_monitor_program_runs_total", program=program)
+        assert 0 < ns / runs < 100_000, program  # a run takes ns to µs, not nothing
 
 
 def test_check_reports_what_works(kernel_ready):

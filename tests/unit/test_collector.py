@@ -13,7 +13,8 @@ def _state(bpf_stats=False):
         version="0.1.0", bcc_version="0.26.0", kernel="6.18.44",
         attached=lambda: {"syscalls:sys_enter_kcmp": True, "raw_syscalls:sys_enter": False},
         run_stats=lambda: {"tracepoint__syscalls__sys_exit_kcmp": (1_500_000_000, 42)},
-        bpf_stats_enabled=lambda: bpf_stats)
+        bpf_stats_enabled=lambda: bpf_stats,
+        program_costs=lambda: {"raw_tracepoint__sys_exit": (6400, 128_000.0)})
 
 
 def _snapshot(comms=None):
@@ -137,6 +138,14 @@ def test_self_metrics(text):
     ]
     assert _lines(text, "kcmp_monitor_scrape_error") == ["kcmp_monitor_scrape_error 0.0"]
     assert not _lines(text, "kcmp_monitor_bpf_run")
+
+
+def test_programs_own_runs_and_sampled_time_always():
+    text = _exposition(KcmpCollector(_snapshot, _state()))
+    assert _lines(text, "kcmp_monitor_program_run") == [
+        'kcmp_monitor_program_runs_total{program="raw_tracepoint__sys_exit"} 6400.0',
+        'kcmp_monitor_program_run_seconds_total{program="raw_tracepoint__sys_exit"} 0.000128',
+    ]
 
 
 def test_bpf_run_stats_when_enabled():

@@ -27,6 +27,10 @@ def c_layout(tmp_path_factory):
         ("ERROR", "KCMP_OUTCOME_ERROR"),
         ("NS_COUNTERS", "KCMP_NS_COUNTERS"), ("NS_MNT", "KCMP_NS_MNT"),
         ("NS_INDEX", "KCMP_NS_INDEX(KCMP_NS_NET, 7, KCMP_OUTCOME_ERROR)"),
+        ("prog_stats", "sizeof(struct kcmp_prog_stats)"),
+        ("prog_timed_ns", "offsetof(struct kcmp_prog_stats, timed_ns)"),
+        ("PROGS", "KCMP_PROGS"), ("SAMPLE_SHIFT", "KCMP_SAMPLE_SHIFT"),
+        ("PROG_RAW_EXIT", "KCMP_PROG_RAW_EXIT"), ("PROG_TASK_EXIT", "KCMP_PROG_TASK_EXIT"),
     ]
     return c_facts(tmp_path_factory.mktemp("counters"), [f'"{ROOT / "bpf" / "kcmp.h"}"'], facts)
 
@@ -47,6 +51,20 @@ def test_type_stats_layout(c_layout):
 def test_map_key_and_value_layouts(c_layout):
     assert counters.DENIED_KEY.size == c_layout["denied_key"] and c_layout["denied_uid"] == 4
     assert counters.COMM_STATS.size == c_layout["comm_stats"] and c_layout["comm_denied"] == 8
+
+
+def test_program_stats_layout_and_names(c_layout):
+    assert counters.PROG_STATS.size == c_layout["prog_stats"] and c_layout["prog_timed_ns"] == 16
+    assert (len(counters.PROGRAMS), counters.SAMPLE_SHIFT) == (
+        c_layout["PROGS"], c_layout["SAMPLE_SHIFT"])
+    assert counters.PROGRAMS[c_layout["PROG_RAW_EXIT"]] == "raw_tracepoint__sys_exit"
+    assert counters.PROGRAMS[c_layout["PROG_TASK_EXIT"]] == "tracepoint__sched__sched_process_exit"
+
+
+def test_program_cost_is_the_timed_mean_times_every_run():
+    cpus = [counters.PROG_STATS.pack(640, 10, 1000), counters.PROG_STATS.pack(64, 1, 100)]
+    assert counters.program_cost(cpus) == (704, 100 * 704)
+    assert counters.program_cost([counters.PROG_STATS.pack(0, 0, 0)]) == (0, 0.0)
 
 
 def test_slot_names():
