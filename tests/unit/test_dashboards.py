@@ -37,7 +37,8 @@ def test_committed_json_is_what_the_builder_makes(name):
 def test_committed_dashboards_pass_the_lint(name):
     board = json.loads((DASHBOARDS / name).read_text())
     assert lint.lint(board) == []
-    assert sum(1 for p in lint.panels(board) if p["type"] != "row") >= 20
+    panels = sum(1 for p in lint.panels(board) if p["type"] != "row")
+    assert panels >= (20 if name == "kcmp-overview.json" else 3)
 
 
 def test_lint_catches_what_it_is_for():
