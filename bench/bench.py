@@ -52,14 +52,27 @@ def scrape(port: int, name: str, **labels) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def count_lines(stream, needle: bytes, result: list) -> None:
-    """Occurrences of needle in the stream, one that straddles two reads included."""
-    n, tail = 0, b""
+REPEAT = re.compile(rb'"repeat":(\d+)')
+
+
+def read_stream(stream, result: dict) -> None:
+    """Of the JSON stream: kcmp records, the calls they stand for (their repeats), permission
+    failures among those calls, and calls counted as lost. Whole lines only: a chunk's last,
+    cut line waits for the next."""
+    records = calls = denied = lost = 0
+    rest = b""
     for chunk in iter(lambda: stream.read(1 << 20), b""):
-        data = tail + chunk
-        n += data.count(needle)
-        tail = data[-(len(needle) - 1):]  # too short to hold a whole needle: no double count
-    result.append(n)
+        data = rest + chunk
+        cut = data.rfind(b"\n") + 1
+        data, rest = data[:cut], data[cut:]
+        records += data.count(b'"eventName":"kcmp"')
+        calls += sum(int(n) for n in REPEAT.findall(data))
+        for line in data.splitlines():
+            if b'"permissionDenied":true' in line:
+                denied += int(REPEAT.search(line).group(1))
+            elif b'"events_lost"' in line:
+                lost += int(re.search(rb'"lostEvents":(\d+)', line).group(1))
+    result.update(records=records, calls=calls, denied=denied, lost=lost)
 
 
 class Tool:
@@ -84,20 +97,23 @@ class Tool:
 class Daemon(Tool):
     counts = True
 
-    def __init__(self, tmp, *args, stream=False):
+    def __init__(self, tmp, *args, stream=False, fold=False, comm=COMM):
+        """stream: JSON of the calls of comm too, each its record (or with fold, a thread's
+        identical calls folded, as --trace has it by default)."""
         super().__init__(tmp)
-        self.args, self.streams = list(args), stream
+        self.args, self.streams, self.fold, self.comm = list(args), stream, fold, comm
 
     def start(self):
         self.port = free_port()
         argv = [MONITOR, "--web.listen-address", f"127.0.0.1:{self.port}", *self.args]
         if self.streams:
-            argv += ["--trace", "--output", "json", "--comm", COMM]
+            argv += ["--trace", "--output", "json"] + (["--comm", self.comm] if self.comm else [])
+            if not self.fold:
+                argv.append("--no-fold")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        self.lines: list = []
-        self.reader = threading.Thread(target=count_lines,
-                                       args=(self.proc.stdout, b'"eventName":"kcmp"', self.lines))
+        self.stream: dict = {}
+        self.reader = threading.Thread(target=read_stream, args=(self.proc.stdout, self.stream))
         self.reader.start()
         while True:
             try:
@@ -124,7 +140,7 @@ class Daemon(Tool):
         self.reader.join()
         if self.context:
             return counted / calls, given / calls
-        return counted / calls, (self.lines[0] / calls if self.streams else None)
+        return counted / calls, (self.stream["calls"] / calls if self.streams else None)
 
 
 class Bpftrace(Tool):
@@ -217,6 +233,8 @@ def tools(tmp: Path, perf: str | None) -> dict[str, tuple]:
         "kcmp-monitor exporter --compat-timing": (lambda: Daemon(tmp, "--compat-timing"), 1),
         "kcmp-monitor exporter, no kernel context": (lambda: Daemon(tmp, *NO_KERNEL), 1),
         "kcmp-monitor exporter + JSON stream": (lambda: Daemon(tmp, stream=True), 1),
+        "kcmp-monitor exporter + JSON stream, folded (the --trace default)":
+            (lambda: Daemon(tmp, stream=True, fold=True), 1),
         "kcmp-monitor exporter + JSON stream, no kernel context":
             (lambda: Daemon(tmp, *NO_KERNEL, stream=True), 1),
         "kcmp-monitor exporter --context": (lambda: Daemon(tmp, "--context"), 1),
@@ -322,6 +340,28 @@ def steady(loop: str, tmp: Path, steps: list[int], seconds: int) -> list[tuple]:
     return out
 
 
+def flood_lane(loop: str, tmp: Path, calls: int, denied: int) -> list[tuple]:
+    """Two full-speed flooders of benign calls and, in the middle, `denied` permission
+    failures (uid 65534): what the JSON stream (every call its record, and folded) delivered
+    of each, and what it counted as lost."""
+    out = []
+    for name, fold in (("every call its record (--no-fold)", False), ("folded", True)):
+        daemon = Daemon(tmp, stream=True, fold=fold, comm=None)
+        daemon.start()
+        floods = [subprocess.Popen([loop, "kcmp", str(calls)], stdout=subprocess.DEVNULL)
+                  for _ in range(2)]
+        time.sleep(0.2)
+        subprocess.run([loop, "eperm", str(denied)], check=True, stdout=subprocess.DEVNULL)
+        for f in floods:
+            f.wait()
+        time.sleep(1)
+        daemon.finish(1)
+        got = daemon.stream
+        out.append((name, got["denied"], got["calls"] - got["denied"], got["lost"],
+                    got["records"]))
+    return out
+
+
 def soak(loop: str, tmp: Path, seconds: int) -> tuple[int, int, float]:
     """The daemon's RSS (kB) early and after `seconds` of flood, and its start-to-attached."""
     daemon = Daemon(tmp, stream=True)
@@ -339,7 +379,7 @@ def soak(loop: str, tmp: Path, seconds: int) -> tuple[int, int, float]:
     return early, late, daemon.attach_s
 
 
-def report(rows, costs, forked, steps, soaked, args) -> str:
+def report(rows, costs, forked, steps, lanes, soaked, args) -> str:
     bare = rows[0]
     lines = [f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} CPUs, "
              f"Linux {platform.release()}, {args.rounds} rounds interleaved, medians; "
@@ -376,6 +416,14 @@ def report(rows, costs, forked, steps, soaked, args) -> str:
               "|---:|---:|---:|---:|"]
     for step, delivered, dropped, counted in steps:
         lines.append(f"| {step:,} | {delivered:.2%} | {dropped:,} | {counted:.2%} |")
+    lines += ["", f"A flood and what must not drown in it: two processes making {args.calls:,} "
+              f"identical calls each at full speed while a third, as uid 65534, makes "
+              f"{args.denied:,} that fail with EPERM (exporter + JSON stream of every caller):",
+              "", "| stream | EPERM calls delivered | flood calls delivered | lost (counted) | "
+              "records |", "|---|---:|---:|---:|---:|"]
+    for name, denied, flood, lost, records in lanes:
+        lines.append(f"| {name} | {denied:,} of {args.denied:,} | {flood:,} of "
+                     f"{2 * args.calls:,} | {lost:,} | {records:,} |")
     early, late, attach = soaked
     lines += ["", f"Start to attached (the exporter serving /metrics): {attach:.2f} s. "
               f"Daemon RSS under a flood: {early / 1024:.0f} MiB after 5 s, "
@@ -396,6 +444,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10, help="per steady-rate step")
     parser.add_argument("--soak", type=int, default=60, help="seconds of flood for the RSS")
     parser.add_argument("--forks", type=int, default=20_000, help="forks per fork-tax run")
+    parser.add_argument("--denied", type=int, default=1000,
+                        help="permission failures made during the flood")
     parser.add_argument("--quick", action="store_true", help="one round, short steps")
     parser.add_argument("--no-readme", action="store_true", help="print only")
     args = parser.parse_args()
@@ -419,8 +469,9 @@ def main() -> int:
         forked = fork_tax(loop, args.rounds, args.forks, tmp)
         steps = steady(loop, tmp, [50_000, 75_000, 100_000, 125_000, 150_000, 200_000],
                        args.seconds)
+        lanes = flood_lane(loop, tmp, args.calls, args.denied)
         soaked = soak(loop, tmp, args.soak)
-    text = report(rows, costs, forked, steps, soaked, args)
+    text = report(rows, costs, forked, steps, lanes, soaked, args)
     print(text)
     if not args.no_readme:
         rewrite_readme(text)

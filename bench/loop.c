@@ -2,7 +2,9 @@
  * Usage: loop kcmp|kcmpfile|getppid|fork N
  *                                    -> prints the calls (fork: fork+exit+wait) per second;
  *                                       kcmpfile compares an open file of its own with itself
- *        loop paced RATE SECONDS     -> kcmp at RATE calls/s in 1 ms batches; prints the calls */
+ *        loop paced RATE SECONDS     -> kcmp at RATE calls/s in 1 ms batches; prints the calls
+ *        loop eperm N                -> as uid 65534, N calls comparing itself with pid 1,
+ *                                       each refused with EPERM; prints the refusals */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/kcmp.h>
@@ -44,6 +46,15 @@ int main(int argc, char **argv)
 		return paced(atol(argv[2]), atol(argv[3]), getpid());
 	}
 	long n = atol(argv[2]);
+	if (strcmp(argv[1], "eperm") == 0) {
+		if (setgid(65534) != 0 || setuid(65534) != 0)
+			return 1;
+		long refused = 0;
+		for (long i = 0; i < n; i++)
+			refused += syscall(SYS_kcmp, getpid(), 1, KCMP_VM, 0, 0) == -1;
+		printf("%ld\n", refused);
+		return 0;
+	}
 	int kcmp = strcmp(argv[1], "kcmp") == 0, forks = strcmp(argv[1], "fork") == 0;
 	int file = strcmp(argv[1], "kcmpfile") == 0 ? open("/etc/hostname", O_RDONLY) : -1;
 	pid_t me = getpid();
