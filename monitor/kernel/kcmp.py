@@ -4,6 +4,7 @@ program, and reads its maps."""
 from __future__ import annotations
 
 import ctypes
+import gzip
 import mmap
 import os
 import platform
@@ -164,6 +165,42 @@ def check_kernel(tracefs: str = TRACEFS, modules: str | None = None) -> None:
             f"no kernel headers at {modules}/build, which BCC needs to compile; {SETUP_HINT}")
 
 
+def _kernel_bool(text: str) -> bool | None:
+    """A boolean kernel parameter's value as kstrtobool() reads it."""
+    word = text.lower()
+    if word[:1] in ("y", "1") or word == "on":
+        return True
+    if word[:1] in ("n", "0") or word[:3] == "off":
+        return False
+    return None
+
+
+def no_ia32(config: str = "/proc/config.gz", cmdline: str = "/proc/cmdline") -> str | None:
+    """Why this kernel runs no 32-bit code, so that capturing it is left off; None where it
+    may (or where neither file says)."""
+    try:
+        with gzip.open(config, "rt") as f:
+            options = set(f.read().splitlines())
+    except OSError:
+        options = None
+    if options is not None and "CONFIG_IA32_EMULATION=y" not in options:
+        return "the kernel has no 32-bit emulation (CONFIG_IA32_EMULATION)"
+    try:
+        with open(cmdline) as f:
+            words = f.read().split(" -- ", 1)[0].split()
+    except OSError:
+        words = []
+    given = [_kernel_bool(w.split("=", 1)[1]) for w in words
+             if w.startswith("ia32_emulation=")]
+    enabled = given[-1] if given else None
+    if enabled is False:
+        return "32-bit emulation is off (ia32_emulation=0 on the kernel command line)"
+    if enabled is None and options is not None and \
+            "CONFIG_IA32_EMULATION_DEFAULT_DISABLED=y" in options:
+        return "32-bit emulation is off by default (CONFIG_IA32_EMULATION_DEFAULT_DISABLED)"
+    return None
+
+
 def _import_bcc():
     try:
         import bcc
@@ -192,6 +229,9 @@ class KcmpProgram:
         self.compat = options.compat and abi.is_x86_64()
         if options.compat and not self.compat:
             self.compat_error = f"32-bit capture is x86_64-only (this is {platform.machine()})"
+        elif self.compat and (off := no_ia32()):
+            # Nothing could make the call: the hook on every syscall would buy nothing.
+            self.compat, self.compat_error = False, off
         resolved = kernel_features(options)
         self.kernel_on, self.kernel_off = resolved.on, resolved.off
         # The 64-bit capture is the core: what fails to load beside it is left out, and said.

@@ -1,5 +1,7 @@
 """The pure parts of the loader: cflags, and the checks against fake /proc and tracefs trees."""
 
+import gzip
+
 import pytest
 
 from kcmp_monitor import abi
@@ -129,3 +131,26 @@ def test_kernel_features_wanted(tmp_path):
     none = loader.kernel_features(ProgramOptions(btf=str(tmp_path / "none")))
     assert none.on == () and none.flags == []
     assert set(none.off) == {"caller", "files", "seccomp"}
+
+
+@pytest.mark.parametrize("config, cmdline, reason", [
+    (["CONFIG_IA32_EMULATION=y"], "quiet", None),
+    (["# CONFIG_IA32_EMULATION is not set"], "quiet", "no 32-bit emulation"),
+    (["CONFIG_IA32_EMULATION=y"], "quiet ia32_emulation=0", "ia32_emulation=0"),
+    (["CONFIG_IA32_EMULATION=y"], "ia32_emulation=off", "ia32_emulation=0"),
+    (["CONFIG_IA32_EMULATION=y", "CONFIG_IA32_EMULATION_DEFAULT_DISABLED=y"], "quiet",
+     "off by default"),
+    (["CONFIG_IA32_EMULATION=y", "CONFIG_IA32_EMULATION_DEFAULT_DISABLED=y"],
+     "ia32_emulation=1", None),
+    (["CONFIG_IA32_EMULATION=y"], "quiet -- ia32_emulation=0", None),  # init's, not ours
+    (None, "quiet", None),  # no config: nothing says it is off
+    (None, "ia32_emulation=n", "ia32_emulation=0"),
+])
+def test_no_ia32_says_why_32_bit_capture_would_buy_nothing(tmp_path, config, cmdline, reason):
+    path = tmp_path / "config.gz"
+    if config is not None:
+        with gzip.open(path, "wt") as f:
+            f.write("\n".join(config) + "\n")
+    (tmp_path / "cmdline").write_text(cmdline + "\n")
+    found = loader.no_ia32(str(path), str(tmp_path / "cmdline"))
+    assert (found is None) if reason is None else (reason in found), found
