@@ -186,3 +186,9 @@ BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_PROG_INFO_RUN_TIME_NS = 192
 BPF_PROG_INFO_RUN_CNT = 200
 BPF_PROG_INFO_SIZE = 208  # through run_cnt: older kernels accept a shorter struct
+
+
+# The widths the kernel holds ids in: pid_t up to PID_MAX_LIMIT (2^22 on 64-bit), uid_t 32
+# bits of which (uid_t)-1 means "none".
+PID_MAX_LIMIT = 1 << 22
+UID_MAX = (1 << 32) - 2

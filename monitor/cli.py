@@ -30,7 +30,10 @@ from .exporter.httpd import DEFAULT_LIMITS
 from .kernel.btf import VMLINUX
 from .kernel.folds import DEFAULT_WINDOW_S, MAX_WINDOW_S as MAX_FOLD_WINDOW_S
 
+_STDOUT_CLOSED = ("standard output is closed: what this prints has nowhere to go (redirect it, "
+                  "e.g. >/dev/null)")
 COMM_MAX = 15  # TASK_COMM_LEN - 1: the kernel keeps no more of a process name
+MAX_RINGBUF_PAGES = 1 << 16  # 256 MiB, and a quarter more for the priority lane
 
 EXAMPLES = f"""\
 examples:
@@ -54,14 +57,28 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see --help)")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+def _digits(text: str) -> int:
+    """ASCII digits only: int() would take "١٢", " 12" and "1_2" too (and refuse 5,000 digits:
+    past 20, the value is only said to be too big)."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    return int(text) if len(text) <= 20 else 1 << 70
+
+
+def _positive_int(text: str, most: int = 1 << 31) -> int:
+    if text.startswith("-") and text[1:].isascii() and text[1:].isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    value = _digits(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    if value > most:
+        raise argparse.ArgumentTypeError(f"{text[:24]!r} is more than {most}")
     return value
+
+
+def _pid(text: str) -> int:
+    """A pid the kernel can hold (PID_MAX_LIMIT)."""
+    return _positive_int(text, abi.PID_MAX_LIMIT)
 
 
 def _rate(text: str) -> float:
@@ -90,8 +107,13 @@ def _fold_window(text: str) -> float:
 
 
 def _uid(text: str) -> int:
-    if text.isdigit():
-        return int(text)
+    if text.isascii() and text.isdigit():
+        value = _digits(text)
+        if value > abi.UID_MAX:
+            raise argparse.ArgumentTypeError(f"uid {text[:24]} is more than {abi.UID_MAX}")
+        return value
+    if not text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"no user {text!r}")
     try:
         return pwd.getpwnam(text).pw_uid
     except KeyError:
@@ -119,7 +141,7 @@ def _types(text: str) -> frozenset:
 
 
 def _ringbuf_pages(text: str) -> int:
-    value = _positive_int(text)
+    value = _positive_int(text, MAX_RINGBUF_PAGES)
     if value & (value - 1):
         raise argparse.ArgumentTypeError(f"{value} is not a power of two")
     return value
@@ -132,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    # Not argparse's version action, which exits before the rest of the line is parsed.
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--trace", action="store_true",
                         help="print every kcmp call live, strace-style, instead of exporting "
                              "metrics (both, with --web.listen-address)")
@@ -163,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", choices=("text", "json"), default="text",
                         help="text lines for people, or JSON lines (Tracee field names)")
     filters = parser.add_argument_group("filters (applied in the kernel)")
-    filters.add_argument("--pid", type=_positive_int, help="only calls made by this process")
+    filters.add_argument("--pid", type=_pid, help="only calls made by this process")
     filters.add_argument("--comm", type=_comm,
                          help="only calls made by processes of this name (first 15 bytes)")
     filters.add_argument("--uid", type=_uid, help="only calls made by this user (name or uid)")
@@ -188,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                              f"is folded into it (default: {DEFAULT_WINDOW_S:g}, at most "
                              f"{MAX_FOLD_WINDOW_S:g})")
     tuning.add_argument("--ringbuf-pages", type=_ringbuf_pages, default=1024,
-                        help="ring buffer size in pages, a power of two (default: 1024 = 4 MiB)")
+                        help="ring buffer size in pages, a power of two (default: 1024 = 4 MiB, "
+                             f"at most {MAX_RINGBUF_PAGES})")
     tuning.add_argument("--btf", metavar="PATH", default=VMLINUX,
                         help="the running kernel's BTF, where the program finds the kernel "
                              f"structs it reads (default: {VMLINUX}); without it, caller "
@@ -200,7 +224,8 @@ def check_flags(args: argparse.Namespace) -> None:
     """The rules between flags that argparse cannot state."""
     if not args.trace:
         given = [flag for flag, value in (
-            ("--pid", args.pid), ("--comm", args.comm), ("--uid", args.uid),
+            ("--pid", args.pid is not None), ("--comm", args.comm is not None),
+            ("--uid", args.uid is not None),
             ("--type", args.types), ("--errors-only", args.errors_only),
             ("--output", args.output != "text"), ("--no-fold", not args.fold),
             ("--fold-window", args.fold_window != DEFAULT_WINDOW_S)) if value]
@@ -238,13 +263,18 @@ blocked, {EXIT_INTERRUPTED} interrupted
 
 
 def _fd_ref(text: str, parts: int) -> tuple[int, ...]:
-    """PID:FD (or PID:EFD:TFD[:TOFF] for parts=3): non-negative integers."""
+    """PID:FD (or PID:EFD:TFD[:TOFF] for parts=3): a pid the kernel can hold, then fds and an
+    offset of 32 bits, as kcmp reads them."""
     words = text.split(":")
+    shape = "PID:FD" if parts == 2 else "PID:EFD:TFD[:TOFF]"
     if len(words) not in (parts, parts + 1 if parts == 3 else parts) or not all(
-            w.isdigit() for w in words):
-        shape = "PID:FD" if parts == 2 else "PID:EFD:TFD[:TOFF]"
+            w.isascii() and w.isdigit() and len(w) <= 20 for w in words):
         raise argparse.ArgumentTypeError(f"{text!r} is not {shape}")
     values = tuple(int(w) for w in words)
+    if not 0 < values[0] <= abi.PID_MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text!r}: the pid must be 1 to {abi.PID_MAX_LIMIT}")
+    if any(v >= 1 << 32 for v in values[1:]):
+        raise argparse.ArgumentTypeError(f"{text!r}: fds and offsets are 32-bit")
     return values + (0,) if parts == 3 and len(values) == 3 else values
 
 
@@ -265,7 +295,7 @@ def build_probe_parser() -> argparse.ArgumentParser:
         description="Call kcmp directly (no BPF) to see which kernel resources processes "
                     "share, and which of their fds are the same open file description.",
         epilog=PROBE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("pids", nargs="*", type=_positive_int, metavar="PID",
+    parser.add_argument("pids", nargs="*", type=_pid, metavar="PID",
                         help="two processes (or threads) to compare; with --shared-files, any")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--fd", nargs=2, metavar=("PID1:FD1", "PID2:FD2"),
@@ -293,14 +323,42 @@ def run_probe(args: argparse.Namespace) -> int:
     return probe(args)
 
 
+def _reopen_closed(fd: int, name: str) -> bool:
+    """A standard stream closed at start (`>&-`) gets /dev/null in its place, so that no file
+    opened later takes its number and receives what was meant for it. Whether it was."""
+    if getattr(sys, name) is not None:
+        return False
+    null = os.open(os.devnull, os.O_WRONLY)
+    if null != fd:
+        os.dup2(null, fd)
+        os.close(null)
+    setattr(sys, name, open(fd, "w", closefd=False))
+    return True
+
+
+def _needs_stdout(argv: list[str], args: argparse.Namespace | None) -> bool:
+    if argv[:1] == ["probe"] or {"-h", "--help"} & set(argv):
+        return True
+    return args is not None and (args.trace or args.check or args.version)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _reopen_closed(2, "stderr")
+    stdout_closed = _reopen_closed(1, "stdout")
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if stdout_closed and _needs_stdout(argv, None):
+            raise UsageError(_STDOUT_CLOSED)
         if argv[:1] == ["probe"]:
             return run_probe(build_probe_parser().parse_args(argv[1:]))
         args = build_parser().parse_args(argv)
+        if stdout_closed and _needs_stdout(argv, args):
+            raise UsageError(_STDOUT_CLOSED)
+        if args.version:
+            print(f"{PROG} {__version__}")
+            return EXIT_OK
         check_flags(args)
         return run(args)
     except MonitorError as exc:

@@ -6,6 +6,7 @@ EXIT_USAGE = 2
 EXIT_NO_SUCH = 66  # sysexits EX_NOINPUT: the process or fd named is not there (probe)
 EXIT_UNAVAILABLE = 69  # a kernel feature or a dependency is missing (sysexits EX_UNAVAILABLE)
 EXIT_INTERNAL = 70
+EXIT_IOERR = 74  # sysexits EX_IOERR: the output could not be written (full, gone, stalled)
 EXIT_ADDRESS_IN_USE = 75  # sysexits EX_TEMPFAIL: free the port, or pick another, and retry
 EXIT_NOPERM = 77
 EXIT_TIMEOUT = 124  # a kcmp call blocked (probe), as timeout(1) reports it
@@ -30,6 +31,15 @@ class NoPermission(MonitorError):
 
 class NoSuchTarget(MonitorError):
     exit_code = EXIT_NO_SUCH
+
+
+class OutputFailed(MonitorError):
+    exit_code = EXIT_IOERR
+
+
+class OutputStalled(OutputFailed):
+    """Raised from the signal handler when a stop asked for has not come about in time: a
+    write to a reader that reads nothing blocks until then."""
 
 
 class AddressInUse(MonitorError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -12,7 +13,7 @@ from . import caps
 from .context.cgroups import CgroupPaths, cgroup2_mount
 from .context.processes import ProcReader
 from .context.sockets import NetnsNames, SocketResolver
-from .errors import EXIT_OK
+from .errors import EXIT_OK, OutputFailed, OutputStalled
 from .exporter import daemon
 from .exporter.check import check
 from .exporter.httpd import Limits
@@ -27,19 +28,48 @@ from .trace import Tracer
 log = logging.getLogger("kcmp_monitor")
 
 
+# Every signal whose default would end the process without its summary.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
+                signal.SIGALRM)
+STOP_WITHIN_S = 2.0
+
+
 class StopFlag:
-    """Set by SIGINT or SIGTERM; the loop checks it between polls."""
+    """Set by any of STOP_SIGNALS; the loop checks it between polls. A stop not come about
+    STOP_WITHIN_S later (a write blocked on a reader that reads nothing) is forced: the alarm
+    then raises OutputStalled out of whatever waits."""
 
     def __init__(self) -> None:
         self.stopped = False
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        self._armed = False
+        for sig in STOP_SIGNALS:
             signal.signal(sig, self._stop)
 
-    def _stop(self, _signum, _frame) -> None:
-        self.stopped = True
+    def _stop(self, signum, _frame) -> None:
+        if self._armed and signum == signal.SIGALRM:
+            self._armed = False
+            raise OutputStalled(f"stopped with output unwritten: nothing read it for "
+                                f"{STOP_WITHIN_S:g} s")
+        if not self.stopped:
+            self.stopped = True
+            self._armed = True
+            signal.setitimer(signal.ITIMER_REAL, STOP_WITHIN_S)
+
+    def done(self) -> None:
+        """The loop has ended: nothing is left to force."""
+        self._armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
     def __call__(self) -> bool:
         return self.stopped
+
+
+def _silence_stdout() -> None:
+    """/dev/null in place of a stdout that cannot be written, so that the interpreter's last
+    flush of what is still buffered fails no more."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
 
 
 def program_options(args: argparse.Namespace, exporter: bool) -> ProgramOptions:
@@ -58,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     exporter = not args.trace or args.listen is not None
     # The console alone keeps stderr for losses and warnings; a daemon also says what it does.
     logs.setup(level=logging.INFO if exporter else logging.WARNING)
-    address = daemon.parse_listen_address(args.listen or daemon.DEFAULT_ADDRESS)
+    address = daemon.parse_listen_address(
+        daemon.DEFAULT_ADDRESS if args.listen is None else args.listen)
     stop = StopFlag()
     options = program_options(args, exporter)
     with KcmpProgram(options) as program:
@@ -80,10 +111,11 @@ def run(args: argparse.Namespace) -> int:
         if exporter:
             registry = daemon.build_registry(
                 program, (lambda: tracer.summary) if options.trace else None)
-        caps.drop_after_attach(args.trace or args.context)
         limits = Limits(connections=args.max_connections, requests=args.max_requests,
                         read_timeout_s=args.read_timeout)
+        # Bound before the capabilities go: a port below 1024 needs CAP_NET_BIND_SERVICE.
         server = daemon.serve(registry, address, limits) if registry is not None else None
+        caps.drop_after_attach(args.trace or args.context)
         if sink is not None:
             sink.start(start_notes(program))
         if server is not None:
@@ -93,10 +125,24 @@ def run(args: argparse.Namespace) -> int:
                             **{f"no_{feature}": reason
                                for feature, reason in program.kernel_off.items()}))
         daemon.notify("READY=1")
-        summary = tracer.run(stop)
+        failed: OutputFailed | None = None
+        try:
+            tracer.run(stop)
+        except BrokenPipeError:  # the reader went away (`| head`): not a fault
+            _silence_stdout()
+        except OutputStalled as exc:
+            _silence_stdout()
+            failed = exc
+        except OSError as exc:  # a full disk, a closed or faulty output
+            _silence_stdout()
+            failed = OutputFailed(f"could not write the output: {exc.strerror or exc}")
+        finally:
+            stop.done()
         daemon.notify("STOPPING=1")
         if server is not None:
             server.shutdown()
     if args.trace:
-        sys.stderr.write(exit_line(summary) + "\n")
+        sys.stderr.write(exit_line(tracer.summary) + "\n")
+    if failed is not None:
+        raise failed
     return EXIT_OK

@@ -6,6 +6,7 @@ import errno
 import ipaddress
 import logging
 import os
+import re
 import socket
 from dataclasses import dataclass
 
@@ -37,7 +38,8 @@ class ListenAddress:
 def parse_listen_address(text: str) -> ListenAddress:
     """HOST:PORT, [IPV6]:PORT, or :PORT for every interface (only when asked for)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not (port.isascii() and port.isdigit()) or len(port) > 5 or \
+            not 0 < int(port) < 65536:
         raise UsageError(f"--web.listen-address {text!r}: expected HOST:PORT with a port "
                          "from 1 to 65535, e.g. 127.0.0.1:9041 or :9041 for every interface")
     if host.startswith("[") and host.endswith("]"):
@@ -50,7 +52,29 @@ def parse_listen_address(text: str) -> ListenAddress:
     elif ":" in host:
         raise UsageError(f"--web.listen-address {text!r}: write an IPv6 address in brackets, "
                          "e.g. [::1]:9041")
+    elif host and not _host_name(host):
+        # What the resolver would be handed, refused before anything is attached.
+        raise UsageError(f"--web.listen-address {text!r}: {host!r} is not a host name or "
+                         "an IPv4 address")
     return ListenAddress(host, int(port))
+
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _host_name(host: str) -> bool:
+    """An IPv4 address, or a name of labels a resolver takes (IDNA for the rest)."""
+    try:
+        ipaddress.IPv4Address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        ascii_name = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = ascii_name.removesuffix(".").split(".")
+    return len(ascii_name) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
 
 
 def bpf_stats_enabled(path: str = BPF_STATS_SYSCTL) -> bool:

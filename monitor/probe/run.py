@@ -21,6 +21,9 @@ def run(args: argparse.Namespace) -> int:
     job: Callable[[], Any]
     as_json: Callable[[Any, bool], dict[str, Any]]
     as_table: Callable[[Any, bool], str]
+    if (args.fd or args.epoll) and (args.pids or args.all):
+        raise UsageError(f"{'--fd' if args.fd else '--epoll'} names its processes itself: "
+                         "drop the other PIDs and --all")
     if args.fd:
         (pid1, fd1), (pid2, fd2) = args.fd
         targets = [pid1, pid2]
