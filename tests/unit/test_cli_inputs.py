@@ -42,10 +42,9 @@ def _cases():
     for value in ("", "a\x00b", "no-such-user-here", "\x1b[31m"):
         yield ["--trace", "--uid", value]
     yield ["--trace", "--comm", ""]
-    for flags in (["--pid", "1"], ["--uid", "0"], ["--comm", "x"], ["--type", "VM"],
-                  ["--errors-only"], ["--output", "json"], ["--no-fold"],
-                  ["--fold-window", "2"]):
-        yield flags  # trace-stream flags without --trace
+    # trace-stream flags without --trace
+    yield from (["--pid", "1"], ["--uid", "0"], ["--comm", "x"], ["--type", "VM"],
+                ["--errors-only"], ["--output", "json"], ["--no-fold"], ["--fold-window", "2"])
     for argv in (["--version", "--bogus"], ["--bogus"], ["--trace", "extra"], ["probe"],
                  ["--trace", "--context"], ["--no-compat", "--compat-timing"],
                  ["--trace", "--no-fold", "--fold-window", "2"], ["--output", "xml"],
