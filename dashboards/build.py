@@ -117,13 +117,13 @@ def overview() -> db.Dashboard:
               "uid {{uid}}"), w=6))
     board = board.with_panel(series(
         "Refused callers by process name", "EPERM per second by process name (the first 20 "
-        "names seen; the rest as other).", "reqps",
+        "names seen; the rest as (other processes)).", "reqps",
         query(f"sum by (comm) (rate(kcmp_caller_permission_denied_total{{{SEL}}}[{rate}]))",
               "{{comm}}"), w=6))
     board = board.with_panel(
         table.Panel().title("Busiest callers").description(
             "kcmp calls per second by process name, now (the first 20 names seen; the rest "
-            "as other).").unit("reqps").datasource(DS).span(12).height(8)
+            "as (other processes)).").unit("reqps").datasource(DS).span(12).height(8)
         .with_target(query(f"sort_desc(sum by (comm) "
                            f"(rate(kcmp_caller_calls_total{{{SEL}}}[{rate}])))")
                      .instant().format(PromQueryFormat.TABLE)))

@@ -14,7 +14,7 @@ def _escape_char(ch: str, backslash: bool = True) -> str:
     code = ord(ch)
     if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
         return f"\\x{code - 0xDC00:02x}"
-    if code < 0x100:
+    if code < 0x80:  # \xNN of 0x80 and above is a byte that was not UTF-8: never a character
         return f"\\x{code:02x}"
     if code < 0x10000:
         return f"\\u{code:04x}"
@@ -24,7 +24,9 @@ def _escape_char(ch: str, backslash: bool = True) -> str:
 def escape(text: str, backslash: bool = True) -> str:
     """Text with backslashes, control, format and other non-printable characters escaped.
 
-    Reversible (a backslash becomes two), so distinct inputs stay distinct. With
+    Reversible (a backslash becomes two; \\xNN is an ASCII control below 0x80 and a byte that
+    was not UTF-8 above, \\uNNNN and \\UNNNNNNNN other characters), so distinct inputs stay
+    distinct. With
     backslash=False, text that is escaped already passes unchanged: only what could still
     reach the terminal raw is escaped (for messages whose parts were escaped before).
     """
@@ -36,3 +38,9 @@ def escape(text: str, backslash: bool = True) -> str:
 def escape_bytes(raw: bytes) -> str:
     """escape() of bytes that are UTF-8 where they can be and raw bytes where not."""
     return escape(raw.decode("utf-8", "surrogateescape"))
+
+
+def escape_word(raw: bytes) -> str:
+    """escape_bytes() with spaces escaped too (\x20): a word of a line of words, which no
+    name can make look like the words after it."""
+    return escape_bytes(raw).replace(" ", "\\x20")

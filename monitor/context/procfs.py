@@ -102,7 +102,8 @@ class ProcFS:
                 data = f.read()
         except OSError:
             return None
-        return data.rstrip(b"\n") if strip else data
+        # The kernel ends the line with one newline: a name may end with its own.
+        return data[:-1] if strip and data.endswith(b"\n") else data
 
     def _link(self, name: str) -> str | None:
         try:

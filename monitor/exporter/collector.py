@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 FIRST_BUCKET, LAST_BUCKET = 8, 30
 TOP_CALLERS = 20
 OTHER = "other"
+# The bucket of the names past the first ones: 17 printable characters, which no process name
+# (15 bytes at most, escaped) can become.
+OTHER_NAMES = "(other processes)"
 
 
 class StickyTop:
@@ -63,7 +66,7 @@ class StickyTop:
             self.names += new[:self.n - len(self.names)]
         rows = [(escape_bytes(name), counts.get(name, 0)) for name in self.names]
         other = sum(v for c, v in counts.items() if c not in self.names) + overflow
-        return rows + [(OTHER, other)]
+        return rows + [(OTHER_NAMES, other)]
 
 
 @dataclass

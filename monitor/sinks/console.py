@@ -8,7 +8,7 @@ from typing import TextIO
 
 from .. import PROG, abi
 from ..context.types import Caller, Context, Target
-from ..escape import escape, escape_bytes
+from ..escape import escape, escape_bytes, escape_word
 from ..kernel.events import Args, Event
 from ..kernel.kcmp import KERNEL_FEATURES
 
@@ -95,7 +95,7 @@ def format_target(t: Target | None, caller_tgid: int, host_pid: int | None = Non
         return "self" if host_pid == caller_tgid else "?"
     if t.host_pid == caller_tgid:
         return "self"
-    name = "?" if t.name is None else escape_bytes(t.name)
+    name = "?" if t.name is None else escape_word(t.name)
     text = f"{name}/{t.host_pid} uid={_owner(t.uid)}{_container(t.container_id)}"
     return text + " exited" if t.gone else text
 
@@ -133,7 +133,7 @@ def format_line(event: Event, ctx: Context, wall_ns: int,
     """One console line: time, caller, the strace part, its meaning, duration, repeats,
     markers; own: the monitor's namespaces, to name the caller's where they differ."""
     stamp = format_time(wall_ns)
-    caller = f"{escape_bytes(event.comm)}/{event.tgid}"
+    caller = f"{escape_word(event.comm)}/{event.tgid}"
     if event.tid != event.tgid:
         caller += f"/{event.tid}"
     compat = "[compat] " if event.compat else ""

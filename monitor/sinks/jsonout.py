@@ -18,8 +18,9 @@ ARG_TYPES = (("pid1", "pid_t"), ("pid2", "pid_t"), ("type", "int"),
 
 
 def _text(raw: bytes) -> str:
-    # JSON carries text, not bytes: a byte that is not UTF-8 becomes a visible \xNN.
-    return raw.decode("utf-8", "backslashreplace")
+    # JSON carries text, not bytes: a byte that is not UTF-8 becomes a visible \xNN, and a
+    # backslash two, so that no name can pass for another.
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
 
 
 def path_text(path: str) -> str:

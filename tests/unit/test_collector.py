@@ -121,11 +121,11 @@ def test_callers_by_name_escaped_and_bounded(text):
     assert _lines(text, "kcmp_caller_calls_total") == [
         'kcmp_caller_calls_total{comm="\\\\x1b[31m"} 9.0',
         'kcmp_caller_calls_total{comm="criu"} 8.0',
-        'kcmp_caller_calls_total{comm="other"} 2.0',
+        'kcmp_caller_calls_total{comm="(other processes)"} 2.0',
     ]
     assert _lines(text, "kcmp_caller_permission_denied_total") == [
         'kcmp_caller_permission_denied_total{comm="\\\\x1b[31m"} 5.0',
-        'kcmp_caller_permission_denied_total{comm="other"} 0.0',
+        'kcmp_caller_permission_denied_total{comm="(other processes)"} 0.0',
     ]
 
 
@@ -168,10 +168,11 @@ def test_unreadable_maps_give_an_error_not_a_number():
 
 def test_sticky_top_keeps_other_monotonic():
     top = StickyTop(2)
-    assert top.split({b"a": 1}, 0) == [("a", 1), ("other", 0)]
-    assert top.split({b"a": 1, b"b": 5, b"c": 9}, 0) == [("a", 1), ("c", 9), ("other", 5)]
+    assert top.split({b"a": 1}, 0) == [("a", 1), ("(other processes)", 0)]
+    assert top.split({b"a": 1, b"b": 5, b"c": 9}, 0) == [
+        ("a", 1), ("c", 9), ("(other processes)", 5)]
     assert top.split({b"a": 2, b"b": 7, b"c": 9, b"d": 100}, 3) == [
-        ("a", 2), ("c", 9), ("other", 110)]
+        ("a", 2), ("c", 9), ("(other processes)", 110)]
 
 
 def test_context_metrics_every_kind_from_the_start():

@@ -277,3 +277,11 @@ def test_existing_processes_for_the_kernel_table(tmp_path):
 
 def test_owners_need_targets():
     assert Context().owners is None
+
+
+def test_a_name_ending_in_a_newline_keeps_it(tmp_path):
+    from kcmp_monitor.context.procfs import ProcFS
+
+    (tmp_path / "42").mkdir()
+    (tmp_path / "42" / "comm").write_bytes(b"evil\n\n")  # the name's newline, then the kernel's
+    assert ProcFS(str(tmp_path)).comm(42) == b"evil\n"

@@ -198,3 +198,10 @@ def test_own_fds_as_the_kernel_saw_them():
                  "pathCut": False},
         "idx2": {"open": False, "inode": 0, "device": "0:0", "fsMagic": "0x0", "pathCut": False}}
     assert _record(_event())["fdFiles"] == {}
+
+
+def test_names_that_differ_stay_different_in_json():
+    names = [b"\\xff", b"\xff", b"c\x9b", b"c\xc2\x9b", b"a\\b", b"a\\\\b", b"other"]
+    shown = [_record(_event(comm=name))["processName"] for name in names]
+    assert len(set(shown)) == len(names), shown
+    assert shown[:2] == ["\\\\xff", "\\xff"]  # the text \xff, and the byte 0xff
