@@ -8,7 +8,7 @@ from typing import TextIO
 
 from .. import PROG, abi
 from ..context.types import Caller, Context, Target
-from ..escape import escape, escape_bytes, escape_word
+from ..escape import escape, escape_word
 from ..kernel.events import Args, Event
 from ..kernel.kcmp import KERNEL_FEATURES
 
