@@ -16,6 +16,7 @@ from .errors import (
     EXIT_ADDRESS_IN_USE,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
+    EXIT_IOERR,
     EXIT_NO_SUCH,
     EXIT_NOPERM,
     EXIT_OK,
@@ -23,6 +24,7 @@ from .errors import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     MonitorError,
+    OutputFailed,
     UsageError,
 )
 from .escape import escape
@@ -360,7 +362,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG} {__version__}")
             return EXIT_OK
         check_flags(args)
-        return run(args)
+        code = run(args)
+        sys.stdout.flush()  # what is still buffered: its fault is this run's too
+        return code
+    except BrokenPipeError:
+        # The reader went away (`| head`): leave quietly, without flushing into the closed pipe.
+        _null_stdout()
+        return EXIT_OK
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        _null_stdout()
+        sys.stderr.write(f"{PROG}: error: could not write the output: {exc.strerror}\n")
+        return EXIT_IOERR
+    except OutputFailed as exc:
+        _null_stdout()
+        sys.stderr.write(f"{PROG}: error: {escape(str(exc))}\n")
+        return exc.exit_code
     except MonitorError as exc:
         # Messages may quote user input or kernel text: one line, terminal-safe.
         sys.stderr.write(f"{PROG}: error: {escape(str(exc))}\n")
@@ -368,10 +386,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away (`| head`): leave quietly, without flushing into the closed pipe.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+
+
+def _null_stdout() -> None:
+    """/dev/null in place of a stdout that cannot be written, so that the interpreter's last
+    flush of what is still buffered fails no more."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
 
 
 if __name__ == "__main__":

@@ -91,3 +91,19 @@ def test_a_bad_command_line_is_one_line_and_exit_2(argv, capsys, nothing_loads):
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("kcmp-monitor: error: "), err
     assert "Traceback" not in err and "\x1b" not in err
+
+
+@pytest.mark.parametrize("argv", [["--trace"], ["--check"], ["--version"], ["--help"],
+                                  ["probe", "1", "2"], ["--bogus"]])
+def test_a_closed_stdout_is_one_line(argv):
+    """`>&-`: what would print has nowhere to go; said before anything is loaded."""
+    import subprocess
+
+    from tests.helpers import monitor_command
+
+    quoted = " ".join(f"'{a}'" for a in argv)
+    result = subprocess.run(["bash", "-c", f"exec '{monitor_command()}' {quoted} >&-"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("kcmp-monitor: error: ")
