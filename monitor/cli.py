@@ -50,7 +50,8 @@ examples:
                                             (see kcmp-monitor probe --help)
 exit codes: {EXIT_OK} ok, {EXIT_USAGE} usage, {EXIT_UNAVAILABLE} kernel feature or dependency \
 missing, {EXIT_INTERNAL} internal,
-  {EXIT_ADDRESS_IN_USE} listen address in use, {EXIT_NOPERM} no permission
+  {EXIT_IOERR} output not written, {EXIT_ADDRESS_IN_USE} listen address in use, \
+{EXIT_NOPERM} no permission
 """
 
 
