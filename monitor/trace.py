@@ -18,6 +18,7 @@ from .sinks.logs import logfmt
 
 log = logging.getLogger(__name__)
 POLL_MS = 100
+LOST_EVERY_S = 5.0  # how often, at most, the log says events were lost
 
 
 class Sink(Protocol):
@@ -29,7 +30,13 @@ class Sink(Protocol):
 
 
 class EventLog(Protocol):
+    def ready(self) -> bool: ...
+
+    def admit(self) -> bool: ...
+
     def event(self, event: Event, ctx: Context) -> None: ...
+
+    def tick(self) -> None: ...
 
     def report_suppressed(self) -> None: ...
 
@@ -74,6 +81,8 @@ class Tracer:
         self.proc = proc
         self.summary = Summary()
         self._offset = monotonic_to_wall_ns()
+        self._unreported = {"priority": 0, "bulk": 0}  # losses not yet in the log
+        self._reported_at = time.monotonic()
         source.open_events()
 
     def run(self, should_stop: Callable[[], bool]) -> Summary:
@@ -87,6 +96,23 @@ class Tracer:
             self.eperm_log.report_suppressed()
         return self.summary
 
+    def _report_lost(self, final: bool) -> None:
+        """Without a sink the losses go to the log: a line at most every LOST_EVERY_S, with
+        what was lost since and in all."""
+        if not any(self._unreported.values()):
+            return
+        now = time.monotonic()
+        if not final and now - self._reported_at < LOST_EVERY_S:
+            return
+        self._reported_at = now
+        summary = self.summary
+        for lane, total in (("priority", summary.lost_priority),
+                            ("bulk", summary.lost - summary.lost_priority)):
+            if self._unreported[lane]:
+                log.warning(logfmt(msg="events lost: ring buffer full (counters stay exact)",
+                                   lost=self._unreported[lane], lane=lane, total=total))
+                self._unreported[lane] = 0
+
     def step(self, timeout_ms: int, final: bool = False) -> None:
         """One read: records reach the sinks in order, then any new loss is reported (final:
         the last, which takes every folded run)."""
@@ -94,10 +120,21 @@ class Tracer:
         traces, summary = self.traces, self.summary
         crossed = summary.crossings
         traced = unresolved = folded = 0
-        for raw in self.source.read(timeout_ms, final):  # the hot loop: locals only
+        if not traces and not final and (eperm_log is None or not eperm_log.ready()):
+            # Only the EPERM log reads the stream, and it may write nothing now: the records
+            # wait in the ring, and what it cannot hold the kernel counts as dropped.
+            time.sleep(timeout_ms / 1000)
+            records: list[bytes] = []
+        else:
+            records = self.source.read(timeout_ms, final)
+        for raw in records:  # the hot loop: locals only
+            if not traces and (eperm_log is None or not eperm_log.admit()):
+                continue  # only the EPERM log reads these (STREAM_EPERM): not even decoded
             event = decode(raw)
             to_trace = event.traced and traces
-            to_log = eperm_log is not None and event.ret == -EPERM
+            # Admitted before any context is made: a flood costs a token test each.
+            to_log = eperm_log is not None and event.ret == -EPERM and (
+                not traces or eperm_log.admit())
             if not (to_trace or to_log):
                 continue
             ctx = enrich(event, proc)
@@ -112,7 +149,7 @@ class Tracer:
                     unresolved += 1
                 if sink is not None:
                     sink.event(event, ctx, event.ts_ns + offset)
-            if eperm_log is not None and to_log:
+            if to_log:
                 eperm_log.event(event, ctx)
         summary.events += traced
         summary.folded += folded
@@ -121,14 +158,15 @@ class Tracer:
         urgent = self.source.stat(STAT_DROPPED_PRIORITY)
         for lane, new in (("priority", urgent - summary.lost_priority),
                           ("bulk", bulk - (summary.lost - summary.lost_priority))):
-            if new <= 0:
-                continue
-            if sink is not None:
+            if new > 0 and sink is not None:
                 sink.lost(new, time.time_ns(), lane)
-            else:
-                log.warning(logfmt(msg="events lost: ring buffer full (counters stay exact)",
-                                   lost=new, lane=lane))
+            elif new > 0:
+                self._unreported[lane] += new
         summary.lost, summary.lost_priority = bulk + urgent, urgent
+        if sink is None:
+            self._report_lost(final)
+        if eperm_log is not None:
+            eperm_log.tick()
         self.summary.unpaired = self.source.stat(STAT_INFLIGHT)
         if sink is not None:
             sink.flush()

@@ -22,8 +22,13 @@ def _name(comm: bytes | None) -> str | None:
     return None if comm is None else comm.decode("utf-8", "surrogateescape")
 
 
+REPORT_EVERY_S = 5.0  # how often, at most, a line says how many were suppressed
+
+
 class PermissionLog:
-    """A token bucket: `rate` lines a second on average, bursts of up to 5 seconds' worth."""
+    """A token bucket: `rate` lines a second on average, bursts of up to 5 seconds' worth.
+    admit() is asked first, before the event is given any context: a flood costs a token
+    test per event, not the work of a line."""
 
     def __init__(self, rate: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
@@ -31,8 +36,10 @@ class PermissionLog:
         self.clock = clock
         self.tokens = self.burst
         self.last = clock()
-        self.suppressed = 0
+        self.suppressed = 0  # since the last line that said so
+        self.suppressed_total = 0
         self.logged = 0
+        self._reported = self.last
 
     def _take(self) -> bool:
         now = self.clock()
@@ -43,11 +50,23 @@ class PermissionLog:
             return True
         return False
 
+    def ready(self) -> bool:
+        """Whether a line could be written now (nothing is taken)."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        return self.tokens >= 1
+
+    def admit(self) -> bool:
+        """Whether the next permission failure gets its line (else it is counted)."""
+        if self._take():
+            return True
+        self.suppressed += 1
+        self.suppressed_total += 1
+        return False
+
     def event(self, event: Event, ctx: Context) -> None:
-        if not self._take():
-            self.suppressed += 1
-            return
-        self.report_suppressed()
+        """The line of an admitted permission failure."""
         a = event.args
         t1, t2 = ctx.targets or (None, None)
         c = ctx.caller
@@ -65,9 +84,15 @@ class PermissionLog:
             seccomp=event.seccomp or None, crosses=",".join(ctx.crossings) or None))
         self.logged += 1
 
+    def tick(self) -> None:
+        """Between reads: say what was suppressed, at most every REPORT_EVERY_S."""
+        if self.suppressed and self.clock() - self._reported >= REPORT_EVERY_S:
+            self.report_suppressed()
+
     def report_suppressed(self) -> None:
-        """Say how many lines were dropped since the last time, if any."""
+        """Say how many lines were dropped since the last time, if any, and in all."""
         if self.suppressed:
             log.warning(logfmt(msg="kcmp permission denied lines suppressed (rate limit)",
-                               suppressed=self.suppressed))
+                               suppressed=self.suppressed, total=self.suppressed_total))
             self.suppressed = 0
+            self._reported = self.clock()

@@ -373,3 +373,37 @@ def _threads_and_fds(pid):
     threads = int(re.search(r"^Threads:\s+(\d+)", Path(f"/proc/{pid}/status").read_text(),
                             re.M).group(1))
     return threads, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_eperm_flood_costs_the_daemon_little_and_adds_up(loop, tmp_path):
+    """2,000,000 refusals from uid 65534 as fast as they go: the log keeps its rate, the
+    daemon's CPU stays under a fifth of a core, and lines + suppressed + dropped == calls."""
+    calls = 2_000_000
+    daemon = Daemon(tmp_path)
+    daemon.wait_ready()
+    cpu0, start = _cpu_seconds(daemon.proc.pid), time.monotonic()
+    made = subprocess.run([str(loop), "eperm", str(calls)], capture_output=True, text=True,
+                          check=True)
+    assert int(made.stdout) == calls
+    time.sleep(1)
+    elapsed, cpu = time.monotonic() - start, _cpu_seconds(daemon.proc.pid) - cpu0
+    metrics = daemon.metrics()
+    code, _ = daemon.stop()
+    assert code == 0
+    assert cpu < 0.2 * elapsed, (cpu, elapsed)
+    log = daemon.stderr()
+    lines = log.count('msg="kcmp permission denied"')
+    assert lines <= 5 * 10 + 10 * (elapsed + 1)  # the burst, then 10 a second
+    suppressed = max(int(n) for n in re.findall(r"suppressed \(rate limit\)\" suppressed=\d+ "
+                                                r"total=(\d+)", log))
+    dropped = sum(sample(metrics, "kcmp_events_dropped_total", lane=lane)
+                  for lane in ("bulk", "priority"))
+    assert lines + suppressed + dropped == calls
+    assert sample(metrics, "kcmp_permission_denied_total", kcmp_type="KCMP_VM",
+                  uid="65534") == calls
+    assert log.count("events lost") <= 2 + elapsed / 5  # rate limited, with totals

@@ -40,22 +40,45 @@ def test_unseen_arguments_are_left_out(caplog):
         "comm=evil\\x1b[2J uid=65534 compat=false")
 
 
+def _offer(plog):
+    """As the tracer does: admitted first, and only then given its line."""
+    if plog.admit():
+        plog.event(_denied(), Context())
+
+
 def test_rate_limit_and_suppressed_report(caplog):
     caplog.set_level(logging.INFO, logger="kcmp_monitor")
     clock = Clock()
     plog = PermissionLog(rate=2, clock=clock)  # bursts of 10
     for _ in range(15):
-        plog.event(_denied(), Context())
+        _offer(plog)
     assert plog.logged == 10 and plog.suppressed == 5
     clock.now = 0.4  # not yet a whole token
-    plog.event(_denied(), Context())
+    _offer(plog)
     assert plog.logged == 10 and plog.suppressed == 6
     clock.now = 1.0
-    plog.event(_denied(), Context())
+    _offer(plog)
+    plog.report_suppressed()  # as the tracer does at the end
     messages = [r.getMessage() for r in caplog.records]
-    assert messages[10] == (
-        'msg="kcmp permission denied lines suppressed (rate limit)" suppressed=6')
-    assert messages[11].startswith('msg="kcmp permission denied" ')
-    assert plog.logged == 11 and plog.suppressed == 0
+    assert messages[10].startswith('msg="kcmp permission denied" ')
+    assert messages[11] == (
+        'msg="kcmp permission denied lines suppressed (rate limit)" suppressed=6 total=6')
+    assert plog.logged == 11 and plog.suppressed == 0 and plog.suppressed_total == 6
     plog.report_suppressed()
     assert len(caplog.records) == 12  # nothing more to report
+
+
+def test_suppressed_lines_are_said_as_they_happen(caplog):
+    caplog.set_level(logging.INFO, logger="kcmp_monitor")
+    clock = Clock()
+    plog = PermissionLog(rate=1, clock=clock)  # bursts of 5
+    for _ in range(8):
+        _offer(plog)
+    plog.tick()  # not yet: at most every few seconds
+    assert len(caplog.records) == 5
+    clock.now = 0.5  # no token yet
+    _offer(plog)
+    clock.now = 5.0
+    plog.tick()
+    assert caplog.records[-1].getMessage() == (
+        'msg="kcmp permission denied lines suppressed (rate limit)" suppressed=4 total=4')
