@@ -149,7 +149,7 @@ class Tracer:
                     unresolved += 1
                 if sink is not None:
                     sink.event(event, ctx, event.ts_ns + offset)
-            if to_log:
+            if to_log and eperm_log is not None:
                 eperm_log.event(event, ctx)
         summary.events += traced
         summary.folded += folded
