@@ -107,6 +107,8 @@ NS_GET_PARENT = 0xB702
 
 # Capabilities (<linux/capability.h>) the monitor checks for or keeps.
 CAP_DAC_READ_SEARCH = 2
+CAP_SETGID = 6
+CAP_SETUID = 7
 CAP_SETPCAP = 8
 CAP_SYS_PTRACE = 19
 CAP_SYS_ADMIN = 21

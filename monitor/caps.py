@@ -6,10 +6,11 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import pwd
 import struct
 
-from .abi import (CAP_BPF, CAP_DAC_READ_SEARCH, CAP_LAST_CAP, CAP_PERFMON, CAP_SETPCAP,
-                  CAP_SYS_ADMIN, CAP_SYS_PTRACE)
+from .abi import (CAP_BPF, CAP_DAC_READ_SEARCH, CAP_LAST_CAP, CAP_PERFMON, CAP_SETGID,
+                  CAP_SETPCAP, CAP_SETUID, CAP_SYS_ADMIN, CAP_SYS_PTRACE)
 from .errors import MonitorError, NoPermission
 
 log = logging.getLogger(__name__)
@@ -21,16 +22,24 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _PR_CAPBSET_DROP = 24
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
+_PR_SET_KEEPCAPS = 8
+_PR_SET_NO_NEW_PRIVS = 38
+UNPRIVILEGED = "nobody"
+
+
+def effective(status_path: str = "/proc/self/status") -> int:
+    """This process's effective capabilities, as a mask (0 where they cannot be read)."""
+    try:
+        with open(status_path) as status:
+            line = next(text for text in status if text.startswith("CapEff:"))
+        return int(line.split()[1], 16)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0
 
 
 def check_privileges(status_path: str = "/proc/self/status") -> None:
     """Raise NoPermission unless this process may load and attach tracing programs."""
-    try:
-        with open(status_path) as status:
-            line = next(text for text in status if text.startswith("CapEff:"))
-        caps = int(line.split()[1], 16)
-    except (OSError, StopIteration, ValueError, IndexError):
-        caps = 0
+    caps = effective(status_path)
     if caps >> CAP_SYS_ADMIN & 1 or (caps >> CAP_BPF & 1 and caps >> CAP_PERFMON & 1):
         return
     missing = [NAMES[cap] for cap in (CAP_BPF, CAP_PERFMON) if not caps >> cap & 1]
@@ -56,15 +65,8 @@ def needed_after_attach(trace: bool, kernel_release: str | None = None) -> set[i
     return keep
 
 
-def drop_all_but(keep: set[int]) -> None:
-    """Clear every other capability: bounding set, ambient, effective, permitted, inheritable."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in range(CAP_LAST_CAP + 1):
-        if cap not in keep and cap != CAP_SETPCAP:
-            libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)  # EINVAL for caps this kernel lacks
-    libc.prctl(_PR_CAPBSET_DROP, CAP_SETPCAP, 0, 0, 0)
-    libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-    mask = sum(1 << cap for cap in keep)
+def _capset(libc, caps: set[int]) -> None:
+    mask = sum(1 << cap for cap in caps)
     header = struct.pack("<Ii", _LINUX_CAPABILITY_VERSION_3, 0)
     low, high = mask & 0xFFFFFFFF, mask >> 32
     data = struct.pack("<6I", low, low, 0, high, high, 0)  # effective, permitted, inheritable
@@ -73,10 +75,59 @@ def drop_all_but(keep: set[int]) -> None:
         raise MonitorError(f"could not drop capabilities: {os.strerror(err)}")
 
 
+def drop_all_but(keep: set[int], hold: frozenset[int] | set[int] = frozenset()) -> None:
+    """Clear every other capability: bounding set, ambient, effective, permitted, inheritable.
+    hold: kept in effect a little longer (not in the bounding set), for a change of user."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in range(CAP_LAST_CAP + 1):
+        if cap not in keep and cap != CAP_SETPCAP:
+            libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)  # EINVAL for caps this kernel lacks
+    libc.prctl(_PR_CAPBSET_DROP, CAP_SETPCAP, 0, 0, 0)
+    libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    _capset(libc, keep | hold)
+
+
+def unprivileged_user() -> tuple[str, int, int]:
+    """The user the attached exporter becomes: nobody (nogroup), or 65534 where none is."""
+    try:
+        entry = pwd.getpwnam(UNPRIVILEGED)
+        return entry.pw_name, entry.pw_uid, entry.pw_gid
+    except KeyError:
+        return UNPRIVILEGED, 65534, 65534
+
+
+def _become(uid: int, gid: int, keep: set[int]) -> None:
+    """Change user with keep still in effect (a change from root clears the effective set,
+    and without PR_SET_KEEPCAPS the permitted one too)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0)
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    libc.prctl(_PR_SET_KEEPCAPS, 0, 0, 0, 0)
+    _capset(libc, keep)
+
+
 def drop_after_attach(trace: bool) -> set[int]:
-    """Keep only what the attached monitor still uses, and say what that is."""
+    """Keep only what the attached monitor still uses, and say what that is. The exporter
+    (no --trace, no --context) also leaves root for an unprivileged user: it reads only its
+    maps and world-readable /proc files. The console and --context stay root with only
+    CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH: other users' /proc/<pid>/fd and namespaces are
+    read through them, as root's are. Either way no_new_privs: nothing it runs can gain any."""
     keep = needed_after_attach(trace)
-    drop_all_but(keep)
-    log.info("capabilities after attach: %s",
-             ", ".join(sorted(NAMES[c] for c in keep)) or "none")
+    # A user change needs CAP_SETUID and CAP_SETGID, which a unit's bounding set may leave out.
+    can_change = all(effective() >> cap & 1 for cap in (CAP_SETUID, CAP_SETGID))
+    become = not trace and os.geteuid() == 0 and can_change
+    drop_all_but(keep, {CAP_SETUID, CAP_SETGID} if become else set())
+    user = None
+    if become:
+        name, uid, gid = unprivileged_user()
+        _become(uid, gid, keep)
+        user = f"{name} ({uid}:{gid})"
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    if user is None and not trace and os.geteuid() == 0:
+        user = "root: no CAP_SETUID and CAP_SETGID to leave it"
+    log.info("capabilities after attach: %s%s, no_new_privs",
+             ", ".join(sorted(NAMES[c] for c in keep)) or "none",
+             f"; running as {user}" if user else "")
     return keep

@@ -4,6 +4,7 @@ million calls, the permission-failure log, and the daemon's lifecycle."""
 import errno
 import json
 import os
+import pwd
 import re
 import socket
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 
 from tests.helpers import ROOT, monitor_command, skip_or_fail
 
-from .conftest import REPEAT, Daemon, Prometheus, Workload
+from .conftest import REPEAT, Daemon, Prometheus, Workload, free_port, http_get
 from .test_capture import EXPECTED, int32
 
 pytestmark = pytest.mark.kernel
@@ -183,7 +184,13 @@ def test_capabilities_are_dropped_after_attach(scraped):
                   if line.startswith("Cap"))
     assert int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0
     assert int(fields["CapBnd"], 16) == 0
-    assert "capabilities after attach: none" in scraped["stderr"]
+    status = dict(line.split(":\t", 1) for line in scraped["status"].splitlines() if ":\t" in line)
+    nobody = pwd.getpwnam("nobody")
+    assert status["Uid"].split() == [str(nobody.pw_uid)] * 4  # real, effective, saved, fs
+    assert status["Gid"].split() == [str(nobody.pw_gid)] * 4
+    assert status["Groups"].strip() == "" and status["NoNewPrivs"].strip() == "1"
+    assert (f"capabilities after attach: none; running as nobody ({nobody.pw_uid}:"
+            f"{nobody.pw_gid}), no_new_privs") in scraped["stderr"]
 
 
 def test_sigterm_exits_within_two_seconds(scraped):
@@ -407,3 +414,37 @@ def test_an_eperm_flood_costs_the_daemon_little_and_adds_up(loop, tmp_path):
     assert sample(metrics, "kcmp_permission_denied_total", kcmp_type="KCMP_VM",
                   uid="65534") == calls
     assert log.count("events lost") <= 2 + elapsed / 5  # rate limited, with totals
+
+
+def test_the_units_capabilities_are_enough_and_it_ends_as_nobody(tmp_path):
+    """What the unit grants (its bounding set, as systemd would apply it to root) loads,
+    attaches and serves, then leaves root for nobody with no_new_privs."""
+    unit = (ROOT / "deploy" / "kcmp-monitor.service").read_text()
+    caps = re.search(r"^CapabilityBoundingSet=(.*)$", unit, re.M).group(1).split()
+    assert "CAP_SYS_ADMIN" not in caps  # this kernel is 5.8 or later
+    port = free_port()
+    err = tmp_path / "err"
+    proc = subprocess.Popen(
+        ["setpriv", "--bounding-set",
+         "-all," + ",".join("+" + c.removeprefix("CAP_").lower() for c in caps),
+         monitor_command(), "--web.listen-address", f"127.0.0.1:{port}"],
+        stderr=err.open("wb"))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert "kcmp_calls_total" in http_get(f"http://127.0.0.1:{port}/metrics")
+                break
+            except OSError:
+                assert proc.poll() is None, err.read_text()
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        nobody = pwd.getpwnam("nobody")
+        assert re.search(rf"^Uid:\t{nobody.pw_uid}\t", status, re.M)
+        assert re.search(r"^NoNewPrivs:\t1$", status, re.M)
+        assert re.search(r"^CapEff:\t0+$", status, re.M)
+        assert re.search(r"^CapBnd:\t0+$", status, re.M)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0

@@ -137,8 +137,8 @@ def test_clone_flags_and_nsfs_ioctl_match_the_uapi_headers(tmp_path):
 def test_capability_numbers_match_the_uapi_header(tmp_path):
     from tests.helpers import c_facts
 
-    names = ("CAP_DAC_READ_SEARCH", "CAP_SETPCAP", "CAP_SYS_PTRACE", "CAP_SYS_ADMIN",
-             "CAP_PERFMON", "CAP_BPF", "CAP_LAST_CAP")
+    names = ("CAP_DAC_READ_SEARCH", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP",
+             "CAP_SYS_PTRACE", "CAP_SYS_ADMIN", "CAP_PERFMON", "CAP_BPF", "CAP_LAST_CAP")
     facts = c_facts(tmp_path, ["<linux/capability.h>"], [(n, n) for n in names])
     assert facts == {n: getattr(abi, n) for n in names}
 
