@@ -389,7 +389,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def test_an_eperm_flood_costs_the_daemon_little_and_adds_up(loop, tmp_path):
     """2,000,000 refusals from uid 65534 as fast as they go: the log keeps its rate, the
-    daemon's CPU stays under a fifth of a core, and lines + suppressed + dropped == calls."""
+    daemon's CPU stays under a third of a core, and lines + suppressed + dropped == calls."""
     calls = 2_000_000
     daemon = Daemon(tmp_path)
     daemon.wait_ready()
@@ -402,7 +402,7 @@ def test_an_eperm_flood_costs_the_daemon_little_and_adds_up(loop, tmp_path):
     metrics = daemon.metrics()
     code, _ = daemon.stop()
     assert code == 0
-    assert cpu < 0.2 * elapsed, (cpu, elapsed)
+    assert cpu < elapsed / 3, (cpu, elapsed)
     log = daemon.stderr()
     lines = log.count('msg="kcmp permission denied"')
     assert lines <= 5 * 10 + 10 * (elapsed + 1)  # the burst, then 10 a second

@@ -117,7 +117,8 @@ def test_shared_files_groups_exactly(fdtree):
 def test_probe_errors_are_one_line_with_distinct_codes(fdtree):
     a = fdtree["A"]
     cases = [
-        ((a, 999_999_99), 66, "no process 99999999"),
+        ((a, 4_194_303), 66, "no process 4194303"),  # a pid the kernel could hold
+        ((a, 99_999_999), 2, "is more than 4194304"),  # one it never could
         (("--fd", f"{a}:9999", f"{a}:0"), 66, f"fd 9999 is not open in process {a}"),
         (("--fd", "x", f"{a}:0"), 2, "is not PID:FD"),
         ((a,), 2, "give two PIDs"),
