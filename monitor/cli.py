@@ -4,6 +4,7 @@ one line and an exit code."""
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import os
 import pwd
@@ -34,6 +35,8 @@ from .kernel.folds import DEFAULT_WINDOW_S, MAX_WINDOW_S as MAX_FOLD_WINDOW_S
 
 _STDOUT_CLOSED = ("standard output is closed: what this prints has nowhere to go (redirect it, "
                   "e.g. >/dev/null)")
+# What a write to a full, broken or closed output fails with.
+_OUTPUT_FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EBADF}
 COMM_MAX = 15  # TASK_COMM_LEN - 1: the kernel keeps no more of a process name
 MAX_RINGBUF_PAGES = 1 << 16  # 256 MiB, and a quarter more for the priority lane
 
@@ -371,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _null_stdout()
         return EXIT_OK
     except OSError as exc:
-        if exc.filename is not None:
+        if exc.filename is not None or exc.errno not in _OUTPUT_FAULTS:
             raise
         _null_stdout()
         sys.stderr.write(f"{PROG}: error: could not write the output: {exc.strerror}\n")

@@ -211,7 +211,12 @@ class FdReport:
 
 def _require_fd(proc: Proc, pid: int, fd: int, what: str = "fd") -> None:
     proc.task(pid)
-    if proc.fd_key(pid, fd) is None and proc.fd_path(pid, fd) is None:
+    try:
+        missing = proc.fd_key(pid, fd) is None and proc.fd_path(pid, fd) is None
+    except PermissionError:
+        raise NoPermission(f"cannot read the fds of {pid}: CAP_SYS_PTRACE (root) or the same "
+                           "uid is needed") from None
+    if missing:
         raise NoSuchTarget(f"{what} {fd} is not open in process {pid}")
 
 
@@ -394,7 +399,12 @@ def frozen(pids: Iterable[int], proc: Proc, settle_s: float = 2.0,
                 if task.tgid in stopped or task.state in "Tt":
                     continue
                 os.kill(task.tgid, signal.SIGSTOP)
-            except (NoSuchTarget, ProcessLookupError, PermissionError):
+            except PermissionError:
+                if strict:
+                    raise NoPermission(f"--freeze cannot stop {pid}: CAP_KILL (root) or the "
+                                       "same uid is needed") from None
+                continue
+            except (NoSuchTarget, ProcessLookupError):
                 if strict:
                     raise
                 continue

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.helpers import monitor_command
+from tests.helpers import monitor_command, skip_or_fail
 
 from .conftest import HERE, Helper, probe, probe_json, state
 
@@ -130,6 +130,23 @@ def test_probe_errors_are_one_line_with_distinct_codes(fdtree):
         assert result.returncode == code, (args, result.stderr)
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
         assert result.stderr.startswith("kcmp-monitor: error: ") and result.stdout == ""
+
+
+@pytest.mark.parametrize("mode", ["--fd", "--epoll", "--freeze"])
+def test_an_unprivileged_probe_of_a_root_process_is_one_line(fdtree, mode):
+    """As nobody, against root's processes: /proc refuses their fds, kill refuses to stop
+    them; each is said in one line, exit 77."""
+    if os.geteuid() != 0:
+        skip_or_fail("needs root to start a probe as nobody against a root process")
+    a = fdtree["A"]
+    args = {"--fd": ["--fd", f"{a}:0", f"{a}:1"], "--epoll": ["--epoll", f"{a}:0", f"{a}:1:2"],
+            "--freeze": ["--freeze", str(a), str(os.getpid())]}[mode]
+    result = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534",
+                             "--clear-groups", monitor_command(), "probe", *args],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 77, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("kcmp-monitor: error: ")
+    assert "Traceback" not in result.stderr
 
 
 @pytest.fixture(scope="module")
