@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eperm-log-rate", type=_rate, default=10.0, metavar="LINES",
                         help="permission failures logged per second at most, in bursts of "
                              "up to 5x that (0: none; the counters count all; default: 10)")
+    parser.add_argument("--own-paths-only", action="store_true",
+                        help="fd paths only for the caller's own fds: other processes' show as "
+                             "numbers (what a stream shipped elsewhere need not carry)")
     parser.add_argument("--output", choices=("text", "json"), default="text",
                         help="text lines for people, or JSON lines (Tracee field names)")
     filters = parser.add_argument_group("filters (applied in the kernel)")
@@ -234,6 +237,7 @@ def check_flags(args: argparse.Namespace) -> None:
             ("--uid", args.uid is not None),
             ("--type", args.types), ("--errors-only", args.errors_only),
             ("--output", args.output != "text"), ("--no-fold", not args.fold),
+            ("--own-paths-only", args.own_paths_only),
             ("--fold-window", args.fold_window != DEFAULT_WINDOW_S)) if value]
         if given:
             raise UsageError(f"{', '.join(given)} shape the --trace stream; the exporter "

@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         if args.check:
             return check(program)
         proc = ProcReader(sockets=SocketResolver(), netns=NetnsNames(), kernel=program.procs,
+                          others_paths=not args.own_paths_only,
                           cgroups=CgroupPaths(cgroup2_mount()))
         if program.procs is not None:
             # Processes started before the program: the fork hook never saw them.

@@ -59,10 +59,12 @@ def enrich(event: Event, proc: ProcReader) -> Context:
         # The caller's own fds as the kernel saw them at the call; others' from /proc.
         known = files[i] if files is not None else None
         path = known.path() if known is not None else None
+        owner = owners[whose]
         if path is not None:
-            path = proc.described(owners[whose], path)
-        elif known is None or known.open:  # not the caller's, or a file system unknown here
-            path = proc.fd_path(owners[whose], fd)
+            path = proc.described(owner, path)
+        elif (known is None or known.open) and (  # not the caller's, or a file system unknown
+                proc.others_paths or owner in (event.tgid, event.tid)):
+            path = proc.fd_path(owner, fd)
         if path is not None:
             paths[key] = path
     return ctx._replace(paths=paths)

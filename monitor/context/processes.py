@@ -31,11 +31,14 @@ class ProcReader:
     MISSING_TTL_NS = 100_000_000  # a pid found nowhere (an ESRCH flood must stay cheap)
 
     def __init__(self, root: str = "/proc", sockets=None, netns=None,
-                 kernel: KernelTable | None = None, cgroups=None) -> None:
+                 kernel: KernelTable | None = None, cgroups=None,
+                 others_paths: bool = True) -> None:
         """sockets: a sockets.SocketResolver to show what socket fds are connected to;
         netns: a sockets.NetnsNames to name network namespaces; kernel: the program's
         process table, and cgroups: a cgroups.CgroupPaths, for processes gone from /proc
-        (all optional)."""
+        (all optional); others_paths: whether the fds of processes other than the caller
+        get their paths."""
+        self.others_paths = others_paths
         self.fs = ProcFS(root)
         self.pidns = PidNamespaces(self.fs, kernel)
         self.sockets = sockets

@@ -27,6 +27,7 @@ from tests.helpers import monitor_command, skip_or_fail
     (["--trace", "--context"], "--context is the exporter's"),
     (["--no-compat", "--compat-timing"], "--compat-timing times 32-bit calls"),
     (["--no-fold"], "--no-fold shape the --trace stream"),
+    (["--own-paths-only"], "--own-paths-only shape the --trace stream"),
     (["--trace", "--no-fold", "--fold-window", "2"], "which --no-fold turns off"),
     (["--trace", "--fold-window", "61"], "a window is more than 0 and at most 60 seconds"),
     (["--trace", "--fold-window", "0"], "a window is more than 0 and at most 60 seconds"),

@@ -44,7 +44,8 @@ def _cases():
     yield ["--trace", "--comm", ""]
     # trace-stream flags without --trace
     yield from (["--pid", "1"], ["--uid", "0"], ["--comm", "x"], ["--type", "VM"],
-                ["--errors-only"], ["--output", "json"], ["--no-fold"], ["--fold-window", "2"])
+                ["--errors-only"], ["--output", "json"], ["--no-fold"], ["--fold-window", "2"],
+                ["--own-paths-only"])
     for argv in (["--version", "--bogus"], ["--bogus"], ["--trace", "extra"], ["probe"],
                  ["--trace", "--context"], ["--no-compat", "--compat-timing"],
                  ["--trace", "--no-fold", "--fold-window", "2"], ["--output", "xml"],

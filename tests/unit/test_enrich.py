@@ -69,6 +69,13 @@ def test_file_fds_are_resolved_in_their_own_process(proc):
     assert enrich(_event(0), proc).paths == {"idx1": "/home/a", "idx2": "/etc/b"}
 
 
+def test_own_paths_only_leaves_other_processes_fds_as_numbers(proc):
+    proc.others_paths = False
+    assert enrich(_event(0), proc).paths == {"idx1": "/home/a"}  # pid2 20 is not the caller
+    ctx = enrich(_event(7, idx1=3, idx2=0x7FFD0000, slot=EpollSlot(8, 6, 0)), proc)
+    assert ctx.paths == {"idx1": "/home/a"}
+
+
 def test_epoll_slot_fds_belong_to_pid2(proc):
     ctx = enrich(_event(7, idx1=3, idx2=0x7FFD0000, slot=EpollSlot(8, 6, 0)), proc)
     assert ctx.paths == {"idx1": "/home/a", "efd": "anon_inode:[eventpoll]", "tfd": "pipe:[7]"}
