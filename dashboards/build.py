@@ -63,12 +63,16 @@ def variables(board: db.Dashboard) -> db.Dashboard:
                            .sort(VariableSort.ALPHABETICAL_ASC).multi(True).include_all(True)))
 
 
+def new_board(name: str, about: str) -> db.Dashboard:
+    """A board of the set: its title and uid from name, the variables every one has."""
+    return variables(db.Dashboard(f"kcmp-monitor: {name}").uid(f"kcmp-monitor-{name}")
+                     .description(GENERATED + about).tags(["kcmp", "ebpf", "security"])
+                     .refresh("30s").time("now-1h", "now").timezone("browser"))
+
+
 def overview() -> db.Dashboard:
     rate = "$__rate_interval"
-    board = (db.Dashboard("kcmp-monitor: overview").uid("kcmp-monitor-overview")
-             .description(GENERATED).tags(["kcmp", "ebpf", "security"])
-             .refresh("30s").time("now-1h", "now").timezone("browser"))
-    board = variables(board)
+    board = new_board("overview", "")
     board = board.with_row(db.Row("Calls"))
     board = board.with_panel(single(
         "Calls per second", "kcmp calls per second, all types and outcomes.", "reqps",
@@ -195,11 +199,7 @@ def overview() -> db.Dashboard:
 def context() -> db.Dashboard:
     """What only exporters run with --context know: each call given its context."""
     rate = "$__rate_interval"
-    board = (db.Dashboard("kcmp-monitor: context").uid("kcmp-monitor-context")
-             .description(GENERATED + " For exporters run with --context.")
-             .tags(["kcmp", "ebpf", "security"])
-             .refresh("30s").time("now-1h", "now").timezone("browser"))
-    board = variables(board)
+    board = new_board("context", " For exporters run with --context.")
     board = board.with_row(db.Row("Boundaries crossed"))
     board = board.with_panel(series(
         "Calls crossing a boundary, by kind", "Calls per second whose caller and a target sat "

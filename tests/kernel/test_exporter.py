@@ -262,18 +262,24 @@ def test_a_million_calls_are_counted_exactly(loop, tmp_path):
                      daemon.stderr())
 
 
+def _metrics_after_workload(kcmpload, tmp_path) -> str:
+    """A default exporter's metrics once kcmpload has made its calls."""
+    daemon = Daemon(tmp_path)
+    daemon.wait_ready()
+    wl = Workload.start(kcmpload, tmp_path / "files")
+    wl.go()
+    wl.finish()
+    metrics = daemon.metrics()
+    daemon.stop()
+    return metrics
+
+
 def test_bpf_run_time_is_exported_while_the_kernel_keeps_it(kcmpload, tmp_path):
     sysctl = Path("/proc/sys/kernel/bpf_stats_enabled")
     before = sysctl.read_text()
     sysctl.write_text("1")
     try:
-        daemon = Daemon(tmp_path)
-        daemon.wait_ready()
-        wl = Workload.start(kcmpload, tmp_path / "files")
-        wl.go()
-        wl.finish()
-        metrics = daemon.metrics()
-        daemon.stop()
+        metrics = _metrics_after_workload(kcmpload, tmp_path)
     finally:
         sysctl.write_text(before)
     exit_runs = sample(metrics, "kcmp_monitor_bpf_runs_total",
@@ -295,13 +301,7 @@ def test_bpf_run_time_is_sampled_without_the_kernels_statistics(kcmpload, tmp_pa
     """A default exporter (kernel.bpf_stats_enabled 0): every program counts its runs and
     times one in 64 itself."""
     assert Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip() == "0"
-    daemon = Daemon(tmp_path)
-    daemon.wait_ready()
-    wl = Workload.start(kcmpload, tmp_path / "files")
-    wl.go()
-    wl.finish()
-    metrics = daemon.metrics()
-    daemon.stop()
+    metrics = _metrics_after_workload(kcmpload, tmp_path)
     assert "kcmp_monitor_bpf_runs_total" not in metrics
     entry = sample(metrics, "kcmp_monitor_program_runs_total",
                    program="tracepoint__syscalls__sys_enter_kcmp")
