@@ -16,6 +16,9 @@
  *   FILTER_COMM_LO/HI  trace only callers whose comm is these 16 bytes (little-endian u64s)
  *   TYPE_MASK          trace only types whose bit is set (bit KCMP_TYPE_UNKNOWN_BIT: unknown)
  *   ERRORS_ONLY        trace only calls that returned an error
+ *   TRACE_URGENT       trace only what the priority lane is for (permission failures,
+ *                      seccomp refusals, 32-bit calls, calls from another namespace): the
+ *                      exporter's event file
  *   CAPTURE_COMPAT     x86_64: also capture 32-bit (int 0x80) calls through raw_syscalls:
  *                      their exit; with COMPAT_ENTRY their entry too
  *   PROC_TABLE         keep a table of this many tasks (parent and name, from the
@@ -730,6 +733,10 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_r
 	bool trace = entry ? entry->flags & KCMP_EV_TRACE : trace_wanted_before(&before);
 #ifdef ERRORS_ONLY
 	if (ret >= 0)
+		trace = false;
+#endif
+#ifdef TRACE_URGENT
+	if (!urgent_call((entry ? entry : &before)->flags, ret, bits))
 		trace = false;
 #endif
 	bool log_eperm = false;

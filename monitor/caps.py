@@ -108,16 +108,17 @@ def _become(uid: int, gid: int, keep: set[int]) -> None:
     _capset(libc, keep)
 
 
-def drop_after_attach(trace: bool) -> set[int]:
+def drop_after_attach(trace: bool, stay_root: bool = False) -> set[int]:
     """Keep only what the attached monitor still uses, and say what that is. The exporter
     (no --trace, no --context) also leaves root for an unprivileged user: it reads only its
-    maps and world-readable /proc files. The console and --context stay root with only
+    maps and world-readable /proc files (stay_root: unless it writes an event file, whose
+    rotation makes files as root did). The console and --context stay root with only
     CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH: other users' /proc/<pid>/fd and namespaces are
     read through them, as root's are. Either way no_new_privs: nothing it runs can gain any."""
     keep = needed_after_attach(trace)
     # A user change needs CAP_SETUID and CAP_SETGID, which a unit's bounding set may leave out.
     can_change = all(effective() >> cap & 1 for cap in (CAP_SETUID, CAP_SETGID))
-    become = not trace and os.geteuid() == 0 and can_change
+    become = not trace and not stay_root and os.geteuid() == 0 and can_change
     drop_all_but(keep, {CAP_SETUID, CAP_SETGID} if become else set())
     user = None
     if become:
@@ -126,7 +127,8 @@ def drop_after_attach(trace: bool) -> set[int]:
         user = f"{name} ({uid}:{gid})"
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     if user is None and not trace and os.geteuid() == 0:
-        user = "root: no CAP_SETUID and CAP_SETGID to leave it"
+        user = ("root: it writes the event file" if stay_root else
+                "root: no CAP_SETUID and CAP_SETGID to leave it")
     log.info("capabilities after attach: %s%s, no_new_privs",
              ", ".join(sorted(NAMES[c] for c in keep)) or "none",
              f"; running as {user}" if user else "")

@@ -32,6 +32,7 @@ from .escape import escape
 from .exporter.httpd import DEFAULT_LIMITS
 from .kernel.btf import VMLINUX
 from .kernel.folds import DEFAULT_WINDOW_S, MAX_WINDOW_S as MAX_FOLD_WINDOW_S
+from .sinks.eventfile import DEFAULT_BACKUPS, DEFAULT_MAX_MB
 
 _STDOUT_CLOSED = ("standard output is closed: what this prints has nowhere to go (redirect it, "
                   "e.g. >/dev/null)")
@@ -80,6 +81,10 @@ def _positive_int(text: str, most: int = 1 << 31) -> int:
     if value > most:
         raise argparse.ArgumentTypeError(f"{text[:24]!r} is more than {most}")
     return value
+
+
+def _backups(text: str) -> int:
+    return _digits(text) if text == "0" else _positive_int(text, 1000)
 
 
 def _pid(text: str) -> int:
@@ -189,6 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eperm-log-rate", type=_rate, default=10.0, metavar="LINES",
                         help="permission failures logged per second at most, in bursts of "
                              "up to 5x that (0: none; the counters count all; default: 10)")
+    events = parser.add_argument_group(
+        "event file (for a log shipper: JSON lines, rotated by size)")
+    events.add_argument("--events-file", metavar="PATH",
+                        help="also write events there: with --trace every traced call, else "
+                             "permission failures, seccomp refusals, 32-bit calls and calls "
+                             "from other namespaces")
+    events.add_argument("--events-file-max-size-mb", type=_positive_int,
+                        default=DEFAULT_MAX_MB, metavar="MB",
+                        help=f"rotate past this size (default: {DEFAULT_MAX_MB})")
+    events.add_argument("--events-file-max-backups", type=_backups, default=DEFAULT_BACKUPS,
+                        metavar="N", help=f"rotated files kept (default: {DEFAULT_BACKUPS})")
+    events.add_argument("--events-file-compress", action="store_true",
+                        help="gzip the rotated files but the newest")
     parser.add_argument("--own-paths-only", action="store_true",
                         help="fd paths only for the caller's own fds: other processes' show as "
                              "numbers (what a stream shipped elsewhere need not carry)")
@@ -242,6 +260,12 @@ def check_flags(args: argparse.Namespace) -> None:
         if given:
             raise UsageError(f"{', '.join(given)} shape the --trace stream; the exporter "
                              "counts every call (add --trace)")
+    if args.events_file is None and (
+            args.events_file_compress or args.events_file_max_size_mb != DEFAULT_MAX_MB
+            or args.events_file_max_backups != DEFAULT_BACKUPS):
+        raise UsageError("the --events-file-* flags shape the --events-file, which is not given")
+    if args.events_file is not None and args.check:
+        raise UsageError("--check writes no events: leave out --events-file")
     if not args.fold and args.fold_window != DEFAULT_WINDOW_S:
         raise UsageError("--fold-window sets how calls are folded, which --no-fold turns off")
     if args.compat_timing and not args.compat:

@@ -12,13 +12,14 @@ from . import caps
 from .context.cgroups import CgroupPaths, cgroup2_mount
 from .context.processes import ProcReader
 from .context.sockets import NetnsNames, SocketResolver
-from .errors import EXIT_OK, OutputFailed, OutputStalled
+from .errors import EXIT_OK, OutputFailed, OutputStalled, UsageError
 from .exporter import daemon
 from .exporter.check import check
 from .exporter.httpd import Limits
 from .kernel.kcmp import Filters, KcmpProgram, ProgramOptions
 from .sinks import logs
 from .sinks.console import ConsoleSink, start_notes, exit_line
+from .sinks.eventfile import FileSink, RotatingLines, Tee
 from .sinks.jsonout import JsonSink
 from .sinks.logs import logfmt
 from .sinks.permlog import PermissionLog
@@ -66,9 +67,12 @@ class StopFlag:
 def program_options(args: argparse.Namespace, exporter: bool) -> ProgramOptions:
     filters = Filters(tgid=args.pid, uid=args.uid, comm=args.comm, types=args.types,
                       errors_only=args.errors_only)
+    # The exporter's event file: the priority lane's kinds of call, streamed for it alone.
+    urgent_file = not args.trace and args.events_file is not None
     return ProgramOptions(filters=filters, ringbuf_pages=args.ringbuf_pages,
                           compat=args.compat, compat_entry=args.compat_timing,
-                          trace=args.trace or args.context,
+                          trace=args.trace or args.context or urgent_file,
+                          urgent_only=urgent_file and not args.context,
                           count=exporter or args.check,
                           log_eperm=exporter and args.eperm_log_rate > 0, btf=args.btf,
                           fold_ns=round(args.fold_window * 1e9) if args.trace and args.fold
@@ -83,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         daemon.DEFAULT_ADDRESS if args.listen is None else args.listen)
     stop = StopFlag()
     options = program_options(args, exporter)
+    events = _open_events_file(args)
     with KcmpProgram(options) as program:
         if args.check:
             return check(program)
@@ -93,9 +98,11 @@ def run(args: argparse.Namespace) -> int:
             # Processes started before the program: the fork hook never saw them.
             program.procs.remember(proc.fs.existing())
             program.procs.remember_numbers(proc.fs.numbered())
-        sink: ConsoleSink | JsonSink | None = None
+        sink: ConsoleSink | JsonSink | FileSink | Tee | None = None
         if args.trace:
             sink = (JsonSink if args.output == "json" else ConsoleSink)(sys.stdout, sys.stderr)
+        if events is not None:
+            sink = FileSink(events) if sink is None else Tee(sink, FileSink(events))
         eperm_log = PermissionLog(rate=args.eperm_log_rate) if options.log_eperm else None
         tracer = Tracer(program, proc, sink=sink, eperm_log=eperm_log,
                         count_context=args.context)
@@ -107,11 +114,13 @@ def run(args: argparse.Namespace) -> int:
                         read_timeout_s=args.read_timeout)
         # Bound before the capabilities go: a port below 1024 needs CAP_NET_BIND_SERVICE.
         server = daemon.serve(registry, address, limits) if registry is not None else None
-        caps.drop_after_attach(args.trace or args.context)
+        # Rotating makes files where the event file is: the exporter then stays uid 0.
+        caps.drop_after_attach(args.trace or args.context, stay_root=events is not None)
         if server is not None:
             log.info(logfmt(msg="exporting kcmp metrics", address=str(address),
                             compat=program.compat, compat_error=program.compat_error,
-                            context=options.trace, kernel=",".join(program.kernel_on) or None,
+                            context=args.context, events_file=args.events_file,
+                            kernel=",".join(program.kernel_on) or None,
                             **{f"no_{feature}": reason
                                for feature, reason in program.kernel_off.items()}))
         daemon.notify("READY=1")
@@ -131,9 +140,23 @@ def run(args: argparse.Namespace) -> int:
         daemon.notify("STOPPING=1")
         if server is not None:
             server.shutdown()
+    if events is not None:
+        events.close()
     if args.trace:
         sys.stderr.write(exit_line(tracer.summary) + "\n")
     if failed is not None:
         raise failed
     return EXIT_OK
+
+
+def _open_events_file(args: argparse.Namespace) -> RotatingLines | None:
+    """Opened before anything is attached (and while root): a path that cannot be written is
+    a usage error."""
+    if args.events_file is None:
+        return None
+    try:
+        return RotatingLines(args.events_file, args.events_file_max_size_mb << 20,
+                             args.events_file_max_backups, args.events_file_compress)
+    except OSError as exc:
+        raise UsageError(f"--events-file {args.events_file}: {exc.strerror}") from None
 

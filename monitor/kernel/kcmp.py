@@ -61,6 +61,7 @@ class ProgramOptions:
     log_eperm: bool = False  # stream every EPERM (the permission-failure log)
     btf: str = VMLINUX  # the running kernel's BTF, for the struct members the program reads
     fold_ns: int = 0  # fold a thread's identical streamed calls within this window; 0: not
+    urgent_only: bool = False  # trace only the priority lane's kinds of call (the event file)
 
     @property
     def streams(self) -> bool:
@@ -127,6 +128,8 @@ def cflags(options: ProgramOptions, compat: bool, kernel: list[str] | None = Non
         flags.append(f"-DTYPE_MASK={sum(1 << t for t in f.types):#x}")
     if f.errors_only:
         flags.append("-DERRORS_ONLY")
+    if options.urgent_only:
+        flags.append("-DTRACE_URGENT")
     if options.streams or options.count:
         # The monitor's own namespaces: a caller elsewhere is said to be, and counted.
         pidns = os.stat("/proc/self/ns/pid")

@@ -1,0 +1,124 @@
+"""Events as JSON lines in a file that rotates by size, for a log shipper to tail (Fluent Bit,
+Vector, Filebeat): whole lines only, never one split across two files; a few backups, the
+older ones compressed."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from typing import BinaryIO
+
+from ..context.types import Context
+from ..kernel.events import Event
+from .jsonout import dumps, event_line, lost_record
+
+DEFAULT_MAX_MB = 100
+DEFAULT_BACKUPS = 5
+
+
+class RotatingLines:
+    """PATH, then PATH.1 (left plain: a tailer may still be reading it), PATH.2(.gz) ... up to
+    PATH.<backups>; what rotates past the last is removed."""
+
+    def __init__(self, path: str, max_bytes: int, backups: int, compress: bool) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.compress = compress
+        self.lines = 0  # written, in every file
+        self._file: BinaryIO = self._open()
+        self._size = self._file.tell()
+
+    def _open(self) -> BinaryIO:
+        # Events name processes, users and paths: for the owner alone.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return os.fdopen(fd, "ab")
+
+    def _name(self, n: int) -> str:
+        plain = f"{self.path}.{n}"
+        return plain + ".gz" if self.compress and n >= 2 else plain
+
+    def _rotate(self) -> None:
+        self._file.close()
+        if self.backups == 0:
+            os.unlink(self.path)
+        else:
+            last = self._name(self.backups)
+            if os.path.exists(last):
+                os.unlink(last)
+            for n in range(self.backups - 1, 0, -1):
+                if not os.path.exists(self._name(n)):
+                    continue
+                if n == 1 and self.compress and self.backups >= 2:
+                    # PATH.1 was left plain; compressed as it moves on (delaycompress).
+                    with open(f"{self.path}.1", "rb") as src, gzip.open(self._name(2),
+                                                                       "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    os.unlink(f"{self.path}.1")
+                else:
+                    os.rename(self._name(n), self._name(n + 1))
+            os.rename(self.path, f"{self.path}.1")
+        self._file = self._open()
+        self._size = 0
+
+    def write(self, lines: list[str]) -> None:
+        """Each line whole in one file: a rotation comes between lines, never inside one."""
+        for line in lines:
+            data = (line + "\n").encode("ascii")
+            if self._size and self._size + len(data) > self.max_bytes:
+                self._file.flush()
+                self._rotate()
+            self._file.write(data)
+            self._size += len(data)
+            self.lines += 1
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class FileSink:
+    """The trace sink's lines (the JSON schema), and the losses, to a RotatingLines."""
+
+    def __init__(self, out: RotatingLines) -> None:
+        self.out = out
+        self._lines: list[str] = []
+
+    def start(self, notes: list[str]) -> None:
+        pass
+
+    def event(self, event: Event, ctx: Context, wall_ns: int) -> None:
+        self._lines.append(event_line(event, ctx, wall_ns))
+
+    def lost(self, count: int, wall_ns: int, lane: str = "bulk") -> None:
+        self._lines.append(dumps(lost_record(count, wall_ns, lane)))
+
+    def flush(self) -> None:
+        if self._lines:
+            self.out.write(self._lines)
+            self._lines.clear()
+
+
+class Tee:
+    """Two sinks fed the same: the console or JSON on stdout, and the event file. The first
+    says the start line."""
+
+    def __init__(self, first, second) -> None:
+        self.first = first
+        self.second = second
+
+    def start(self, notes: list[str]) -> None:
+        self.first.start(notes)
+
+    def event(self, event: Event, ctx: Context, wall_ns: int) -> None:
+        self.first.event(event, ctx, wall_ns)
+        self.second.event(event, ctx, wall_ns)
+
+    def lost(self, count: int, wall_ns: int, lane: str = "bulk") -> None:
+        self.first.lost(count, wall_ns, lane)
+        self.second.lost(count, wall_ns, lane)
+
+    def flush(self) -> None:
+        self.second.flush()
+        self.first.flush()
