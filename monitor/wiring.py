@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
     logs.setup(level=logging.INFO if exporter else logging.WARNING)
     address = daemon.parse_listen_address(
         daemon.DEFAULT_ADDRESS if args.listen is None else args.listen)
+    events = _open_events_file(args)
     stop = StopFlag()
     options = program_options(args, exporter)
-    events = _open_events_file(args)
     with KcmpProgram(options) as program:
         if args.check:
             return check(program)

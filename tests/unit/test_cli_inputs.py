@@ -51,6 +51,13 @@ def _cases():
                  ["--trace", "--no-fold", "--fold-window", "2"], ["--output", "xml"],
                  ["--trace", "--output"], ["--web.listen-address"], ["-x"], ["--"]):
         yield argv
+    for value in ("x", "-1", "1001", "²", ""):
+        yield ["--events-file", "/tmp/e", "--events-file-max-backups", value]
+    for value in ("x", "0", "-1", "²"):
+        yield ["--events-file", "/tmp/e", "--events-file-max-size-mb", value]
+    yield from (["--events-file-compress"], ["--events-file-max-backups", "3"],
+                ["--events-file", "/nonexistent/folder/e"], ["--events-file", "/"],
+                ["--check", "--events-file", "/tmp/e"], ["--events-file"])
     for value in FD_REFS:
         yield ["probe", "--fd", value, "1:3"]
         yield ["probe", "--fd", "1:3", value]
