@@ -11,6 +11,7 @@ import sys
 from . import caps
 from .context.cgroups import CgroupPaths, cgroup2_mount
 from .context.processes import ProcReader
+from .context.runtime import ContainerRuntime
 from .context.sockets import NetnsNames, SocketResolver
 from .errors import EXIT_OK, OutputFailed, OutputStalled, UsageError
 from .exporter import daemon
@@ -99,10 +100,14 @@ def run(args: argparse.Namespace) -> int:
             program.procs.remember(proc.fs.existing())
             program.procs.remember_numbers(proc.fs.numbered())
         sink: ConsoleSink | JsonSink | FileSink | Tee | None = None
+        # Containers are named by their runtime where one answers (only the streams print).
+        runtime = ContainerRuntime() if args.trace or events is not None else None
         if args.trace:
-            sink = (JsonSink if args.output == "json" else ConsoleSink)(sys.stdout, sys.stderr)
+            sink = (JsonSink if args.output == "json" else ConsoleSink)(
+                sys.stdout, sys.stderr, runtime)
         if events is not None:
-            sink = FileSink(events) if sink is None else Tee(sink, FileSink(events))
+            sink = (FileSink(events, runtime) if sink is None
+                    else Tee(sink, FileSink(events, runtime)))
         eperm_log = PermissionLog(rate=args.eperm_log_rate) if options.log_eperm else None
         tracer = Tracer(program, proc, sink=sink, eperm_log=eperm_log,
                         count_context=args.context)

@@ -56,6 +56,17 @@ class Target(NamedTuple):
     gone: bool = False  # known only from the kernel's process table
 
 
+class ContainerInfo(NamedTuple):
+    """A container as its runtime names it; the pod fields from the kubelet's labels."""
+
+    name: str
+    image: str | None
+    image_id: str | None
+    pod_name: str | None = None
+    pod_namespace: str | None = None
+    pod_uid: str | None = None
+
+
 class Context(NamedTuple):
     """What was learnt about an event beyond the kernel's record."""
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from .. import PROG, abi
-from ..context.types import Caller, Context, Target
+from ..context.types import Caller, ContainerInfo, Context, Target
 from ..escape import escape, escape_word
 from ..kernel.events import Args, Event
 from ..kernel.kcmp import KERNEL_FEATURES
@@ -88,7 +88,8 @@ def _owner(uid: int | None) -> str:
     return "?" if uid is None else str(uid)
 
 
-def format_target(t: Target | None, caller_tgid: int, host_pid: int | None = None) -> str:
+def format_target(t: Target | None, caller_tgid: int, host_pid: int | None = None,
+                  runtime: Containers | None = None) -> str:
     """name/host pid and owner; "self" for the caller's own process (host_pid: the pid named,
     as the host numbers it, where known, so that a caller already gone is still itself)."""
     if t is None:
@@ -96,13 +97,23 @@ def format_target(t: Target | None, caller_tgid: int, host_pid: int | None = Non
     if t.host_pid == caller_tgid:
         return "self"
     name = "?" if t.name is None else escape_word(t.name)
-    text = f"{name}/{t.host_pid} uid={_owner(t.uid)}{_container(t.container_id)}"
+    text = f"{name}/{t.host_pid} uid={_owner(t.uid)}{_container(t.container_id, runtime)}"
     return text + " exited" if t.gone else text
 
 
-def _container(cid: str | None) -> str:
-    """A container's short id, as docker shows it (the id is hex: nothing to escape)."""
-    return f" ctr={cid[:12]}" if cid else ""
+class Containers(Protocol):
+    """What names containers (context.runtime.ContainerRuntime): it never waits."""
+
+    def get(self, container_id: str | None) -> ContainerInfo | None: ...
+
+
+def _container(cid: str | None, runtime: Containers | None = None) -> str:
+    """A container by the name its runtime gives it, else its short id as docker shows it
+    (hex: nothing to escape)."""
+    if not cid:
+        return ""
+    info = runtime.get(cid) if runtime is not None else None
+    return f" ctr={escape_word(info.name.encode())}" if info is not None else f" ctr={cid[:12]}"
 
 
 def own_namespaces(proc: str = "/proc/self") -> dict[str, int | None]:
@@ -129,7 +140,8 @@ def format_time(wall_ns: int) -> str:
 
 
 def format_line(event: Event, ctx: Context, wall_ns: int,
-                own: dict[str, int | None] | None = None) -> str:
+                own: dict[str, int | None] | None = None,
+                runtime: Containers | None = None) -> str:
     """One console line: time, caller, the strace part, its meaning, duration, repeats,
     markers; own: the monitor's namespaces, to name the caller's where they differ."""
     stamp = format_time(wall_ns)
@@ -147,14 +159,15 @@ def format_line(event: Event, ctx: Context, wall_ns: int,
     if event.last_ns is not None:
         until = format_time(wall_ns + event.last_ns - event.ts_ns)
         duration += f" ×{event.repeat} until {until}"
-    where = _container(ctx.caller.container_id) if ctx.caller is not None else ""
+    where = _container(ctx.caller.container_id, runtime) if ctx.caller is not None else ""
     line = (f"{stamp} {caller} uid={event.uid}{where} {compat}{format_call(event, ctx)}"
             f"{meaning}{duration}")
     if ctx.targets is not None:
         a = event.args
         named = ctx.host_pids or ((a.pid1, a.pid2) if a is not None and ctx.same_pidns is not False
                                   else (None, None))
-        t1, t2 = (format_target(t, event.tgid, pid) for t, pid in zip(ctx.targets, named))
+        t1, t2 = (format_target(t, event.tgid, pid, runtime)
+                  for t, pid in zip(ctx.targets, named))
         if t1 != "self" or t2 != "self":  # a process comparing itself needs no word
             line += f"  [pid1 {t1}, pid2 {t2}]"
     if ctx.same_pidns is False:
@@ -224,17 +237,18 @@ def exit_line(summary) -> str:
 class ConsoleSink:
     """Lines for a person: calls on out, losses on err as they happen."""
 
-    def __init__(self, out: TextIO, err: TextIO) -> None:
+    def __init__(self, out: TextIO, err: TextIO, runtime: Containers | None = None) -> None:
         self.out = out
         self.err = err
         self.own = own_namespaces()
+        self.runtime = runtime
 
     def start(self, notes: list[str]) -> None:
         self.out.write(start_line(notes) + "\n")
         self.out.flush()
 
     def event(self, event: Event, ctx: Context, wall_ns: int) -> None:
-        self.out.write(format_line(event, ctx, wall_ns, self.own) + "\n")
+        self.out.write(format_line(event, ctx, wall_ns, self.own, self.runtime) + "\n")
 
     def lost(self, count: int, wall_ns: int, lane: str = "bulk") -> None:
         self.err.write(format_lost(count, lane) + "\n")

@@ -11,6 +11,7 @@ from typing import BinaryIO
 
 from ..context.types import Context
 from ..kernel.events import Event
+from .console import Containers
 from .jsonout import dumps, event_line, lost_record
 
 DEFAULT_MAX_MB = 100
@@ -81,15 +82,16 @@ class RotatingLines:
 class FileSink:
     """The trace sink's lines (the JSON schema), and the losses, to a RotatingLines."""
 
-    def __init__(self, out: RotatingLines) -> None:
+    def __init__(self, out: RotatingLines, runtime: Containers | None = None) -> None:
         self.out = out
+        self.runtime = runtime
         self._lines: list[str] = []
 
     def start(self, notes: list[str]) -> None:
         pass
 
     def event(self, event: Event, ctx: Context, wall_ns: int) -> None:
-        self._lines.append(event_line(event, ctx, wall_ns))
+        self._lines.append(event_line(event, ctx, wall_ns, self.runtime))
 
     def lost(self, count: int, wall_ns: int, lane: str = "bulk") -> None:
         self._lines.append(dumps(lost_record(count, wall_ns, lane)))

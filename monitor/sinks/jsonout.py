@@ -7,10 +7,10 @@ import json
 from typing import Any, TextIO
 
 from .. import abi
-from ..context.types import Caller, Context, Target
+from ..context.types import Caller, ContainerInfo, Context, Target
 from ..kernel.events import Args, Event, KernelFile
 from ..memo import IdentityMemo
-from .console import start_line
+from .console import Containers, start_line
 
 # (name, Tracee's type) of kcmp's arguments, in order.
 ARG_TYPES = (("pid1", "pid_t"), ("pid2", "pid_t"), ("type", "int"),
@@ -89,8 +89,26 @@ def _names(names: tuple[str, ...]) -> str:
     return "[" + ",".join(f'"{n}"' for n in names) + "]"
 
 
-def _targets(t1: Target | None, t2: Target | None, pid1: int, pid2: int) -> str:
-    return f'[{{"pid":{pid1},{_target(t1)}}},{{"pid":{pid2},{_target(t2)}}}]'
+def _str(text: str | None) -> str:
+    return "null" if text is None else json_string(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _container_fields(info: ContainerInfo | None) -> str:
+    """The runtime's names of a container, with Tracee's field names (nulls: none known)."""
+    if info is None:
+        return _NO_CONTAINER
+    return (f',"containerName":{_str(info.name)},"containerImage":{_str(info.image)},'
+            f'"containerImageId":{_str(info.image_id)},"podName":{_str(info.pod_name)},'
+            f'"podNamespace":{_str(info.pod_namespace)},"podUID":{_str(info.pod_uid)}')
+
+
+_NO_CONTAINER = (',"containerName":null,"containerImage":null,"containerImageId":null,'
+                 '"podName":null,"podNamespace":null,"podUID":null')
+
+
+def _container_of(runtime: Containers | None, cid: str | None) -> str:
+    return _NO_CONTAINER if runtime is None or not cid else _container_fields(runtime.get(cid))
 
 
 def _caller(c: Caller, tgid: int, tid: int) -> str:
@@ -127,7 +145,8 @@ _texts: IdentityMemo[tuple[str, str]] = IdentityMemo(4096)
 
 def _who_text(c: Caller, targets: tuple | None, tgid: int, tid: int,
               a: Args | None) -> tuple[str, str]:
-    """The caller's fields and the targets list."""
+    """The caller's fields and the targets' (but their containers' names, which the runtime
+    may learn later), or "" for no targets."""
     t1, t2 = targets or (None, None)
     pids = None if targets is None or a is None else (a.pid1, a.pid2)
     key = (id(c), id(t1), id(t2), tgid, tid, pids)
@@ -135,7 +154,17 @@ def _who_text(c: Caller, targets: tuple | None, tgid: int, tid: int,
     if texts is not None:
         return texts
     return _texts.put(key, (c, t1, t2), (
-        _caller(c, tgid, tid), "null" if pids is None else _targets(t1, t2, *pids)))
+        _caller(c, tgid, tid), "" if pids is None else
+        f'{{"pid":{pids[0]},{_target(t1)}\0{{"pid":{pids[1]},{_target(t2)}'))
+
+
+def _with_containers(targets: str, ctx: Context, runtime: Containers | None) -> str:
+    if not targets:
+        return "null"
+    t1, t2 = ctx.targets or (None, None)
+    first, second = targets.split("\0")
+    return (f"[{first}{_container_of(runtime, t1 and t1.container_id)}}},"
+            f"{second}{_container_of(runtime, t2 and t2.container_id)}}}]")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -173,13 +202,17 @@ def _files(a: Args | None, files: tuple[KernelFile | None, ...] | None) -> str:
                     if f is not None)
 
 
-def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
+def event_line(event: Event, ctx: Context, wall_ns: int,
+               runtime: Containers | None = None) -> str:
     """The event as one JSON line, written out directly: the stream's hot path (a dict and
-    json.dumps cost several times more per event)."""
+    json.dumps cost several times more per event). runtime: where containers are named."""
     a = event.args
     paths = ",".join(f'"{key}":{json_string(path_text(path))}'
                      for key, path in ctx.paths.items()) if ctx.paths else ""
-    who, targets = _who_text(ctx.caller or _UNKNOWN, ctx.targets, event.tgid, event.tid, a)
+    caller = ctx.caller or _UNKNOWN
+    who, targets = _who_text(caller, ctx.targets, event.tgid, event.tid, a)
+    who += _container_of(runtime, caller.container_id)
+    targets = _with_containers(targets, ctx, runtime)
     call = _call_text(event.cgroup_id, event.uid, event.gid, event.comm, event.ret,
                       event.compat, a, event.seccomp, event.priority)
     last = None if event.last_ns is None else wall_ns + event.last_ns - event.ts_ns
@@ -192,9 +225,10 @@ def event_line(event: Event, ctx: Context, wall_ns: int) -> str:
             f'"contextUnresolved":{_names(ctx.unresolved)}}}')
 
 
-def event_record(event: Event, ctx: Context, wall_ns: int) -> dict[str, Any]:
+def event_record(event: Event, ctx: Context, wall_ns: int,
+                 runtime: Containers | None = None) -> dict[str, Any]:
     """The record as a dict (what a JSON reader of the stream gets)."""
-    return json.loads(event_line(event, ctx, wall_ns))
+    return json.loads(event_line(event, ctx, wall_ns, runtime))
 
 
 def lost_record(count: int, wall_ns: int, lane: str = "bulk") -> dict[str, Any]:
@@ -211,9 +245,10 @@ class JsonSink:
     """JSON lines on out, losses as records in the same stream; notes for people on err.
     Lines are gathered and written once per poll."""
 
-    def __init__(self, out: TextIO, err: TextIO) -> None:
+    def __init__(self, out: TextIO, err: TextIO, runtime: Containers | None = None) -> None:
         self.out = out
         self.err = err
+        self.runtime = runtime
         self._lines: list[str] = []
 
     def start(self, notes: list[str]) -> None:
@@ -221,7 +256,7 @@ class JsonSink:
         self.err.flush()
 
     def event(self, event: Event, ctx: Context, wall_ns: int) -> None:
-        self._lines.append(event_line(event, ctx, wall_ns))
+        self._lines.append(event_line(event, ctx, wall_ns, self.runtime))
 
     def lost(self, count: int, wall_ns: int, lane: str = "bulk") -> None:
         self._lines.append(dumps(lost_record(count, wall_ns, lane)))

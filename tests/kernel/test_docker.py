@@ -102,7 +102,8 @@ def _namespaced(metrics):
 
 
 def test_default_seccomp_profile_refusals_show_their_arguments(image, tmp_path):
-    cid, made, records, lines, metrics = _run(image, tmp_path)
+    name = f"kcmp-test-{uuid.uuid4().hex[:8]}"
+    cid, made, records, lines, metrics = _run(image, tmp_path, "--name", name)
     assert len(records) == CALLS and len(lines) == CALLS
     # Counted in the kernel as calls from another pid, mount and network namespace, by a
     # default exporter (no stream, no --context).
@@ -120,7 +121,7 @@ def test_default_seccomp_profile_refusals_show_their_arguments(image, tmp_path):
         assert r["capabilities"]["sysPtrace"] is False
         assert r["executable"]["name"] == "ownfds"
     own = f"{made['file']}</tmp/own>"
-    assert sum(line.startswith(tuple("0123456789")) and f" ctr={cid[:12]} " in line
+    assert sum(line.startswith(tuple("0123456789")) and f" ctr={name} " in line
                and f"kcmp(1, 1, KCMP_FILE, {own}, {own}) = -1 EPERM (Operation not permitted) "
                "<refused by seccomp>" in line and line.endswith("!! SECCOMP caller uid=0")
                for line in lines) == REPEAT
@@ -147,3 +148,26 @@ def test_with_cap_sys_ptrace_the_calls_succeed_and_targets_are_translated(image,
             (1, host, "ownfds"), (1, host, "ownfds")]
         assert r["contextUnresolved"] == []
     assert os.path.exists(f"/proc/{records[0]['hostProcessId']}") is False
+
+
+def test_containers_are_named_by_their_runtime_with_their_pods(image, tmp_path):
+    """A container named, with the labels the kubelet sets: every event names it, its image
+    and its pod, for the caller and for each target (itself), in JSON and on the console."""
+    name = f"kcmp-test-{uuid.uuid4().hex[:8]}"
+    pod = {"io.kubernetes.pod.name": "web-7f9c", "io.kubernetes.pod.namespace": "shop",
+           "io.kubernetes.pod.uid": str(uuid.uuid4())}
+    labels = [arg for key, value in pod.items() for arg in ("--label", f"{key}={value}")]
+    cid, _made, records, lines, _metrics = _run(image, tmp_path, "--cap-add", "SYS_PTRACE",
+                                                "--name", name, *labels)
+    image_id = _docker("image", "inspect", "-f", "{{.Id}}", image).stdout.strip()
+    want = {"containerName": name, "containerImage": image, "containerImageId": image_id,
+            "podName": pod["io.kubernetes.pod.name"],
+            "podNamespace": pod["io.kubernetes.pod.namespace"],
+            "podUID": pod["io.kubernetes.pod.uid"]}
+    assert len(records) == CALLS
+    for r in records:
+        assert r["containerId"] == cid
+        assert {k: r[k] for k in want} == want
+        for t in r["targets"]:
+            assert {k: t[k] for k in want} == want
+    assert sum(f" ctr={name} " in line for line in lines) == CALLS

@@ -197,3 +197,23 @@ def test_a_callers_namespaces_are_named_where_they_are_not_the_monitors():
     assert line.endswith("  [ns pid:4026532192 net:4026532193]")
     assert "[ns" not in console.format_line(_event(0, _args(type=1)), Context(caller=caller), 0)
     assert console.own_namespaces()["pid"] == os.stat("/proc/self/ns/pid").st_ino
+
+
+class Runtime:
+    def get(self, cid):
+        from kcmp_monitor.context.types import ContainerInfo
+
+        return ContainerInfo("web 1", "shop/web", None) if cid == "ab" * 32 else None
+
+
+def test_a_container_is_shown_by_the_name_its_runtime_gives_it():
+    from kcmp_monitor.context.types import Caller
+
+    caller = Caller(1, 1, 0, 0, None, None, "ab" * 32, None)
+    line = console.format_line(_event(0, _args(type=1)), Context(caller=caller), 0,
+                               runtime=Runtime())
+    assert " uid=0 ctr=web\\x201 kcmp(" in line
+    other = Caller(1, 1, 0, 0, None, None, "cd" * 32, None)
+    line = console.format_line(_event(0, _args(type=1)), Context(caller=other), 0,
+                               runtime=Runtime())
+    assert f" ctr={'cd' * 6} " in line  # not known: its short id

@@ -5,12 +5,15 @@ from kcmp_monitor.sinks import jsonout
 from kcmp_monitor.context.types import Caller, Context, Target
 from kcmp_monitor.kernel.events import Args, EpollSlot, Event, KernelFile
 
+NO_CONTAINER = dict.fromkeys(("containerName", "containerImage", "containerImageId", "podName",
+                              "podNamespace", "podUID"))
 SCHEMA = {
     "timestamp": int, "processId": int, "threadId": int, "cgroupId": int, "userId": int,
     "groupId": int, "processName": str, "eventName": str, "syscall": str, "returnValue": int,
     "argsNum": int, "args": list, "kcmpType": (str, type(None)), "result": str,
     "errno": (str, type(None)), "errnoMessage": (str, type(None)), "permissionDenied": bool,
     "compat": bool, "argsKnown": bool,
+    **dict.fromkeys(NO_CONTAINER, (str, type(None))),
     "durationNs": (int, type(None)), "repeat": int, "lastTimestamp": (int, type(None)),
     "epollSlot": (dict, type(None)), "epollSlotFault": bool,
     "fdPaths": dict, "callerPidNamespace": (str, type(None)),
@@ -99,10 +102,10 @@ def test_targets_crossings_and_what_was_not_resolved():
         {"pid": -87158697, "hostPid": 5000, "processName": "sh\u001b", "userId": 0,
          "hostParentProcessId": 1, "pidNamespace": 4026531836, "mountNamespace": 4026531841,
          "networkNamespace": {"inode": 4026531999, "name": "blue"}, "containerId": cid,
-         "exited": False},
+         "exited": False, **NO_CONTAINER},
         {"pid": 7, "hostPid": 5001, "processName": "gone", "userId": None,
          "hostParentProcessId": 5000, "pidNamespace": None, "mountNamespace": None,
-         "networkNamespace": None, "containerId": None, "exited": True}]
+         "networkNamespace": None, "containerId": None, "exited": True, **NO_CONTAINER}]
     assert record["crossesBoundary"] == ["mnt", "net"] and record["contextUnresolved"] == []
     assert record["callerExited"] is True and record["containerId"] == cid
     assert record["callerPidNamespace"] == "other"
@@ -205,3 +208,31 @@ def test_names_that_differ_stay_different_in_json():
     shown = [_record(_event(comm=name))["processName"] for name in names]
     assert len(set(shown)) == len(names), shown
     assert shown[:2] == ["\\\\xff", "\\xff"]  # the text \xff, and the byte 0xff
+
+
+class Runtime:
+    def __init__(self, known):
+        self.known = known
+
+    def get(self, cid):
+        return self.known.get(cid)
+
+
+def test_containers_are_named_for_the_caller_and_each_target():
+    from kcmp_monitor.context.types import ContainerInfo
+
+    web, db = "ab" * 32, "cd" * 32
+    runtime = Runtime({web: ContainerInfo("web-1", "shop/web:2", "sha256:" + "1" * 64, "web-7f",
+                                          "shop", "0b9e"),
+                       db: ContainerInfo("db", "postgres:16", None)})
+    caller = Caller(3, 3, 900, 1, 4026532000, 4026532001, web, None)
+    targets = (Target(30, b"a", 0, 1, None, None, None, None, web), Target(40, b"b", 0, 1, None,
+                                                                           None, None, None, db))
+    event = _event(ret=0)
+    record = json.loads(jsonout.event_line(event, Context(caller=caller, targets=targets),
+                                           1, runtime))
+    assert (record["containerName"], record["containerImage"], record["podName"],
+            record["podNamespace"], record["podUID"]) == ("web-1", "shop/web:2", "web-7f", "shop",
+                                                          "0b9e")
+    assert [(t["containerName"], t["containerImage"], t["podName"]) for t in record["targets"]] \
+        == [("web-1", "shop/web:2", "web-7f"), ("db", "postgres:16", None)]
