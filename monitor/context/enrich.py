@@ -28,6 +28,12 @@ def _with_targets(bare: Context, caller: Caller, t1: Target | None, t2: Target |
         crossings=crossings(caller, (t1, t2)), unresolved=unresolved))
 
 
+def _in_callers_container(t: Target | None, tgid: int, caller: Caller) -> Target | None:
+    if t is None or t.container_id is not None or t.host_pid != tgid:
+        return t
+    return t._replace(container_id=caller.container_id)
+
+
 def enrich(event: Event, proc: ProcReader) -> Context:
     bare = proc.caller(event)
     caller, a = bare.caller, event.args
@@ -48,6 +54,8 @@ def enrich(event: Event, proc: ProcReader) -> Context:
     t1, t2 = proc.target(pid1, now), proc.target(pid2, now)
     if not existed:  # ESRCH: a pid the process table remembers may have been gone already
         t1, t2 = (None if t is None or t.gone else t for t in (t1, t2))
+    # A caller gone and naming itself: its container is the caller's (the record's cgroup).
+    t1, t2 = (_in_callers_container(t, event.tgid, caller) for t in (t1, t2))
     ctx = _with_targets(bare, caller, t1, t2, host_pids, existed)
     fds = a.fds()
     if not fds:
