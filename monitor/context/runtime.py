@@ -1,10 +1,10 @@
 """Container names, images and pods from the container runtime (the Docker Engine API, through
 the docker SDK, its own client), learnt on threads of their own: a lookup never waits.
 
-What a container was is remembered after it is gone: its start event (which carries its name,
-image and labels) is read as it happens, and every container there is when the monitor starts
-is read once; an id met that is not known yet is looked up on the side, so a later event has
-it, and the miss is counted."""
+What a container was is remembered after it is gone: every container there is when the
+monitor starts is read once, before it says it is tracing, and each one's create and start
+events (which carry its name, image and labels) as they happen; an id met that is not known
+yet is looked up on the side, so a later event has it, and the miss is counted."""
 
 from __future__ import annotations
 
@@ -48,13 +48,19 @@ class ContainerRuntime:
             import docker
 
             self._client: Any = docker.DockerClient(base_url=f"unix://{socket}", timeout=5)
-            self._client.ping()
+            # Before the monitor says it is tracing: the event stream first, so that no
+            # container made between the two is missed, then every container there is.
+            events = self._client.events(decode=True, filters={
+                "type": "container", "event": ["create", "start"]})
+            for c in self._client.containers.list(all=True):
+                self._remember(c.id, _info(c.name, c.attrs["Config"].get("Image"),
+                                           c.attrs.get("Image"), c.labels))
         except Exception as exc:  # the SDK raises its own errors and requests' alike
             log.info("container runtime not read: %s", exc)
             return
         self.available = True
-        for target in (self._follow_starts, self._look_up):
-            threading.Thread(target=target, daemon=True).start()
+        threading.Thread(target=self._follow, args=(events,), daemon=True).start()
+        threading.Thread(target=self._look_up, daemon=True).start()
 
     def get(self, container_id: str | None) -> ContainerInfo | None:
         if not container_id or not self.available:
@@ -72,15 +78,9 @@ class ContainerRuntime:
                 self._known.pop(next(iter(self._known)))
             self._known[container_id] = info
 
-    def _follow_starts(self) -> None:
-        """Every container there is, then each one created or started from now on."""
+    def _follow(self, events) -> None:
+        """Each container created or started from now on."""
         try:
-            events = self._client.events(decode=True,
-                                         filters={"type": "container",
-                                                  "event": ["create", "start"]})
-            for c in self._client.containers.list(all=True):
-                self._remember(c.id, _info(c.name, c.attrs["Config"].get("Image"),
-                                           c.attrs.get("Image"), c.labels))
             for event in events:
                 actor = event.get("Actor", {})
                 attributes = dict(actor.get("Attributes", {}))
