@@ -12,7 +12,7 @@ from typing import BinaryIO
 from ..context.types import Context
 from ..kernel.events import Event
 from .console import Containers
-from .jsonout import dumps, event_line, lost_record
+from .jsonout import JsonLines
 
 DEFAULT_MAX_MB = 100
 DEFAULT_BACKUPS = 5
@@ -79,27 +79,20 @@ class RotatingLines:
         self._file.close()
 
 
-class FileSink:
-    """The trace sink's lines (the JSON schema), and the losses, to a RotatingLines."""
+class FileSink(JsonLines):
+    """The JSON stream's lines (its schema), and the losses, to a RotatingLines."""
 
     def __init__(self, out: RotatingLines, runtime: Containers | None = None) -> None:
+        super().__init__(runtime)
         self.out = out
-        self.runtime = runtime
-        self._lines: list[str] = []
 
     def start(self, notes: list[str]) -> None:
         pass
 
-    def event(self, event: Event, ctx: Context, wall_ns: int) -> None:
-        self._lines.append(event_line(event, ctx, wall_ns, self.runtime))
-
-    def lost(self, count: int, wall_ns: int, lane: str = "bulk") -> None:
-        self._lines.append(dumps(lost_record(count, wall_ns, lane)))
-
     def flush(self) -> None:
-        if self._lines:
-            self.out.write(self._lines)
-            self._lines.clear()
+        lines = self.take()
+        if lines:
+            self.out.write(lines)
 
 
 class Tee:

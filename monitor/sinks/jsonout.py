@@ -241,19 +241,12 @@ def dumps(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=True, separators=(",", ":")).replace("\x7f", "\\u007f")
 
 
-class JsonSink:
-    """JSON lines on out, losses as records in the same stream; notes for people on err.
-    Lines are gathered and written once per poll."""
+class JsonLines:
+    """Events and losses as JSON lines, gathered until a poll's end takes them."""
 
-    def __init__(self, out: TextIO, err: TextIO, runtime: Containers | None = None) -> None:
-        self.out = out
-        self.err = err
+    def __init__(self, runtime: Containers | None = None) -> None:
         self.runtime = runtime
         self._lines: list[str] = []
-
-    def start(self, notes: list[str]) -> None:
-        self.err.write(start_line(notes) + "\n")
-        self.err.flush()
 
     def event(self, event: Event, ctx: Context, wall_ns: int) -> None:
         self._lines.append(event_line(event, ctx, wall_ns, self.runtime))
@@ -261,8 +254,26 @@ class JsonSink:
     def lost(self, count: int, wall_ns: int, lane: str = "bulk") -> None:
         self._lines.append(dumps(lost_record(count, wall_ns, lane)))
 
+    def take(self) -> list[str]:
+        lines, self._lines = self._lines, []
+        return lines
+
+
+class JsonSink(JsonLines):
+    """JSON lines on out, losses as records in the same stream; notes for people on err.
+    Lines are written once per poll."""
+
+    def __init__(self, out: TextIO, err: TextIO, runtime: Containers | None = None) -> None:
+        super().__init__(runtime)
+        self.out = out
+        self.err = err
+
+    def start(self, notes: list[str]) -> None:
+        self.err.write(start_line(notes) + "\n")
+        self.err.flush()
+
     def flush(self) -> None:
-        if self._lines:
-            self.out.write("\n".join(self._lines) + "\n")
-            self._lines.clear()
+        lines = self.take()
+        if lines:
+            self.out.write("\n".join(lines) + "\n")
         self.out.flush()
