@@ -41,15 +41,6 @@ class PermissionLog:
         self.logged = 0
         self._reported = self.last
 
-    def _take(self) -> bool:
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
     def ready(self) -> bool:
         """Whether a line could be written now (nothing is taken)."""
         now = self.clock()
@@ -59,7 +50,8 @@ class PermissionLog:
 
     def admit(self) -> bool:
         """Whether the next permission failure gets its line (else it is counted)."""
-        if self._take():
+        if self.ready():
+            self.tokens -= 1
             return True
         self.suppressed += 1
         self.suppressed_total += 1
