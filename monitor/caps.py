@@ -117,7 +117,8 @@ def drop_after_attach(trace: bool, stay_root: bool = False) -> set[int]:
     read through them, as root's are. Either way no_new_privs: nothing it runs can gain any."""
     keep = needed_after_attach(trace)
     # A user change needs CAP_SETUID and CAP_SETGID, which a unit's bounding set may leave out.
-    can_change = all(effective() >> cap & 1 for cap in (CAP_SETUID, CAP_SETGID))
+    caps = effective()
+    can_change = all(caps >> cap & 1 for cap in (CAP_SETUID, CAP_SETGID))
     become = not trace and not stay_root and os.geteuid() == 0 and can_change
     drop_all_but(keep, {CAP_SETUID, CAP_SETGID} if become else set())
     user = None

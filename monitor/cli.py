@@ -362,12 +362,16 @@ def _reopen_closed(fd: int, name: str) -> bool:
     opened later takes its number and receives what was meant for it. Whether it was."""
     if getattr(sys, name) is not None:
         return False
+    _devnull_onto(fd)
+    setattr(sys, name, open(fd, "w", closefd=False))
+    return True
+
+
+def _devnull_onto(fd: int) -> None:
     null = os.open(os.devnull, os.O_WRONLY)
     if null != fd:
         os.dup2(null, fd)
         os.close(null)
-    setattr(sys, name, open(fd, "w", closefd=False))
-    return True
 
 
 def _needs_stdout(argv: list[str], args: argparse.Namespace | None) -> bool:
@@ -423,9 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _null_stdout() -> None:
     """/dev/null in place of a stdout that cannot be written, so that the interpreter's last
     flush of what is still buffered fails no more."""
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, sys.stdout.fileno())
-    os.close(null)
+    _devnull_onto(sys.stdout.fileno())
 
 
 if __name__ == "__main__":
