@@ -140,13 +140,13 @@ def _caller(c: Caller, tgid: int, tid: int) -> str:
 
 
 # The text of the enricher's cached caller and targets, looked up by their identity.
-_texts: IdentityMemo[tuple[str, str]] = IdentityMemo(4096)
+_texts: IdentityMemo[tuple[str, tuple[str, str] | None]] = IdentityMemo(4096)
 
 
 def _who_text(c: Caller, targets: tuple | None, tgid: int, tid: int,
-              a: Args | None) -> tuple[str, str]:
-    """The caller's fields and the targets' (but their containers' names, which the runtime
-    may learn later), or "" for no targets."""
+              a: Args | None) -> tuple[str, tuple[str, str] | None]:
+    """The caller's fields, and each target's object but its container's names (which the
+    runtime may learn later) and its closing brace; None for no targets."""
     t1, t2 = targets or (None, None)
     pids = None if targets is None or a is None else (a.pid1, a.pid2)
     key = (id(c), id(t1), id(t2), tgid, tid, pids)
@@ -154,15 +154,16 @@ def _who_text(c: Caller, targets: tuple | None, tgid: int, tid: int,
     if texts is not None:
         return texts
     return _texts.put(key, (c, t1, t2), (
-        _caller(c, tgid, tid), "" if pids is None else
-        f'{{"pid":{pids[0]},{_target(t1)}\0{{"pid":{pids[1]},{_target(t2)}'))
+        _caller(c, tgid, tid), None if pids is None else
+        (f'{{"pid":{pids[0]},{_target(t1)}', f'{{"pid":{pids[1]},{_target(t2)}')))
 
 
-def _with_containers(targets: str, ctx: Context, runtime: Containers | None) -> str:
-    if not targets:
+def _with_containers(targets: tuple[str, str] | None, ctx: Context,
+                     runtime: Containers | None) -> str:
+    if targets is None:
         return "null"
     t1, t2 = ctx.targets or (None, None)
-    first, second = targets.split("\0")
+    first, second = targets
     return (f"[{first}{_container_of(runtime, t1 and t1.container_id)}}},"
             f"{second}{_container_of(runtime, t2 and t2.container_id)}}}]")
 
@@ -210,9 +211,9 @@ def event_line(event: Event, ctx: Context, wall_ns: int,
     paths = ",".join(f'"{key}":{json_string(path_text(path))}'
                      for key, path in ctx.paths.items()) if ctx.paths else ""
     caller = ctx.caller or _UNKNOWN
-    who, targets = _who_text(caller, ctx.targets, event.tgid, event.tid, a)
+    who, target_texts = _who_text(caller, ctx.targets, event.tgid, event.tid, a)
     who += _container_of(runtime, caller.container_id)
-    targets = _with_containers(targets, ctx, runtime)
+    targets = _with_containers(target_texts, ctx, runtime)
     call = _call_text(event.cgroup_id, event.uid, event.gid, event.comm, event.ret,
                       event.compat, a, event.seccomp, event.priority)
     last = None if event.last_ns is None else wall_ns + event.last_ns - event.ts_ns
