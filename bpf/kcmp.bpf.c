@@ -173,6 +173,14 @@ static __always_inline u32 kread32(u64 addr)
 }
 #endif
 
+/* The caller's nsproxy and its mount and network namespaces' inodes (KERNEL_CALLER), read
+ * once a call by outside(), for the counts and the record alike. */
+struct caller_ns {
+	u64 nsproxy;
+	u32 mntns;
+	u32 netns;
+};
+
 #ifdef KERNEL_CALLER
 /* The deepest pid namespace a task can be in (MAX_PID_NS_LEVEL is 32). */
 #define PID_LEVELS 32
@@ -206,13 +214,13 @@ static __always_inline u32 pid_nr_at(u64 pid, u32 level, u64 ns)
 	return kread64(upid + BTF_UPID_NS) == ns ? kread32(upid + BTF_UPID_NR) : 0;
 }
 
-static __always_inline void read_task(struct kcmp_task *t)
+static __always_inline void read_task(struct kcmp_task *t, struct caller_ns *ns)
 {
 	u64 task = bpf_get_current_task();
-	u64 nsproxy = kread64(task + BTF_TASK_NSPROXY);
+	u64 nsproxy = ns->nsproxy;
+	t->mntns = ns->mntns;
+	t->netns = ns->netns;
 	if (nsproxy) {
-		t->mntns = ns_inum(kread64(nsproxy + BTF_NSPROXY_MNT), BTF_MNT_INUM);
-		t->netns = ns_inum(kread64(nsproxy + BTF_NSPROXY_NET), BTF_NET_INUM);
 		t->utsns = ns_inum(kread64(nsproxy + BTF_NSPROXY_UTS), BTF_UTS_INUM);
 		t->ipcns = ns_inum(kread64(nsproxy + BTF_NSPROXY_IPC), BTF_IPC_INUM);
 		t->cgroupns = ns_inum(kread64(nsproxy + BTF_NSPROXY_CGROUP), BTF_CGROUP_INUM);
@@ -430,8 +438,8 @@ static __always_inline void count_ns(u32 kind, u32 slot, u32 outcome)
 #endif
 
 /* The monitor's namespaces the caller is not in, a bit per KCMP_NS_* (pid always known; mount
- * and network with KERNEL_CALLER). */
-static __always_inline u32 outside(void)
+ * and network with KERNEL_CALLER, which also fills *ns). */
+static __always_inline u32 outside(struct caller_ns *ns)
 {
 	u32 bits = 0;
 	struct bpf_pidns_info own;
@@ -439,10 +447,13 @@ static __always_inline u32 outside(void)
 		bits |= 1 << KCMP_NS_PID;
 #ifdef KERNEL_CALLER
 	u64 nsproxy = kread64(bpf_get_current_task() + BTF_TASK_NSPROXY);
+	ns->nsproxy = nsproxy;
 	if (nsproxy) {
-		if (ns_inum(kread64(nsproxy + BTF_NSPROXY_MNT), BTF_MNT_INUM) != OWN_MNTNS_INO)
+		ns->mntns = ns_inum(kread64(nsproxy + BTF_NSPROXY_MNT), BTF_MNT_INUM);
+		ns->netns = ns_inum(kread64(nsproxy + BTF_NSPROXY_NET), BTF_NET_INUM);
+		if (ns->mntns != OWN_MNTNS_INO)
 			bits |= 1 << KCMP_NS_MNT;
-		if (ns_inum(kread64(nsproxy + BTF_NSPROXY_NET), BTF_NET_INUM) != OWN_NETNS_INO)
+		if (ns->netns != OWN_NETNS_INO)
 			bits |= 1 << KCMP_NS_NET;
 	}
 #endif
@@ -726,7 +737,8 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_r
 	if (!entry)
 		read_before(&before, compat_regs);
 
-	u32 bits = outside();
+	struct caller_ns ns = {};
+	u32 bits = outside(&ns);
 #ifdef COUNT
 	count_call(entry, &before, ret, now, entry ? entry->flags : flags, bits);
 #endif
@@ -802,7 +814,7 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_r
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	__builtin_memset(&r->task, 0, sizeof(r->task));
 #ifdef KERNEL_CALLER
-	read_task(&r->task);
+	read_task(&r->task, &ns);
 	e->flags |= KCMP_EV_TASK;
 #endif
 #if defined(KERNEL_FILES) && defined(KERNEL_CALLER)
