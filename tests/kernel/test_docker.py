@@ -79,6 +79,10 @@ def _run(image, tmp_path, *options):
                             image, "/ownfds", "/tmp"],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     made = dict(word.split("=", 1) for word in run.stdout.readline().split()[1:])
+    # The monitors learn a container from the engine's event stream, on a thread of their
+    # own; a call made before that names it by its short id. On a dockerd just started that
+    # was seen to take a few hundred ms: the calls wait until it has surely passed.
+    time.sleep(2)
     run.stdin.write("go\n")
     run.stdin.close()
     assert run.wait(timeout=60) == 0
