@@ -12,6 +12,7 @@ import select
 import struct
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from .. import abi
@@ -33,7 +34,8 @@ from .counters import (
 )
 from .proctable import PROC_TABLE_SIZE, ProcessTable
 
-BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
+# Package data (bpf/ in the source tree), found the same way installed or editable.
+BPF_DIR = Path(str(resources.files("kcmp_monitor.bpf")))
 BPF_SOURCE = BPF_DIR / "kcmp.bpf.c"
 TRACEFS = "/sys/kernel/tracing"
 SETUP_HINT = "run `sudo make setup`"
