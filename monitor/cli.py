@@ -32,6 +32,7 @@ from .escape import escape
 from .exporter.httpd import DEFAULT_LIMITS
 from .kernel.btf import VMLINUX
 from .kernel.folds import DEFAULT_WINDOW_S, MAX_WINDOW_S as MAX_FOLD_WINDOW_S
+from .kernel.kcmp import HOST
 from .sinks.eventfile import DEFAULT_BACKUPS, DEFAULT_MAX_MB
 
 _STDOUT_CLOSED = ("standard output is closed: what this prints has nowhere to go (redirect it, "
@@ -85,6 +86,10 @@ def _positive_int(text: str, most: int = 1 << 31) -> int:
 
 def _backups(text: str) -> int:
     return _digits(text) if text == "0" else _positive_int(text, 1000)
+
+
+def _pid_or_host(text: str) -> int | str:
+    return HOST if text == HOST else _pid(text)
 
 
 def _pid(text: str) -> int:
@@ -244,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the running kernel's BTF, where the program finds the kernel "
                              f"structs it reads (default: {VMLINUX}); without it, caller "
                              "context comes from /proc")
+    tuning.add_argument("--namespaces-of", metavar="PID|host", type=_pid_or_host,
+                        help="hold callers to this process's pid, mount and network namespaces "
+                             "instead of the monitor's own (the namespaced counters, the "
+                             "console's [ns ...]); 'host': the kernel's initial ones, for a "
+                             "monitor in a container sharing the host's pid namespace (needs "
+                             "CAP_SYS_PTRACE at start)")
     return parser
 
 

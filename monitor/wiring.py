@@ -76,6 +76,7 @@ def program_options(args: argparse.Namespace, exporter: bool) -> ProgramOptions:
                           urgent_only=urgent_file and not args.context,
                           count=exporter or args.check,
                           log_eperm=exporter and args.eperm_log_rate > 0, btf=args.btf,
+                          home=args.namespaces_of,
                           fold_ns=round(args.fold_window * 1e9) if args.trace and args.fold
                           else 0)
 
@@ -103,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
         # Containers are named by their runtime where one answers (only the streams print).
         runtime = ContainerRuntime() if args.trace or events is not None else None
         if args.trace:
-            sink = (JsonSink if args.output == "json" else ConsoleSink)(
-                sys.stdout, sys.stderr, runtime)
+            sink = (JsonSink(sys.stdout, sys.stderr, runtime) if args.output == "json"
+                    else ConsoleSink(sys.stdout, sys.stderr, runtime, program.home))
         if events is not None:
             sink = (FileSink(events, runtime) if sink is None
                     else Tee(sink, FileSink(events, runtime)))

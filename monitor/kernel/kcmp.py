@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 from .. import abi
 from ..caps import check_privileges
-from ..errors import MonitorError, Unavailable
+from ..errors import MonitorError, NoPermission, NoSuchTarget, Unavailable
 from . import fields, ringbuf
 from .btf import VMLINUX
 from .folds import Folds
@@ -64,11 +65,58 @@ class ProgramOptions:
     btf: str = VMLINUX  # the running kernel's BTF, for the struct members the program reads
     fold_ns: int = 0  # fold a thread's identical streamed calls within this window; 0: not
     urgent_only: bool = False  # trace only the priority lane's kinds of call (the event file)
+    home: int | str | None = None  # whose namespaces a caller is held to (home_namespaces)
 
     @property
     def streams(self) -> bool:
         """Records reach user space: they get context, so the process table is kept."""
         return self.trace or self.log_eperm
+
+
+HOST = "host"  # --namespaces-of host: the kernel's initial namespaces
+
+
+class Home(NamedTuple):
+    """The pid, mount and network namespaces a caller is held to: a caller elsewhere is said
+    to be, and counted. The monitor's own, or (in a container sharing the host's pid
+    namespace) the host's."""
+    pidns_dev: int
+    pid: int
+    mnt: int
+    net: int
+
+    def inodes(self) -> dict[str, int | None]:
+        return {"pid": self.pid, "mnt": self.mnt, "net": self.net}
+
+
+def home_namespaces(of: int | str | None) -> Home:
+    """The namespaces of process `of` (None: the monitor's; HOST: kthreadd's, which are the
+    kernel's initial ones), from /proc/PID/ns: another process's need ptrace access."""
+    pid = _kthreadd() if of == HOST else of
+    proc = "/proc/self" if pid is None else f"/proc/{pid}"
+    try:
+        pidns = os.stat(f"{proc}/ns/pid")
+        return Home(pidns.st_dev, pidns.st_ino, os.stat(f"{proc}/ns/mnt").st_ino,
+                    os.stat(f"{proc}/ns/net").st_ino)
+    except PermissionError:
+        raise NoPermission(f"--namespaces-of {of}: cannot read its namespaces (needs "
+                           "CAP_SYS_PTRACE, which a container must be given for it)") from None
+    except FileNotFoundError:
+        raise NoSuchTarget(f"--namespaces-of {of}: no such process") from None
+
+
+def _kthreadd() -> int:
+    """Pid 2 where the monitor sees the host's pid namespace (the kernel's thread starter)."""
+    try:
+        with open("/proc/2/status") as f:
+            status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    except OSError:
+        status = {}
+    if status.get("Name") != "kthreadd" or status.get("PPid") != "0":
+        raise Unavailable("--namespaces-of host: the kernel's threads are not visible here; "
+                          "share the host's pid namespace (docker run --pid host, hostPID) "
+                          "or name a process of the host")
+    return 2
 
 
 def priority_pages(ringbuf_pages: int) -> int:
@@ -99,9 +147,11 @@ def kernel_features(options: ProgramOptions) -> fields.Resolved:
     return resolved._replace(off={**off, **resolved.off})
 
 
-def cflags(options: ProgramOptions, compat: bool, kernel: list[str] | None = None) -> list[str]:
+def cflags(options: ProgramOptions, compat: bool, kernel: list[str] | None = None,
+           home: Home | None = None) -> list[str]:
     """The -D flags that configure the program; the constants come from abi, nowhere else.
-    kernel: the flags of the kernel-side features (kernel_features())."""
+    kernel: the flags of the kernel-side features (kernel_features()); home: the namespaces
+    of options.home, where already read."""
     f = options.filters
     flags = [
         f"-I{BPF_DIR}",
@@ -133,11 +183,9 @@ def cflags(options: ProgramOptions, compat: bool, kernel: list[str] | None = Non
     if options.urgent_only:
         flags.append("-DTRACE_URGENT")
     if options.streams or options.count:
-        # The monitor's own namespaces: a caller elsewhere is said to be, and counted.
-        pidns = os.stat("/proc/self/ns/pid")
-        flags += [f"-DOWN_PIDNS_DEV={pidns.st_dev}ULL", f"-DOWN_PIDNS_INO={pidns.st_ino}ULL",
-                  f"-DOWN_MNTNS_INO={os.stat('/proc/self/ns/mnt').st_ino}",
-                  f"-DOWN_NETNS_INO={os.stat('/proc/self/ns/net').st_ino}"]
+        home = home or home_namespaces(options.home)
+        flags += [f"-DOWN_PIDNS_DEV={home.pidns_dev}ULL", f"-DOWN_PIDNS_INO={home.pid}ULL",
+                  f"-DOWN_MNTNS_INO={home.mnt}", f"-DOWN_NETNS_INO={home.net}"]
     if options.streams:
         flags += [f"-DPROC_TABLE={PROC_TABLE_SIZE}", f"-DCLONE_THREAD_FLAG={abi.CLONE_THREAD}",
                   f"-DCLONE_PARENT_FLAG={abi.CLONE_PARENT}"]
@@ -214,10 +262,10 @@ def _import_bcc():
     return bcc
 
 
-def _load(bcc, options: ProgramOptions, compat: bool, kernel: list[str]):
+def _load(bcc, options: ProgramOptions, compat: bool, kernel: list[str], home: Home):
     """Compile and attach (BCC attaches every probe it finds) or raise MonitorError."""
     try:
-        return bcc.BPF(src_file=str(BPF_SOURCE), cflags=cflags(options, compat, kernel))
+        return bcc.BPF(src_file=str(BPF_SOURCE), cflags=cflags(options, compat, kernel, home))
     except Exception as exc:  # BCC raises bare Exception for compile and attach failures
         raise MonitorError(f"could not load the BPF program: {exc}") from None
 
@@ -228,6 +276,7 @@ class KcmpProgram:
     def __init__(self, options: ProgramOptions, tracefs: str = TRACEFS) -> None:
         check_privileges()
         check_kernel(tracefs)
+        self.home = home_namespaces(options.home)
         bcc = _import_bcc()
         self.bcc_version = getattr(bcc, "__version__", "unknown")
         self.compat_error: str | None = None
@@ -248,7 +297,7 @@ class KcmpProgram:
         failed: list[MonitorError] = []
         for compat, kernel in attempts:
             try:
-                self._bpf = _load(bcc, options, compat, kernel)
+                self._bpf = _load(bcc, options, compat, kernel, self.home)
                 break
             except MonitorError as exc:
                 failed.append(exc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Protocol, TextIO
 
@@ -10,7 +9,7 @@ from .. import PROG, abi
 from ..context.types import Caller, ContainerInfo, Context, Target
 from ..escape import escape, escape_word
 from ..kernel.events import Args, Event
-from ..kernel.kcmp import KERNEL_FEATURES
+from ..kernel.kcmp import KERNEL_FEATURES, Home, home_namespaces
 
 START_LINE = "Tracing kcmp()... Ctrl-C to end."
 DENIED_MARK = "!! DENIED"
@@ -116,19 +115,9 @@ def _container(cid: str | None, runtime: Containers | None = None) -> str:
     return f" ctr={escape_word(info.name.encode())}" if info is not None else f" ctr={cid[:12]}"
 
 
-def own_namespaces(proc: str = "/proc/self") -> dict[str, int | None]:
-    """The monitor's pid, mount and network namespaces, which a caller is held to."""
-    found: dict[str, int | None] = {}
-    for kind in NAMESPACES:
-        try:
-            found[kind] = os.stat(f"{proc}/ns/{kind}").st_ino
-        except OSError:
-            found[kind] = None
-    return found
-
-
 def format_namespaces(c: Caller, own: dict[str, int | None]) -> str:
-    """The caller's namespaces that are not the monitor's, as "pid:N mnt:N net:N"."""
+    """The caller's namespaces that are not those it is held to (own: kcmp.Home.inodes()), as
+    "pid:N mnt:N net:N"."""
     mine = {"pid": c.pidns, "mnt": c.mntns, "net": c.netns}
     return " ".join(f"{kind}:{mine[kind]}" for kind in NAMESPACES
                     if mine[kind] is not None and mine[kind] != own.get(kind))
@@ -237,10 +226,11 @@ def exit_line(summary) -> str:
 class ConsoleSink:
     """Lines for a person: calls on out, losses on err as they happen."""
 
-    def __init__(self, out: TextIO, err: TextIO, runtime: Containers | None = None) -> None:
+    def __init__(self, out: TextIO, err: TextIO, runtime: Containers | None = None,
+                 home: Home | None = None) -> None:
         self.out = out
         self.err = err
-        self.own = own_namespaces()
+        self.own = (home or home_namespaces(None)).inodes()
         self.runtime = runtime
 
     def start(self, notes: list[str]) -> None:

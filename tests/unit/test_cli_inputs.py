@@ -37,6 +37,8 @@ def _cases():
             yield (["--trace"] if flag == "--fold-window" else []) + [flag, value]
     for value in ADDRESSES:
         yield ["--web.listen-address", value]
+    for value in IDS + ["Host", "host ", "hosts", "self"]:
+        yield ["--namespaces-of", value]
     for value in ("", "bogus", "FILE,", ",", "KCMP_", "8x", "\x1b[31m"):
         yield ["--trace", "--type", value]
     for value in ("", "a\x00b", "no-such-user-here", "\x1b[31m"):

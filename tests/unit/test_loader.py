@@ -7,7 +7,7 @@ import pytest
 from kcmp_monitor import abi
 from kcmp_monitor.caps import check_privileges
 from kcmp_monitor.kernel import kcmp as loader
-from kcmp_monitor.errors import NoPermission, Unavailable
+from kcmp_monitor.errors import NoPermission, NoSuchTarget, Unavailable
 from kcmp_monitor.kernel.kcmp import Filters, ProgramOptions
 
 
@@ -29,6 +29,25 @@ def test_default_flags_carry_the_abi_values_and_the_trace_stream():
         "OWN_MNTNS_INO": str(os.stat("/proc/self/ns/mnt").st_ino),
         "OWN_NETNS_INO": str(os.stat("/proc/self/ns/net").st_ino),
         "CLONE_THREAD_FLAG": "65536", "CLONE_PARENT_FLAG": "32768"}
+
+
+@pytest.mark.parametrize("of", [2, "host"])
+def test_callers_may_be_held_to_another_process_s_namespaces(of):
+    """--namespaces-of PID or host (kthreadd's: the kernel's initial namespaces, the host's
+    for a monitor in a container sharing the host's pid namespace)."""
+    import os
+
+    init = os.stat("/proc/2/ns/pid")
+    d = _defines(ProgramOptions(home=of))
+    assert (d["OWN_PIDNS_DEV"], d["OWN_PIDNS_INO"], d["OWN_MNTNS_INO"], d["OWN_NETNS_INO"]) == (
+        f"{init.st_dev}ULL", f"{init.st_ino}ULL", str(os.stat("/proc/2/ns/mnt").st_ino),
+        str(os.stat("/proc/2/ns/net").st_ino))
+    assert loader.home_namespaces(of).inodes()["net"] == os.stat("/proc/2/ns/net").st_ino
+
+
+def test_a_process_not_there_is_one_clear_error():
+    with pytest.raises(NoSuchTarget, match="^--namespaces-of 4194304: no such process$"):
+        loader.home_namespaces(4194304)
 
 
 def test_exporter_flags():
