@@ -71,6 +71,34 @@ def ownfds(kernel_ready, tmp_path_factory) -> Path:
     return _build(tmp_path_factory, "ownfds", "-static")
 
 
+def docker(*args, check=True, **kw):
+    """The Docker CLI, its output as text."""
+    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="session")
+def docker_engine(kernel_ready, tmp_path_factory):
+    """The engine's CLI answering; dockerd started (and stopped after) where it was not."""
+    if not shutil.which("docker") or not shutil.which("dockerd"):
+        skip_or_fail("needs Docker (Debian's docker.io; run `sudo make setup`)")
+    if docker("info", check=False).returncode == 0:
+        yield
+        return
+    log = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
+    with open(log, "w") as out:
+        daemon = subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while docker("info", check=False).returncode != 0:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                skip_or_fail(f"dockerd did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
+
+
 @dataclass
 class Case:
     name: str

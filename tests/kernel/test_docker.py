@@ -5,7 +5,6 @@ seccomp profile, which refuses kcmp without CAP_SYS_PTRACE, and with that capabi
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -13,40 +12,11 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import skip_or_fail
-
-from .conftest import REPEAT, Daemon, Monitor
+from .conftest import REPEAT, Daemon, Monitor, docker
 
 pytestmark = pytest.mark.kernel
 
 CALLS = 8 * REPEAT  # as ownfds makes them
-
-
-def _docker(*args, check=True, **kw):
-    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True, **kw)
-
-
-@pytest.fixture(scope="session")
-def docker_engine(kernel_ready, tmp_path_factory):
-    """The engine's CLI answering; dockerd started (and stopped after) where it was not."""
-    if not shutil.which("docker") or not shutil.which("dockerd"):
-        skip_or_fail("needs Docker (Debian's docker.io; run `sudo make setup`)")
-    if _docker("info", check=False).returncode == 0:
-        yield
-        return
-    log = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
-    with open(log, "w") as out:
-        daemon = subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while _docker("info", check=False).returncode != 0:
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                skip_or_fail(f"dockerd did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=60)
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +31,7 @@ def image(docker_engine, ownfds, tmp_path_factory):
                    capture_output=True)
     assert tar.wait() == 0
     yield name
-    _docker("rmi", "-f", name, check=False)
+    docker("rmi", "-f", name, check=False)
 
 
 def _run(image, tmp_path, *options):
@@ -163,7 +133,7 @@ def test_containers_are_named_by_their_runtime_with_their_pods(image, tmp_path):
     labels = [arg for key, value in pod.items() for arg in ("--label", f"{key}={value}")]
     cid, _made, records, lines, _metrics = _run(image, tmp_path, "--cap-add", "SYS_PTRACE",
                                                 "--name", name, *labels)
-    image_id = _docker("image", "inspect", "-f", "{{.Id}}", image).stdout.strip()
+    image_id = docker("image", "inspect", "-f", "{{.Id}}", image).stdout.strip()
     want = {"containerName": name, "containerImage": image, "containerImageId": image_id,
             "podName": pod["io.kubernetes.pod.name"],
             "podNamespace": pod["io.kubernetes.pod.namespace"],

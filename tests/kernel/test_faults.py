@@ -93,3 +93,18 @@ def test_every_stop_signal_ends_with_the_summary(kernel_ready, tmp_path, sig):
     code = text.stop(sig)
     assert time.monotonic() - start < 2
     _ends_cleanly(text.stderr(), code, 0, None)
+
+
+@pytest.mark.parametrize("of, code, error", [
+    ("host", 69, "--namespaces-of host: the kernel's threads are not visible here; share the "
+                 "host's pid namespace"),
+    ("4194304", 66, "--namespaces-of 4194304: no such process")])
+def test_namespaces_that_cannot_be_read_are_one_line_before_anything_attaches(
+        kernel_ready, of, code, error):
+    """In a pid namespace of its own (a container without --pid host), kthreadd is not there."""
+    result = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", monitor_command(),
+                             "--check", "--namespaces-of", of],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == code, result.stderr
+    assert result.stdout == "" and result.stderr.startswith(f"kcmp-monitor: error: {error}")
+    assert len(result.stderr.splitlines()) == 1
