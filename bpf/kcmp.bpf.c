@@ -255,6 +255,19 @@ static __always_inline void read_task(struct kcmp_task *t, struct caller_ns *ns)
 		bpf_probe_read_kernel_str(t->exe_name, sizeof(t->exe_name),
 					  (void *)kread64(dentry + BTF_DENTRY_NAME));
 	}
+#ifdef KERNEL_CGROUP
+	u64 cset = kread64(task + BTF_TASK_CGROUPS);
+#ifdef CGROUP_V1_SUBSYS
+	u64 cgrp = kread64(kread64(cset + BTF_CSS_SET_SUBSYS + CGROUP_V1_SUBSYS * sizeof(u64)) +
+			   BTF_CSS_CGROUP);
+#else
+	u64 cgrp = kread64(cset + BTF_CSS_SET_DFL_CGRP);
+#endif
+	u64 kn = kread64(cgrp + BTF_CGROUP_KN);
+	if (kn)
+		bpf_probe_read_kernel_str(t->cgroup, sizeof(t->cgroup),
+					  (void *)kread64(kn + BTF_KERNFS_NAME));
+#endif
 }
 #endif
 

@@ -88,6 +88,8 @@ struct kcmp_comm_stats {
 
 /* The caller as the kernel saw it at the call: what /proc can tell only while it lives.
  * Namespaces by inode; pids as the caller's own pid namespace numbers them. */
+#define KCMP_CGROUP_NAME 96 /* "cri-containerd-<64 hex>.scope" and its NUL fit */
+
 struct kcmp_task {
 	__u32 pidns;
 	__u32 mntns;
@@ -110,6 +112,8 @@ struct kcmp_task {
 	__u32 exe_name_len; /* the executable's name's full length: more than fits is cut */
 	__u32 reserved;
 	char exe_name[64];
+	char cgroup[KCMP_CGROUP_NAME]; /* its cgroup's own name, the leaf of its path
+					  * (KERNEL_CGROUP); "" where not read */
 };
 
 struct kcmp_event {

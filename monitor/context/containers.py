@@ -13,3 +13,14 @@ def container_in(cgroups: bytes) -> str:
     """The container id in cgroup paths, or "" for none."""
     found = _CONTAINER.search(cgroups)
     return found.group(1).decode() if found else ""
+
+
+# A container's cgroup's own name: the id alone (cgroupfs drivers), or the systemd driver's
+# scope named after the runtime.
+_LEAF = re.compile(rb"(?:(?:docker|cri-containerd|crio|libpod)-)?([0-9a-f]{64})(?:\.scope)?")
+
+
+def container_of_leaf(name: bytes) -> str:
+    """The container id a cgroup's own name (the last part of its path) holds, or ""."""
+    found = _LEAF.fullmatch(name)
+    return found.group(1).decode() if found else ""

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from typing import Protocol
 
 from ..kernel.events import Event, KernelTask
-from .containers import container_in
+from .containers import container_in, container_of_leaf
 from .pidns import PidNamespaces
 from .procfs import ProcFS
 from .types import Caller, Context, Target
@@ -144,12 +144,16 @@ class ProcReader:
 
     def _kernel_caller(self, event: Event, t: KernelTask) -> Caller:
         """The caller as the kernel's record has it; /proc adds only the executable's path
-        and, where the cgroup id names no directory, the container."""
+        and, where the kernel read no cgroup name and the cgroup id names no directory, the
+        container."""
         gone = not self.fs.exists(event.tgid)
-        # A v2 cgroup without a container may still hold one in a v1 hierarchy (hybrid).
-        container = self._cgroup_container(event.cgroup_id)
-        if not container and not gone:
-            container = self._container(event.tgid) or container
+        if t.cgroup:
+            container: str | None = container_of_leaf(t.cgroup)
+        else:
+            # A v2 cgroup without a container may still hold one in a v1 hierarchy (hybrid).
+            container = self._cgroup_container(event.cgroup_id)
+            if not container and not gone:
+                container = self._container(event.tgid) or container
         return Caller(ns_pid=t.ns_pid, ns_tid=t.ns_tid, host_ppid=t.ppid or None,
                       ns_ppid=t.ns_ppid, pidns=t.pidns or None, mntns=t.mntns or None,
                       container_id=container, exe=None if gone else self.fs.exe(event.tgid),

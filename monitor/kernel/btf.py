@@ -17,7 +17,7 @@ from typing import NamedTuple
 VMLINUX = "/sys/kernel/btf/vmlinux"
 
 # BTF kinds (<linux/btf.h>) the walk meets.
-_STRUCT, _UNION = 4, 5
+_STRUCT, _UNION, _ENUM = 4, 5, 6
 
 
 class BtfMissing(Exception):
@@ -27,6 +27,10 @@ class BtfMissing(Exception):
 class _Type(ctypes.Structure):
     _fields_ = [("name_off", ctypes.c_uint32), ("info", ctypes.c_uint32),
                 ("size_or_type", ctypes.c_uint32)]
+
+
+class _Enum(ctypes.Structure):
+    _fields_ = [("name_off", ctypes.c_uint32), ("val", ctypes.c_int32)]
 
 
 class _Member(ctypes.Structure):
@@ -93,6 +97,19 @@ class Btf:
     def size(self, struct: str) -> int:
         """sizeof(struct name)."""
         return int(self._lib.btf__resolve_size(self._btf, self._struct(struct)))
+
+    def enum_value(self, enum: str, name: str) -> int:
+        """The value of enumerator `name` of enum `enum` (a 32-bit one)."""
+        lib, btf = self._lib, self._btf
+        type_id = lib.btf__find_by_name_kind(btf, enum.encode(), _ENUM)
+        if type_id <= 0:
+            raise BtfMissing(f"enum {enum}")
+        t = lib.btf__type_by_id(btf, type_id).contents
+        values = ctypes.cast(ctypes.addressof(t) + ctypes.sizeof(_Type), ctypes.POINTER(_Enum))
+        for i in range(t.info & 0xFFFF):
+            if lib.btf__name_by_offset(btf, values[i].name_off) == name.encode():
+                return int(values[i].val)
+        raise BtfMissing(f"{enum}.{name}")
 
     def member(self, struct: str, path: str) -> Member:
         """The offset and size of struct.path, where path names members of embedded structs

@@ -60,6 +60,7 @@ TASK_LAYOUT = (
     ("exe_name_len", "I"),
     ("reserved", "I"),
     ("exe_name", "64s"),
+    ("cgroup", "96s"),
 )
 RAW_TASK = struct.Struct("<" + "".join(code for _, code in TASK_LAYOUT))
 RECORD_SIZE = RAW_EVENT.size + RAW_TASK.size
@@ -200,6 +201,7 @@ class KernelTask(NamedTuple):
     exe_ino: int
     exe_name: bytes  # the executable's file name (not its path)
     exe_name_cut: bool  # longer than the record holds
+    cgroup: bytes = b""  # its cgroup's own name (the leaf of its path); b"": not read
 
     @property
     def may_ptrace(self) -> bool:
@@ -263,11 +265,11 @@ def _task(raw: bytes) -> KernelTask:
     if task is not None:
         return task
     (pidns, mntns, netns, userns, utsns, ipcns, cgroupns, ppid, ns_pid, ns_tid, ns_ppid, level,
-     uid, gid, euid, egid, caps, exe_ino, name_len, _, name) = RAW_TASK.unpack(key)
+     uid, gid, euid, egid, caps, exe_ino, name_len, _, name, cgroup) = RAW_TASK.unpack(key)
     name = name.split(b"\0", 1)[0]
     task = KernelTask(pidns, mntns, netns, userns, utsns, ipcns, cgroupns, ppid, ns_pid, ns_tid,
                       ns_ppid, level + 1, uid, gid, euid, egid, caps, exe_ino, name,
-                      name_len > len(name))
+                      name_len > len(name), cgroup.split(b"\0", 1)[0])
     if len(_TASKS) >= _TASKS_MAX:
         _TASKS.clear()
     _TASKS[key] = task
@@ -352,7 +354,7 @@ def encode(event: Event) -> bytes:
         task = RAW_TASK.pack(t.pidns, t.mntns, t.netns, t.userns, t.utsns, t.ipcns, t.cgroupns,
                              t.ppid, t.ns_pid, t.ns_tid, t.ns_ppid, t.depth - 1, t.uid, t.gid,
                              t.euid, t.egid, t.cap_effective, t.exe_ino, name_len, 0,
-                             t.exe_name)
+                             t.exe_name, t.cgroup)
     files = b""
     if event.files is not None:
         for f in event.files:

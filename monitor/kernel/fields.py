@@ -76,6 +76,17 @@ FEATURES: dict[str, dict[str, tuple[str, str, int | None]]] = {
         "MOUNT_PARENT": ("mount", "mnt_parent", P),
         "MOUNT_MOUNTPOINT": ("mount", "mnt_mountpoint", P),
     },
+    # The caller's cgroup at the call (needs "caller"): the name of its kernfs node (the leaf
+    # of its path, where a container's id is), in the v1 hierarchy of a controller where one
+    # is mounted (-DCGROUP_V1_SUBSYS, the controller's id), else in the v2 one.
+    "cgroup": {
+        "TASK_CGROUPS": ("task_struct", "cgroups", P),
+        "CSS_SET_DFL_CGRP": ("css_set", "dfl_cgrp", P),
+        "CSS_SET_SUBSYS": ("css_set", "subsys", None),  # an array of pointers, by id
+        "CSS_CGROUP": ("cgroup_subsys_state", "cgroup", P),
+        "CGROUP_KN": ("cgroup", "kn", P),
+        "KERNFS_NAME": ("kernfs_node", "name", P),
+    },
     # A call refused before entry (by seccomp): its arguments from the saved user registers at
     # the top of the task's kernel stack, and whether the task runs under a seccomp filter.
     "seccomp": {
@@ -92,7 +103,7 @@ FEATURES: dict[str, dict[str, tuple[str, str, int | None]]] = {
 # Whole-struct sizes a feature needs, as (flag name, struct).
 SIZES = {"caller": (("UPID_SIZE", "upid"),), "seccomp": (("PT_REGS_SIZE", "pt_regs"),)}
 # A feature that reads what another one found.
-REQUIRES = {"files": "caller"}
+REQUIRES = {"files": "caller", "cgroup": "caller"}
 
 
 class Resolved(NamedTuple):
@@ -101,9 +112,11 @@ class Resolved(NamedTuple):
     off: dict[str, str]  # feature -> why it is off
 
 
-def resolve(path: str | None = None, features: tuple[str, ...] = tuple(FEATURES)) -> Resolved:
+def resolve(path: str | None = None, features: tuple[str, ...] = tuple(FEATURES),
+            cgroup_v1: str | None = None) -> Resolved:
     """The flags for every feature whose members the kernel's BTF has; path: a BTF file other
-    than the running kernel's (for tests)."""
+    than the running kernel's (for tests); cgroup_v1: the controller whose v1 hierarchy the
+    "cgroup" feature reads ("pids"), None for the v2 one."""
     try:
         btf = Btf(path) if path else Btf()
     except BtfMissing as exc:
@@ -122,6 +135,9 @@ def resolve(path: str | None = None, features: tuple[str, ...] = tuple(FEATURES)
                          for name, where in FEATURES[feature].items()]
                 found += [f"-DBTF_{name}={btf.size(struct)}"
                           for name, struct in SIZES.get(feature, ())]
+                if feature == "cgroup" and cgroup_v1 is not None:
+                    found.append("-DCGROUP_V1_SUBSYS="
+                                 f"{btf.enum_value('cgroup_subsys_id', f'{cgroup_v1}_cgrp_id')}")
             except BtfMissing as exc:
                 off[feature] = f"the kernel's BTF has no {exc}"
                 continue

@@ -127,6 +127,7 @@ def priority_pages(ringbuf_pages: int) -> int:
 # What the kernel-side features are called where a person reads about them.
 KERNEL_FEATURES = {"caller": "caller context from the kernel",
                    "files": "the caller's own fds from the kernel",
+                   "cgroup": "the caller's cgroup from the kernel",
                    "seccomp": "arguments of calls refused by seccomp"}
 
 
@@ -137,14 +138,31 @@ def kernel_features(options: ProgramOptions) -> fields.Resolved:
     # The caller's namespaces count calls from elsewhere, too.
     wanted: tuple[str, ...] = ("caller",) if options.streams or options.count else ()
     if options.streams:
-        wanted += ("files",)
+        wanted += ("files", "cgroup")
     off = {}
     if abi.is_x86_64():
         wanted += ("seccomp",)
     else:
         off["seccomp"] = f"saved registers are read on x86_64 only (this is {platform.machine()})"
-    resolved = fields.resolve(options.btf, wanted)
+    resolved = fields.resolve(options.btf, wanted, cgroup_v1=v1_controller())
     return resolved._replace(off={**off, **resolved.off})
+
+
+# Controllers whose v1 hierarchy holds a container's cgroup as its runtime made it (Docker,
+# containerd and CRI-O make one in each), the first mounted one read.
+V1_CONTROLLERS = ("pids", "memory", "devices", "cpu")
+
+
+def v1_controller(proc_cgroups: str = "/proc/cgroups") -> str | None:
+    """The controller whose v1 hierarchy the kernel side reads a caller's cgroup in; None where
+    no v1 hierarchy is mounted (cgroup v2 alone: the unified one is read)."""
+    try:
+        with open(proc_cgroups) as f:
+            rows = [line.split() for line in f if not line.startswith("#")]
+    except OSError:
+        return None
+    mounted = {row[0] for row in rows if len(row) == 4 and row[1] != "0" and row[3] == "1"}
+    return next((c for c in V1_CONTROLLERS if c in mounted), None)
 
 
 def cflags(options: ProgramOptions, compat: bool, kernel: list[str] | None = None,

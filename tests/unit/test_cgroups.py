@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from kcmp_monitor.context.cgroups import CgroupPaths, cgroup2_mount
 
 
@@ -28,3 +30,17 @@ def test_ids_are_directory_inodes_and_a_miss_walks_again(tmp_path):
     later.mkdir()
     assert paths.path(os.stat(later).st_ino) == "/later"
     assert CgroupPaths(None).path(1) is None
+
+
+@pytest.mark.parametrize("leaf, container", [
+    (b"a" * 64, "a" * 64),  # cgroupfs drivers: /docker/<id>, /kubepods/.../pod<uid>/<id>
+    (b"docker-" + b"b" * 64 + b".scope", "b" * 64),  # systemd drivers
+    (b"cri-containerd-" + b"c" * 64 + b".scope", "c" * 64),
+    (b"crio-" + b"d" * 64 + b".scope", "d" * 64),
+    (b"libpod-" + b"e" * 64, "e" * 64),
+    (b"user@0.service", ""), (b"", ""), (b"a" * 63, ""), (b"A" * 64, ""),
+    (b"x" + b"a" * 64, ""), (b"docker-" + b"a" * 64 + b".scope.x", "")])
+def test_a_cgroups_own_name_holds_its_containers_id(leaf, container):
+    from kcmp_monitor.context.containers import container_of_leaf
+
+    assert container_of_leaf(leaf) == container

@@ -143,13 +143,28 @@ def test_kernel_features_wanted(tmp_path):
     if not os.path.exists(loader.VMLINUX):
         skip_or_fail(f"the kernel has no BTF at {loader.VMLINUX}")
     streamed = loader.kernel_features(ProgramOptions())
-    assert streamed.on == ("caller", "files", "seccomp") and streamed.off == {}
+    assert streamed.on == ("caller", "files", "cgroup", "seccomp") and streamed.off == {}
+    # This machine mounts cgroup v1 controllers: the caller's cgroup is read in one of them.
+    subsys = [f for f in streamed.flags if f.startswith("-DCGROUP_V1_SUBSYS=")]
+    assert len(subsys) == (loader.v1_controller() is not None)
     counted = loader.kernel_features(ProgramOptions(trace=False, count=True))
     # The caller's namespaces count calls from elsewhere; its fds are read only for records.
     assert counted.on == ("caller", "seccomp")
     none = loader.kernel_features(ProgramOptions(btf=str(tmp_path / "none")))
     assert none.on == () and none.flags == []
-    assert set(none.off) == {"caller", "files", "seccomp"}
+    assert set(none.off) == {"caller", "files", "cgroup", "seccomp"}
+
+
+@pytest.mark.parametrize("rows, controller", [
+    ("pids\t8\t4\t1\nmemory\t4\t69\t1\n", "pids"),
+    ("pids\t0\t4\t1\nmemory\t4\t69\t1\n", "memory"),  # pids not mounted in v1
+    ("pids\t8\t4\t0\nmemory\t0\t9\t1\n", None),  # disabled; v2 alone
+    ("cpuset\t0\t1\t1\n", None)])
+def test_the_v1_hierarchy_read_is_a_mounted_controllers(tmp_path, rows, controller):
+    cgroups = tmp_path / "cgroups"
+    cgroups.write_text("#subsys_name\thierarchy\tnum_cgroups\tenabled\n" + rows)
+    assert loader.v1_controller(str(cgroups)) == controller
+    assert loader.v1_controller(str(tmp_path / "none")) is None
 
 
 @pytest.mark.parametrize("config, cmdline, reason", [
