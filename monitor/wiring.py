@@ -101,21 +101,26 @@ def run(args: argparse.Namespace) -> int:
             program.procs.remember(proc.fs.existing())
             program.procs.remember_numbers(proc.fs.numbered())
         sink: ConsoleSink | JsonSink | FileSink | Tee | None = None
-        # Containers are named by their runtime where one answers (only the streams print).
-        runtime = ContainerRuntime() if args.trace or events is not None else None
+        # Containers are named by their runtimes where one answers (only the streams print).
+        # Read now, while root: an exporter that becomes nobody keeps Docker's event stream
+        # open but can look up no more.
+        runtime = (ContainerRuntime() if args.trace or events is not None or options.log_eperm
+                   else None)
         if args.trace:
             sink = (JsonSink(sys.stdout, sys.stderr, runtime) if args.output == "json"
                     else ConsoleSink(sys.stdout, sys.stderr, runtime, program.home))
         if events is not None:
             sink = (FileSink(events, runtime) if sink is None
                     else Tee(sink, FileSink(events, runtime)))
-        eperm_log = PermissionLog(rate=args.eperm_log_rate) if options.log_eperm else None
+        eperm_log = (PermissionLog(rate=args.eperm_log_rate, runtime=runtime)
+                     if options.log_eperm else None)
         tracer = Tracer(program, proc, sink=sink, eperm_log=eperm_log,
                         count_context=args.context)
         registry = None
         if exporter:
             registry = daemon.build_registry(
-                program, (lambda: tracer.summary) if options.trace else None)
+                program, (lambda: tracer.summary) if options.trace else None,
+                runtime if runtime is not None and runtime.available else None)
         limits = Limits(connections=args.max_connections, requests=args.max_requests,
                         read_timeout_s=args.read_timeout)
         # Bound before the capabilities go: a port below 1024 needs CAP_NET_BIND_SERVICE.

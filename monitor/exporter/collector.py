@@ -262,6 +262,34 @@ class ContextCollector(Collector):
             "not be found in /proc or the process table", value=s.unresolved)
 
 
+class RuntimeCounts(Protocol):
+    """What the container runtimes told (context.runtime.ContainerRuntime)."""
+
+    misses: int
+
+    @property
+    def known(self) -> int: ...
+
+
+class RuntimeCollector(Collector):
+    """How well the streamed events' containers were named by their runtimes."""
+
+    def __init__(self, runtime: RuntimeCounts) -> None:
+        self._runtime = runtime
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("kcmp_monitor_containers_known", "Containers whose names the "
+                                "runtimes have told (remembered after they are gone)",
+                                value=self._runtime.known)
+        yield CounterMetricFamily(
+            "kcmp_monitor_container_misses", "Container ids met in a streamed event before "
+            "their runtime had named them (then looked up on the side)",
+            value=self._runtime.misses)
+
+
 def _buckets(log2: list[int]) -> list[tuple[str, float]]:
     """Cumulative (le, count) pairs in seconds from the kernel's log2 slots."""
     out: list[tuple[str, float]] = []

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from .. import __version__
 from ..errors import AddressInUse, UsageError
-from .collector import ContextCollector, KcmpCollector, SelfState
+from .collector import ContextCollector, KcmpCollector, RuntimeCollector, SelfState
 from .httpd import DEFAULT_LIMITS, Limits, MetricsServer
 
 log = logging.getLogger(__name__)
@@ -100,9 +100,10 @@ def notify(state: str) -> None:
             log.warning("could not notify systemd: %s", exc)
 
 
-def build_registry(program, context=None) -> CollectorRegistry:
-    """Our collector over the program's maps, the process's own metrics, and with context
-    (a callable returning the tracer's Summary) what enriching the stream found."""
+def build_registry(program, context=None, runtime=None) -> CollectorRegistry:
+    """Our collector over the program's maps, the process's own metrics, with context (a
+    callable returning the tracer's Summary) what enriching the stream found, and with a
+    runtime (collector.RuntimeCounts) how its containers were named."""
     registry = CollectorRegistry()
     state = SelfState(version=__version__, bcc_version=program.bcc_version,
                       kernel=os.uname().release, attached=program.attached,
@@ -111,6 +112,8 @@ def build_registry(program, context=None) -> CollectorRegistry:
     registry.register(KcmpCollector(program.snapshot, state))
     if context is not None:
         registry.register(ContextCollector(context))
+    if runtime is not None:
+        registry.register(RuntimeCollector(runtime))
     ProcessCollector(registry=registry)
     return registry
 

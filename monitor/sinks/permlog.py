@@ -13,6 +13,7 @@ from ..abi import CAP_SYS_PTRACE
 from ..context.types import Context
 from ..kernel.counters import SLOT_NAMES, SLOT_UNSEEN, slot_of
 from ..kernel.events import Event
+from .console import Containers
 from .logs import logfmt
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,10 @@ class PermissionLog:
     admit() is asked first, before the event is given any context: a flood costs a token
     test per event, not the work of a line."""
 
-    def __init__(self, rate: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, rate: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 runtime: Containers | None = None) -> None:
         self.rate = rate
+        self.runtime = runtime
         self.burst = max(1.0, 5 * rate)
         self.clock = clock
         self.tokens = self.burst
@@ -73,8 +76,26 @@ class PermissionLog:
             uid=event.uid, **kernel, pid1=a.pid1 if a else None, pid1_uid=t1 and t1.uid,
             pid1_comm=t1 and _name(t1.name), pid2=a.pid2 if a else None,
             pid2_uid=t2 and t2.uid, pid2_comm=t2 and _name(t2.name), compat=event.compat,
-            seccomp=event.seccomp or None, crosses=",".join(ctx.crossings) or None))
+            seccomp=event.seccomp or None, crosses=",".join(ctx.crossings) or None,
+            **self._containers(ctx)))
         self.logged += 1
+
+    def _containers(self, ctx: Context) -> dict[str, str | None]:
+        """The caller's container by its runtime's name (else its short id), its image and
+        pod; each target's where it is in one."""
+        c, (t1, t2) = ctx.caller, ctx.targets or (None, None)
+        found: dict[str, str | None] = {}
+        for key, cid in (("container", c and c.container_id),
+                         ("pid1_container", t1 and t1.container_id),
+                         ("pid2_container", t2 and t2.container_id)):
+            if not cid:
+                continue
+            info = self.runtime.get(cid) if self.runtime is not None else None
+            found[key] = cid[:12] if info is None else info.name
+            if key == "container" and info is not None:
+                found["container_image"] = info.image
+                found["pod"] = info.pod_name and f"{info.pod_namespace}/{info.pod_name}"
+        return found
 
     def tick(self) -> None:
         """Between reads: say what was suppressed, at most every REPORT_EVERY_S."""

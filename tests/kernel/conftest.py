@@ -10,6 +10,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ HERE = Path(__file__).resolve().parent
 PROMETHEUS = ROOT / ".tools" / "prometheus" / "usr" / "bin"
 HOSTILE_FILE = "evil\x1b[31mred"
 REPEAT = 23  # calls per case, as kcmpload.c makes them
+CTR_NAMESPACE = "kcmp-monitor-test"  # containerd's, for what the tests make there
+CTR_SOCKETS = ("/run/containerd/containerd.sock", "/var/run/docker/containerd/containerd.sock")
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +100,40 @@ def docker_engine(kernel_ready, tmp_path_factory):
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def ownfds_image(docker_engine, ownfds, tmp_path_factory):
+    """An image of ownfds alone (no registry is needed: `docker import` of a rootfs)."""
+    root = tmp_path_factory.mktemp("rootfs")
+    (root / "tmp").mkdir()
+    shutil.copy(ownfds, root / "ownfds")
+    name = f"kcmp-monitor-test/ownfds:{uuid.uuid4().hex[:12]}"
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run(["docker", "import", "-", name], stdin=tar.stdout, check=True,
+                   capture_output=True)
+    assert tar.wait() == 0
+    yield name
+    docker("rmi", "-f", name, check=False)
+
+
+@pytest.fixture(scope="session")
+def containerd(docker_engine):
+    """ctr's arguments for the containerd behind the engine (its own, or the host's)."""
+    if not shutil.which("ctr"):
+        skip_or_fail("needs containerd's ctr (it comes with docker.io; run `sudo make setup`)")
+    for sock in CTR_SOCKETS:
+        if os.path.exists(sock) and subprocess.run(
+                ["ctr", "-a", sock, "version"], capture_output=True).returncode == 0:
+            yield ["ctr", "-a", sock, "-n", CTR_NAMESPACE]
+            # Refused until containerd's collector has freed the removed image's blobs.
+            deadline = time.monotonic() + 30
+            while subprocess.run(["ctr", "-a", sock, "namespaces", "rm", CTR_NAMESPACE],
+                                 capture_output=True).returncode and \
+                    time.monotonic() < deadline:
+                time.sleep(0.5)
+            return
+    skip_or_fail(f"no containerd answers on {' or '.join(CTR_SOCKETS)}")
 
 
 @dataclass

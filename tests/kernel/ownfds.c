@@ -2,15 +2,15 @@
  * /proc when a monitor reads the events. Built static, so that it also runs alone in a
  * container image.
  *
- * Usage: ownfds DIR
+ * Usage: ownfds DIR [PEER]
  *   Opens, in DIR: a file, and a file it then deletes; and a pipe, a socket pair, an epoll fd
  *   watching the pipe, and a memfd. Prints one line:
  *     ownfds pid=P ppid=PP exe_ino=I pidns=.. mntns=.. netns=.. userns=.. utsns=.. ipcns=..
  *            cgroupns=.. file=F deleted=D pipe=R socket=S epoll=E memfd=M
  *   (as its own pid namespace and /proc see it), waits for a line on stdin, makes each call
  *   REPEAT times: kcmp(self, self, KCMP_FILE, fd, fd) for each fd, KCMP_EPOLL_TFD of the
- *   pipe in the epoll fd, and KCMP_FILE with fd numbers of 2^31 and above (EBADF); then
- *   exits. */
+ *   pipe in the epoll fd, and KCMP_FILE with fd numbers of 2^31 and above (EBADF); with a
+ *   PEER pid, then kcmp(self, PEER, KCMP_VM, 0, 0) REPEAT times too; then exits. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/kcmp.h>
@@ -50,8 +50,8 @@ static void calls(pid_t me, unsigned long type, unsigned long idx1, unsigned lon
 
 int main(int argc, char **argv)
 {
-	if (argc != 2)
-		die("usage: ownfds DIR");
+	if (argc != 2 && argc != 3)
+		die("usage: ownfds DIR [PEER]");
 	prctl(PR_SET_NAME, "ownfds", 0, 0, 0);
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/own", argv[1]);
@@ -90,5 +90,10 @@ int main(int argc, char **argv)
 	struct kcmp_epoll_slot slot = {.efd = epfd, .tfd = pipefd[0], .toff = 0};
 	calls(me, KCMP_EPOLL_TFD, pipefd[0], (unsigned long)(uintptr_t)&slot);
 	calls(me, KCMP_FILE, 0x80000003UL, 0xdeadbeefUL);
+	if (argc == 3) {
+		pid_t peer = atoi(argv[2]);
+		for (int i = 0; i < REPEAT; i++)
+			syscall(SYS_kcmp, me, peer, KCMP_VM, 0, 0);
+	}
 	return 0;
 }

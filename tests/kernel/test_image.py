@@ -18,37 +18,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import ROOT, skip_or_fail
 
-from .conftest import docker, http_get
+from .conftest import CTR_NAMESPACE, docker, http_get
 
 pytestmark = pytest.mark.kernel
 
 DAEMONSET = ROOT / "deploy" / "kubernetes" / "daemonset.yaml"
-NAMESPACE = "kcmp-monitor-test"  # containerd's, for what the test makes there
-SOCKETS = ("/run/containerd/containerd.sock", "/var/run/docker/containerd/containerd.sock")
 CALLS = 20_000
 
 
 def _run(*argv, **kw):
     return subprocess.run(argv, check=True, capture_output=True, text=True, **kw)
-
-
-@pytest.fixture(scope="session")
-def containerd(docker_engine):
-    """ctr's arguments for the containerd behind the engine (its own, or the host's)."""
-    if not shutil.which("ctr"):
-        skip_or_fail("needs containerd's ctr (it comes with docker.io; run `sudo make setup`)")
-    for sock in SOCKETS:
-        if os.path.exists(sock) and subprocess.run(
-                ["ctr", "-a", sock, "version"], capture_output=True).returncode == 0:
-            yield ["ctr", "-a", sock, "-n", NAMESPACE]
-            # Refused until containerd's collector has freed the removed image's blobs.
-            deadline = time.monotonic() + 30
-            while subprocess.run(["ctr", "-a", sock, "namespaces", "rm", NAMESPACE],
-                                 capture_output=True).returncode and \
-                    time.monotonic() < deadline:
-                time.sleep(0.5)
-            return
-    skip_or_fail(f"no containerd answers on {' or '.join(SOCKETS)}")
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +43,7 @@ def base_image(docker_engine, tmp_path_factory):
     anchors = Path("/usr/local/share/ca-certificates")
     if anchors.is_dir():
         shutil.copytree(anchors, root / anchors.relative_to("/"), dirs_exist_ok=True)
-    name = f"{NAMESPACE}/base:{uuid.uuid4().hex[:12]}"
+    name = f"{CTR_NAMESPACE}/base:{uuid.uuid4().hex[:12]}"
     tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
     _run("docker", "import", "-", name, stdin=tar.stdout)
     assert tar.wait() == 0
@@ -77,7 +56,7 @@ def base_image(docker_engine, tmp_path_factory):
 def monitor_image(base_image, containerd):
     """deploy/Containerfile built on the base, then handed to containerd as Kubernetes would
     pull it; (its name, its entrypoint)."""
-    name = f"{NAMESPACE}/kcmp-monitor:{uuid.uuid4().hex[:12]}"
+    name = f"{CTR_NAMESPACE}/kcmp-monitor:{uuid.uuid4().hex[:12]}"
     proxies = [arg for key in ("http_proxy", "https_proxy", "no_proxy") if key in os.environ
                for arg in ("--build-arg", f"{key}={os.environ[key]}")]
     _run("docker", "build", "-q", "-f", "deploy/Containerfile", "--build-arg",

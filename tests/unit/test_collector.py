@@ -4,7 +4,13 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from kcmp_monitor.kernel import counters
-from kcmp_monitor.exporter.collector import ContextCollector, KcmpCollector, SelfState, StickyTop
+from kcmp_monitor.exporter.collector import (
+    ContextCollector,
+    KcmpCollector,
+    RuntimeCollector,
+    SelfState,
+    StickyTop,
+)
 from kcmp_monitor.kernel.counters import SLOTS, Snapshot, TypeStats
 
 
@@ -210,3 +216,14 @@ def test_calls_from_other_namespaces_and_seccomp_refusals():
     assert _lines(text, 'kcmp_seccomp_refused_total{kcmp_type="KCMP_VM"}') == [
         'kcmp_seccomp_refused_total{kcmp_type="KCMP_VM"} 4.0']
     assert not _lines(_exposition(KcmpCollector(_snapshot, _state())), "kcmp_namespaced")
+
+
+def test_runtime_metrics_say_how_containers_were_named():
+    class Runtime:
+        known, misses = 12, 3
+
+    registry = CollectorRegistry()
+    registry.register(RuntimeCollector(Runtime()))
+    lines = generate_latest(registry).decode().splitlines()
+    assert "kcmp_monitor_containers_known 12.0" in lines
+    assert "kcmp_monitor_container_misses_total 3.0" in lines

@@ -82,3 +82,27 @@ def test_suppressed_lines_are_said_as_they_happen(caplog):
     plog.tick()
     assert caplog.records[-1].getMessage() == (
         'msg="kcmp permission denied lines suppressed (rate limit)" suppressed=4 total=4')
+
+
+class Runtime:
+    def __init__(self, known):
+        self.known = known
+
+    def get(self, cid):
+        return self.known.get(cid)
+
+
+def test_containers_are_named_by_their_runtime_else_their_short_id(caplog):
+    from kcmp_monitor.context.types import Caller, ContainerInfo
+
+    caplog.set_level(logging.INFO, logger="kcmp_monitor")
+    web, db = "a" * 64, "b" * 64
+    runtime = Runtime({web: ContainerInfo("web-1", "shop/web:2", None, "web-7f", "shop", "u")})
+    caller = Caller(3, 3, 1, 0, None, None, web, None)
+    evil = Target(7, b"evil", 65534, 1, None, None, None, None, web)
+    other = Target(9, b"db", 0, 1, None, None, None, None, db)
+    PermissionLog(clock=Clock(), runtime=runtime).event(
+        _denied(), Context(caller=caller, targets=(evil, other)))
+    assert caplog.records[0].getMessage().endswith(
+        "compat=false container=web-1 container_image=shop/web:2 pod=shop/web-7f "
+        "pid1_container=web-1 pid2_container=bbbbbbbbbbbb")
