@@ -11,6 +11,7 @@ import time
 import urllib.error
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -55,7 +56,7 @@ def base_image(docker_engine, tmp_path_factory):
 @pytest.fixture(scope="session")
 def monitor_image(base_image, containerd):
     """deploy/Containerfile built on the base, then handed to containerd as Kubernetes would
-    pull it; (its name, its entrypoint)."""
+    pull it."""
     name = f"{CTR_NAMESPACE}/kcmp-monitor:{uuid.uuid4().hex[:12]}"
     proxies = [arg for key in ("http_proxy", "https_proxy", "no_proxy") if key in os.environ
                for arg in ("--build-arg", f"{key}={os.environ[key]}")]
@@ -68,9 +69,15 @@ def monitor_image(base_image, containerd):
     assert save.wait() == 0
     (full,) = [ref for ref in _run(*containerd, "images", "ls", "-q").stdout.split()
                if ref.endswith(name)]
-    yield full, entrypoint
+    yield Image(full, entrypoint, name)
     subprocess.run([*containerd, "images", "rm", full], capture_output=True)
     docker("rmi", "-f", name, check=False)
+
+
+class Image(NamedTuple):
+    ref: str  # containerd's name for it
+    entrypoint: list[str]
+    docker: str  # the engine's
 
 
 def _capabilities() -> dict[str, int]:
@@ -235,7 +242,7 @@ def _status(pid: int) -> dict[str, str]:
 def pod(containerd, monitor_image, tmp_path):
     if os.stat("/proc/self/ns/pid").st_ino != os.stat("/proc/2/ns/pid").st_ino:
         skip_or_fail("hostPID needs the tests to run in the host's pid namespace")
-    pod = Pod(containerd, *monitor_image, tmp_path)
+    pod = Pod(containerd, monitor_image.ref, monitor_image.entrypoint, tmp_path)
     try:
         pod.start()
         yield pod
@@ -271,8 +278,7 @@ def test_the_pod_starts_with_exactly_the_capabilities_the_daemonset_adds(
         containerd, monitor_image, tmp_path):
     """The translation is what it claims: the bounding set at start is the DaemonSet's list,
     under containerd's seccomp filter, with no_new_privs."""
-    image, entrypoint = monitor_image
-    pod = Pod(containerd, image, entrypoint, tmp_path)
+    pod = Pod(containerd, monitor_image.ref, monitor_image.entrypoint, tmp_path)
     try:
         out = pod.run("/bin/grep", "-E", "^(CapBnd|NoNewPrivs|Seccomp):", "/proc/self/status")
     finally:
@@ -284,3 +290,67 @@ def test_the_pod_starts_with_exactly_the_capabilities_the_daemonset_adds(
     fields = dict(line.split(":\t") for line in out.splitlines())
     assert int(fields["CapBnd"], 16) == want
     assert fields["NoNewPrivs"] == "1" and fields["Seccomp"] == "2"
+
+
+def _readme_docker_run() -> list[str]:
+    """The README's `docker run` of the image (As a container), as words."""
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("### As a container"):readme.index("### On Kubernetes")]
+    command = re.search(r"^docker run .*?(?<!\\)$", block, re.M | re.S).group(0)
+    return shlex.split(command.replace("\\\n", " "))
+
+
+def test_the_readmes_docker_run_is_the_daemonsets_spec():
+    """Its capabilities, mounts and arguments are the DaemonSet's: the two do not drift."""
+    words = _readme_docker_run()
+    (c,) = yaml.safe_load(DAEMONSET.read_text())["spec"]["template"]["spec"]["containers"]
+    pairs = list(zip(words, words[1:]))
+    assert {v for k, v in pairs if k == "--cap-add"} == set(c["securityContext"][
+        "capabilities"]["add"])
+    assert ("--cap-drop", "ALL") in pairs and ("--pid", "host") in pairs
+    assert "--read-only" in words and ("--security-opt", "no-new-privileges") in pairs
+    volumes = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert {v for k, v in pairs if k == "-v"} == {f"{p}:{p}:ro" for p in volumes.values()}
+    image = next(w for w in words if w.startswith("kcmp-monitor:"))
+    assert [a for arg in c["args"] for a in arg.split("=", 1)] == words[words.index(image) + 1:]
+
+
+def test_the_readmes_docker_run_counts_the_hosts_calls(monitor_image, loop, tmp_path):
+    """Run as the README says under this Docker Engine; before 23.0 it knows no CAP_BPF or
+    CAP_PERFMON, and the README says to give CAP_SYS_ADMIN in their place."""
+    words = _readme_docker_run()
+    name = f"kcmp-{uuid.uuid4().hex[:8]}"
+    words[words.index("--name") + 1] = name
+    image = next(i for i, w in enumerate(words) if w.startswith("kcmp-monitor:"))
+    words[image] = monitor_image.docker
+    engine = docker("version", "-f", "{{.Server.Version}}").stdout.strip()
+    if int(engine.split(".")[0]) < 23:
+        at = words.index("BPF")
+        words[at] = "SYS_ADMIN"
+        del words[words.index("PERFMON") - 1:words.index("PERFMON") + 1]
+    port = words[words.index("-p") + 1]
+    words[words.index("-p") + 1] = "127.0.0.1::9041"  # any free port of the host
+    assert port == "127.0.0.1:9041:9041"
+    _run(*words)
+    try:
+        host_port = docker("port", name, "9041/tcp").stdout.split(":")[-1].strip()
+        url = f"http://127.0.0.1:{host_port}/metrics"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                before = _counts(http_get(url))
+                break
+            except (urllib.error.URLError, OSError):
+                assert time.monotonic() < deadline, docker("logs", name).stderr
+                time.sleep(0.5)
+        subprocess.run([str(loop), "kcmp", str(CALLS)], check=True, capture_output=True)
+        after = _counts(http_get(url))
+        key = ("kcmp_calls_total", ("kcmp_type", "KCMP_VM"), ("outcome", "same"))
+        assert after[key] - before.get(key, 0) == CALLS
+        assert all(v == before.get(k, 0) for k, v in after.items()
+                   if k[0] == "kcmp_namespaced_calls_total")
+        assert "running as nobody" in docker("logs", name).stderr
+    finally:
+        docker("rm", "-f", name, check=False)
