@@ -15,6 +15,7 @@ from typing import NoReturn
 from . import PROG, __version__, abi
 from .errors import (
     EXIT_ADDRESS_IN_USE,
+    EXIT_DATAERR,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_IOERR,
@@ -24,7 +25,9 @@ from .errors import (
     EXIT_TIMEOUT,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
+    BadData,
     MonitorError,
+    NoSuchTarget,
     OutputFailed,
     UsageError,
 )
@@ -212,6 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="N", help=f"rotated files kept (default: {DEFAULT_BACKUPS})")
     events.add_argument("--events-file-compress", action="store_true",
                         help="gzip the rotated files but the newest")
+    detect = parser.add_argument_group("detections (kcmp signatures; see the README)")
+    detect.add_argument("--detect", action="store_true",
+                        help="exporter: run the signatures on the priority lane's calls "
+                             "(permission failures, seccomp refusals, 32-bit calls, other "
+                             "namespaces): findings to the log and kcmp_detections_total")
+    detect.add_argument("--no-detect", dest="no_detect", action="store_true",
+                        help="--trace: run no signatures (they run on every traced call)")
+    detect.add_argument("--rules", metavar="FILE",
+                        help="the rule file: which signatures run, thresholds, windows, "
+                             "allowlists (default: the shipped one; `kcmp-monitor detect "
+                             "--print-rules` shows it)")
     parser.add_argument("--own-paths-only", action="store_true",
                         help="fd paths only for the caller's own fds: other processes' show as "
                              "numbers (what a stream shipped elsewhere need not carry)")
@@ -281,6 +295,17 @@ def check_flags(args: argparse.Namespace) -> None:
         raise UsageError("--fold-window sets how calls are folded, which --no-fold turns off")
     if args.compat_timing and not args.compat:
         raise UsageError("--compat-timing times 32-bit calls, which --no-compat leaves out")
+    if args.detect and args.trace:
+        raise UsageError("--detect is the exporter's: with --trace the signatures run on every "
+                         "traced call already (--no-detect turns them off)")
+    if args.no_detect and not args.trace:
+        raise UsageError("--no-detect is --trace's: the exporter runs no signatures unless "
+                         "--detect is given")
+    if args.rules is not None and not (args.detect or args.trace and not args.no_detect):
+        raise UsageError("--rules configures the signatures, which do not run here (add "
+                         "--detect, or leave out --no-detect)")
+    if args.detect and args.check:
+        raise UsageError("--check finds nothing: leave out --detect")
     if args.context and args.trace:
         raise UsageError("--context is the exporter's: --trace already gives every traced "
                          "call its context")
@@ -305,6 +330,71 @@ exit codes: {EXIT_OK} ok, {EXIT_USAGE} usage, {EXIT_NO_SUCH} no such process or 
   {EXIT_NOPERM} not permitted (CAP_SYS_PTRACE or the same uid), {EXIT_TIMEOUT} a kcmp call \
 blocked, {EXIT_INTERRUPTED} interrupted
 """
+
+
+DETECT_EXAMPLES = f"""\
+examples:
+  kcmp-monitor detect events.json              findings in a recorded JSON stream
+  kcmp-monitor detect events.json.2.gz         an event file's gzipped backup
+  kcmp-monitor --trace --output json | kcmp-monitor detect -
+  kcmp-monitor detect --rules mine.yaml events.json   try a rule file before deploying it
+  kcmp-monitor detect --print-rules > mine.yaml       the shipped rules, to start from
+
+exit codes: {EXIT_OK} ok (findings or none), {EXIT_USAGE} usage or a bad rule file, \
+{EXIT_NO_SUCH} no such file,
+  {EXIT_DATAERR} lines that were not events (skipped, counted; the findings of the rest are \
+printed)"""
+
+
+def build_detect_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=f"{PROG} detect",
+        description="Run the kcmp signatures over recorded events (JSON lines from --output "
+                    "json or --events-file) and print their findings.",
+        epilog=DETECT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="*", metavar="FILE",
+                        help="JSON lines, gzipped or not; - for standard input")
+    parser.add_argument("--rules", metavar="FILE", help="the rule file (default: the shipped)")
+    parser.add_argument("--output", choices=("json", "text"), default="json",
+                        help="findings as JSON lines (Tracee's finding shape) or marked lines")
+    parser.add_argument("--print-rules", action="store_true",
+                        help="print the shipped rule file and exit")
+    return parser
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    from .detect import offline, rules
+    from .detect.engine import Detector
+    from .sinks.console import format_finding
+    from .sinks.jsonout import dumps
+
+    if args.print_rules:
+        if args.files or args.rules:
+            raise UsageError("--print-rules prints the shipped rules alone: leave out the rest")
+        sys.stdout.write(rules.default_text())
+        return EXIT_OK
+    if not args.files:
+        raise UsageError("name the recorded events: a FILE, or - for standard input")
+    detector = Detector(rules.load(args.rules))
+    skipped = offline.Skipped()
+    for path in args.files:
+        try:
+            stream = offline.open_events(path, sys.stdin.buffer)
+        except FileNotFoundError:
+            raise NoSuchTarget(f"{path}: no such file") from None
+        except OSError as exc:
+            raise UsageError(f"{path}: {exc.strerror}") from None
+        with stream:
+            try:
+                for finding in offline.findings(stream, path, detector, skipped):
+                    print(dumps(finding.record()) if args.output == "json"
+                          else format_finding(finding))
+            except (OSError, EOFError) as exc:  # a gzip cut short, a read error
+                skipped.add(path, f"unreadable past this point ({exc})")
+    if skipped.count:
+        raise BadData(f"{skipped.count} line{'s' if skipped.count > 1 else ''} skipped, not "
+                      f"events (first: {skipped.first})")
+    return EXIT_OK
 
 
 def _fd_ref(text: str, parts: int) -> tuple[int, ...]:
@@ -386,7 +476,7 @@ def _devnull_onto(fd: int) -> None:
 
 
 def _needs_stdout(argv: list[str], args: argparse.Namespace | None) -> bool:
-    if argv[:1] == ["probe"] or {"-h", "--help"} & set(argv):
+    if argv[:1] in (["probe"], ["detect"]) or {"-h", "--help"} & set(argv):
         return True
     return args is not None and (args.trace or args.check or args.version)
 
@@ -402,6 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(_STDOUT_CLOSED)
         if argv[:1] == ["probe"]:
             return run_probe(build_probe_parser().parse_args(argv[1:]))
+        if argv[:1] == ["detect"]:
+            return run_detect(build_detect_parser().parse_args(argv[1:]))
         args = build_parser().parse_args(argv)
         if stdout_closed and _needs_stdout(argv, args):
             raise UsageError(_STDOUT_CLOSED)

@@ -3,6 +3,7 @@ code the program uses is here."""
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_DATAERR = 65  # sysexits EX_DATAERR: input lines that were not what they should be
 EXIT_NO_SUCH = 66  # sysexits EX_NOINPUT: the process or fd named is not there (probe)
 EXIT_UNAVAILABLE = 69  # a kernel feature or a dependency is missing (sysexits EX_UNAVAILABLE)
 EXIT_INTERNAL = 70
@@ -27,6 +28,10 @@ class Unavailable(MonitorError):
 
 class NoPermission(MonitorError):
     exit_code = EXIT_NOPERM
+
+
+class BadData(MonitorError):
+    exit_code = EXIT_DATAERR
 
 
 class NoSuchTarget(MonitorError):

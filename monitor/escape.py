@@ -44,3 +44,9 @@ def escape_word(raw: bytes) -> str:
     """escape_bytes() with spaces escaped too (\x20): a word of a line of words, which no
     name can make look like the words after it."""
     return escape_bytes(raw).replace(" ", "\\x20")
+
+
+def json_text(raw: bytes) -> str:
+    """Bytes as JSON carries them as text: a byte that is not UTF-8 becomes a visible \\xNN,
+    and a backslash two, so that no name can pass for another."""
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")

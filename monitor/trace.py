@@ -12,6 +12,9 @@ from .abi import EPERM
 from .context.enrich import enrich
 from .context.processes import ProcReader
 from .context.types import BOUNDARIES, Context
+from .detect.engine import Detector
+from .detect.observe import Containers, from_event
+from .detect.types import SEVERITIES, Finding
 from .kernel.counters import STAT_DROPPED, STAT_DROPPED_PRIORITY, STAT_INFLIGHT
 from .kernel.events import Event, decode
 from .sinks.logs import logfmt
@@ -25,6 +28,8 @@ class Sink(Protocol):
     def event(self, event: Event, ctx: Context, wall_ns: int) -> None: ...
 
     def lost(self, count: int, wall_ns: int, lane: str = "bulk") -> None: ...
+
+    def finding(self, finding: Finding) -> None: ...
 
     def flush(self) -> None: ...
 
@@ -61,6 +66,14 @@ class Summary:
     unresolved: int = 0  # traced calls whose caller or a target could not be resolved
 
 
+def log_finding(finding: Finding) -> None:
+    """A finding of the daemon, which has no stream: a line in its log."""
+    m = finding.meta
+    log.warning(logfmt(msg="kcmp finding", signature=m.id, name=m.name,
+                       severity=SEVERITIES[m.severity], technique=m.technique,
+                       summary=finding.summary))
+
+
 def monotonic_to_wall_ns() -> int:
     """What to add to a bpf_ktime_get_ns() stamp (CLOCK_MONOTONIC) to get epoch time."""
     return time.time_ns() - time.monotonic_ns()
@@ -71,12 +84,17 @@ class Tracer:
     permission failure to the EPERM log; either may be absent."""
 
     def __init__(self, source: EventSource, proc: ProcReader, sink: Sink | None = None,
-                 eperm_log: EventLog | None = None, count_context: bool = False) -> None:
+                 eperm_log: EventLog | None = None, count_context: bool = False,
+                 detector: Detector | None = None, runtime: Containers | None = None) -> None:
         """count_context: give every traced call its context and count crossings even
-        without a sink (the daemon's --context)."""
+        without a sink (the daemon's --context); detector: the signatures every traced call
+        goes through (findings to the sink, else to the log); runtime: what names the
+        containers they see."""
         self.source = source
         self.sink = sink
-        self.traces = sink is not None or count_context
+        self.detector = detector
+        self.runtime = runtime
+        self.traces = sink is not None or count_context or detector is not None
         self.eperm_log = eperm_log
         self.proc = proc
         self.summary = Summary()
@@ -117,6 +135,7 @@ class Tracer:
         """One read: records reach the sinks in order, then any new loss is reported (final:
         the last, which takes every folded run)."""
         sink, eperm_log, proc, offset = self.sink, self.eperm_log, self.proc, self._offset
+        detector = self.detector
         traces, summary = self.traces, self.summary
         crossed = summary.crossings
         traced = unresolved = folded = 0
@@ -149,6 +168,13 @@ class Tracer:
                     unresolved += 1
                 if sink is not None:
                     sink.event(event, ctx, event.ts_ns + offset)
+                if detector is not None:
+                    for finding in detector.observe(
+                            from_event(event, ctx, event.ts_ns + offset, self.runtime)):
+                        if sink is not None:
+                            sink.finding(finding)
+                        else:
+                            log_finding(finding)
             if to_log and eperm_log is not None:
                 eperm_log.event(event, ctx)
         summary.events += traced

@@ -13,6 +13,8 @@ from .context.cgroups import CgroupPaths, cgroup2_mount
 from .context.processes import ProcReader
 from .context.runtime import ContainerRuntime
 from .context.sockets import NetnsNames, SocketResolver
+from .detect import rules
+from .detect.engine import Detector
 from .errors import EXIT_OK, OutputFailed, OutputStalled, UsageError
 from .exporter import daemon
 from .exporter.check import check
@@ -68,8 +70,9 @@ class StopFlag:
 def program_options(args: argparse.Namespace, exporter: bool) -> ProgramOptions:
     filters = Filters(tgid=args.pid, uid=args.uid, comm=args.comm, types=args.types,
                       errors_only=args.errors_only)
-    # The exporter's event file: the priority lane's kinds of call, streamed for it alone.
-    urgent_file = not args.trace and args.events_file is not None
+    # The exporter's event file and its signatures: the priority lane's kinds of call,
+    # streamed for them alone.
+    urgent_file = not args.trace and (args.events_file is not None or args.detect)
     return ProgramOptions(filters=filters, ringbuf_pages=args.ringbuf_pages,
                           compat=args.compat, compat_entry=args.compat_timing,
                           trace=args.trace or args.context or urgent_file,
@@ -88,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     address = daemon.parse_listen_address(
         daemon.DEFAULT_ADDRESS if args.listen is None else args.listen)
     events = _open_events_file(args)
+    # A bad rule file is said before anything attaches.
+    detector = (Detector(rules.load(args.rules))
+                if args.detect or args.trace and not args.no_detect else None)
     stop = StopFlag()
     options = program_options(args, exporter)
     with KcmpProgram(options) as program:
@@ -105,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         # Read now, while root: an exporter that becomes nobody keeps Docker's event stream
         # open but can look up no more.
         runtime = (ContainerRuntime() if args.trace or events is not None or options.log_eperm
-                   else None)
+                   or detector is not None else None)
         if args.trace:
             sink = (JsonSink(sys.stdout, sys.stderr, runtime) if args.output == "json"
                     else ConsoleSink(sys.stdout, sys.stderr, runtime, program.home))
@@ -115,12 +121,12 @@ def run(args: argparse.Namespace) -> int:
         eperm_log = (PermissionLog(rate=args.eperm_log_rate, runtime=runtime)
                      if options.log_eperm else None)
         tracer = Tracer(program, proc, sink=sink, eperm_log=eperm_log,
-                        count_context=args.context)
+                        count_context=args.context, detector=detector, runtime=runtime)
         registry = None
         if exporter:
             registry = daemon.build_registry(
                 program, (lambda: tracer.summary) if options.trace else None,
-                runtime if runtime is not None and runtime.available else None)
+                runtime if runtime is not None and runtime.available else None, detector)
         limits = Limits(connections=args.max_connections, requests=args.max_requests,
                         read_timeout_s=args.read_timeout)
         # Bound before the capabilities go: a port below 1024 needs CAP_NET_BIND_SERVICE.

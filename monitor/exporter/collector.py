@@ -290,6 +290,29 @@ class RuntimeCollector(Collector):
             value=self._runtime.misses)
 
 
+class DetectionCounts(Protocol):
+    """The findings made so far (detect.engine.Detector), by (signature id, severity)."""
+
+    counts: dict[tuple[str, str], int]
+
+
+class DetectionCollector(Collector):
+    """kcmp_detections_total: every enabled signature's findings, zero from the start."""
+
+    def __init__(self, detector: DetectionCounts) -> None:
+        self._detector = detector
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        found = CounterMetricFamily("kcmp_detections", "Findings of the kcmp signatures",
+                                    labels=["signature", "severity"])
+        for (signature, severity), count in sorted(self._detector.counts.items()):
+            found.add_metric([signature, severity], count)
+        yield found
+
+
 def _buckets(log2: list[int]) -> list[tuple[str, float]]:
     """Cumulative (le, count) pairs in seconds from the kernel's log2 slots."""
     out: list[tuple[str, float]] = []

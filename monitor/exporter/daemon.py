@@ -14,7 +14,13 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from .. import __version__
 from ..errors import AddressInUse, UsageError
-from .collector import ContextCollector, KcmpCollector, RuntimeCollector, SelfState
+from .collector import (
+    ContextCollector,
+    DetectionCollector,
+    KcmpCollector,
+    RuntimeCollector,
+    SelfState,
+)
 from .httpd import DEFAULT_LIMITS, Limits, MetricsServer
 
 log = logging.getLogger(__name__)
@@ -100,10 +106,11 @@ def notify(state: str) -> None:
             log.warning("could not notify systemd: %s", exc)
 
 
-def build_registry(program, context=None, runtime=None) -> CollectorRegistry:
+def build_registry(program, context=None, runtime=None, detector=None) -> CollectorRegistry:
     """Our collector over the program's maps, the process's own metrics, with context (a
-    callable returning the tracer's Summary) what enriching the stream found, and with a
-    runtime (collector.RuntimeCounts) how its containers were named."""
+    callable returning the tracer's Summary) what enriching the stream found, with a
+    runtime (collector.RuntimeCounts) how its containers were named, and with a detector
+    (collector.DetectionCounts) its findings."""
     registry = CollectorRegistry()
     state = SelfState(version=__version__, bcc_version=program.bcc_version,
                       kernel=os.uname().release, attached=program.attached,
@@ -114,6 +121,8 @@ def build_registry(program, context=None, runtime=None) -> CollectorRegistry:
         registry.register(ContextCollector(context))
     if runtime is not None:
         registry.register(RuntimeCollector(runtime))
+    if detector is not None:
+        registry.register(DetectionCollector(detector))
     ProcessCollector(registry=registry)
     return registry
 

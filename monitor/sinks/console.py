@@ -7,6 +7,7 @@ from typing import Protocol, TextIO
 
 from .. import PROG, abi
 from ..context.types import Caller, ContainerInfo, Context, Target
+from ..detect.types import SEVERITIES, Finding
 from ..escape import escape, escape_word
 from ..kernel.events import Args, Event
 from ..kernel.kcmp import KERNEL_FEATURES, Home, home_namespaces
@@ -179,6 +180,15 @@ def format_line(event: Event, ctx: Context, wall_ns: int,
     return line
 
 
+def format_finding(finding: Finding) -> str:
+    """A finding's marked line: the signature, its severity and technique, what was seen."""
+    m = finding.meta
+    when = format_time(finding.events[-1].timestamp)
+    # The summary holds names as JSON text: control characters are still to be escaped.
+    return (f"{when} !! FINDING {m.id} {m.name} ({SEVERITIES[m.severity]}, {m.technique} "
+            f"{m.technique_name}): {escape(finding.summary, backslash=False)}")
+
+
 def format_lost(count: int, lane: str = "bulk") -> str:
     if lane == "priority":
         return (f"{PROG}: lost {count} events of the priority lane (permission failures, "
@@ -243,6 +253,9 @@ class ConsoleSink:
     def lost(self, count: int, wall_ns: int, lane: str = "bulk") -> None:
         self.err.write(format_lost(count, lane) + "\n")
         self.err.flush()
+
+    def finding(self, finding: Finding) -> None:
+        self.out.write(format_finding(finding) + "\n")
 
     def flush(self) -> None:
         self.out.flush()

@@ -10,6 +10,7 @@ import shutil
 from typing import BinaryIO
 
 from ..context.types import Context
+from ..detect.types import Finding
 from ..kernel.events import Event
 from .console import Containers
 from .jsonout import JsonLines
@@ -113,6 +114,10 @@ class Tee:
     def lost(self, count: int, wall_ns: int, lane: str = "bulk") -> None:
         self.first.lost(count, wall_ns, lane)
         self.second.lost(count, wall_ns, lane)
+
+    def finding(self, finding: Finding) -> None:
+        self.first.finding(finding)
+        self.second.finding(finding)
 
     def flush(self) -> None:
         self.second.flush()

@@ -8,7 +8,9 @@ from typing import Any, TextIO
 
 from .. import abi
 from ..context.types import Caller, ContainerInfo, Context, Target
+from ..detect.types import Finding
 from ..kernel.events import Args, Event, KernelFile
+from ..escape import json_text
 from ..memo import IdentityMemo
 from .console import Containers, start_line
 
@@ -17,15 +19,11 @@ ARG_TYPES = (("pid1", "pid_t"), ("pid2", "pid_t"), ("type", "int"),
              ("idx1", "unsigned long"), ("idx2", "unsigned long"))
 
 
-def _text(raw: bytes) -> str:
-    # JSON carries text, not bytes: a byte that is not UTF-8 becomes a visible \xNN, and a
-    # backslash two, so that no name can pass for another.
-    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
 
 
 def path_text(path: str) -> str:
     """A path read with surrogateescape, as JSON text (a byte not UTF-8 shows as \\xNN)."""
-    return _text(path.encode("utf-8", "surrogateescape"))
+    return json_text(path.encode("utf-8", "surrogateescape"))
 
 
 def json_string(text: str) -> str:
@@ -48,7 +46,7 @@ _NO_TARGET = ('"hostPid":null,"processName":null,"userId":null,"hostParentProces
 
 @functools.lru_cache(maxsize=4096)
 def _comm(comm: bytes) -> str:
-    return json_string(_text(comm))
+    return json_string(json_text(comm))
 
 
 @functools.lru_cache(maxsize=512)
@@ -254,6 +252,9 @@ class JsonLines:
 
     def lost(self, count: int, wall_ns: int, lane: str = "bulk") -> None:
         self._lines.append(dumps(lost_record(count, wall_ns, lane)))
+
+    def finding(self, finding: Finding) -> None:
+        self._lines.append(dumps(finding.record()))
 
     def take(self) -> list[str]:
         lines, self._lines = self._lines, []

@@ -53,6 +53,11 @@ def _cases():
                  ["--trace", "--no-fold", "--fold-window", "2"], ["--output", "xml"],
                  ["--trace", "--output"], ["--web.listen-address"], ["-x"], ["--"]):
         yield argv
+    yield from (["--no-detect"], ["--rules", "/tmp/r.yaml"], ["--trace", "--detect"],
+                ["--check", "--detect"], ["--trace", "--no-detect", "--rules", "/tmp/r"],
+                ["--trace", "--rules", "/nonexistent/rules.yaml"], ["--detect", "--rules", "/"],
+                ["detect"], ["detect", "--print-rules", "f"], ["detect", "--output", "xml", "f"],
+                ["detect", "--bogus", "f"])
     for value in ("x", "-1", "1001", "²", ""):
         yield ["--events-file", "/tmp/e", "--events-file-max-backups", value]
     for value in ("x", "0", "-1", "²"):

@@ -14,12 +14,13 @@ ALLOWED = {
     "core": set(),
     "kernel": set(),
     "context": {"kernel"},
-    "sinks": {"kernel", "context"},
+    "detect": {"kernel", "context"},
+    "sinks": {"kernel", "context", "detect"},
     "exporter": {"kernel"},
     "probe": {"context", "sinks"},
-    "trace": {"kernel", "context", "sinks"},
-    "wiring": {"kernel", "context", "sinks", "exporter", "trace"},
-    "cli": {"kernel", "context", "sinks", "exporter", "probe", "trace", "wiring"},
+    "trace": {"kernel", "context", "detect", "sinks"},
+    "wiring": {"kernel", "context", "detect", "sinks", "exporter", "trace"},
+    "cli": {"kernel", "context", "detect", "sinks", "exporter", "probe", "trace", "wiring"},
 }
 
 

@@ -1,0 +1,23 @@
+"""Every enabled signature over each call, and the findings they make, counted by signature
+and severity (bounded labels: the signatures are a fixed set)."""
+
+from __future__ import annotations
+
+from .signature import Signature
+from .types import SEVERITIES, Finding, Observation
+
+
+class Detector:
+    def __init__(self, signatures: list[Signature]) -> None:
+        self.signatures = signatures
+        # (signature id, severity name) -> findings: kcmp_detections_total's series
+        self.counts = {(s.META.id, SEVERITIES[s.META.severity]): 0 for s in signatures}
+
+    def observe(self, obs: Observation) -> list[Finding]:
+        found = []
+        for s in self.signatures:
+            finding = s.observe(obs)
+            if finding is not None:
+                self.counts[s.META.id, SEVERITIES[s.META.severity]] += 1
+                found.append(finding)
+        return found
