@@ -16,7 +16,7 @@ class Detector:
     def observe(self, obs: Observation) -> list[Finding]:
         found = []
         for s in self.signatures:
-            finding = s.observe(obs)
+            finding = s.look(obs)
             if finding is not None:
                 self.counts[s.META.id, SEVERITIES[s.META.severity]] += 1
                 found.append(finding)

@@ -10,6 +10,7 @@ from .. import abi
 from ..context.types import Context
 from ..escape import json_text
 from ..kernel.events import Event
+from ..memo import IdentityMemo
 from .types import Observation, Seen
 
 
@@ -19,28 +20,43 @@ class Containers(Protocol):
     def get(self, container_id: str | None) -> Any: ...
 
 
+# Who a call is about, made once per (caller, targets, pids, comm): the enricher hands out
+# the same cached objects from call to call.
+_who: IdentityMemo[tuple] = IdentityMemo(4096)
+_TYPES = {t.value: t.name for t in abi.KcmpType}
+
+
 def from_event(event: Event, ctx: Context, wall_ns: int,
                runtime: Containers | None = None) -> Observation:
-    a, c = event.args, ctx.caller
+    a, c, targets = event.args, ctx.caller, ctx.targets
+    pids = None if a is None else (a.pid1, a.pid2)
+    key = (id(c), id(targets), pids, event.comm)
+    who = _who.get(key)
+    if who is None:
+        who = _who.put(key, (c, targets), _who_of(event.comm, c, targets, pids))
+    comm, exe, euid, cid, seen = who
+    # The runtime may learn a container later: asked each time (a dict lookup).
+    info = runtime.get(cid) if runtime is not None and cid else None
+    return Observation(
+        wall_ns, event.tgid, event.tid, comm, exe, event.uid, euid, cid,
+        info and info.name, info and info.image,
+        _TYPES.get(a.type) if a is not None else None,
+        a.idx1 if a is not None else None, a.idx2 if a is not None else None,
+        event.ret, event.seccomp, event.compat, seen, event.repeat)
+
+
+def _who_of(comm: bytes, c, targets, pids) -> tuple:
     exe = None
     if c is not None and c.exe is not None:
         exe = json_text(c.exe.encode("utf-8", "surrogateescape"))
     elif c is not None and c.exe_name is not None:
         exe = json_text(c.exe_name)
-    cid = c.container_id if c is not None else None
-    info = runtime.get(cid) if runtime is not None and cid else None
-    targets: tuple[Seen, ...] = ()
-    if a is not None and ctx.targets is not None:
-        targets = tuple(Seen(pid, t and t.host_pid, t and t.uid, t and t.container_id)
-                        for pid, t in zip((a.pid1, a.pid2), ctx.targets))
-    return Observation(
-        timestamp=wall_ns, host_pid=event.tgid, host_tid=event.tid, comm=json_text(event.comm),
-        exe=exe, uid=event.uid, euid=c.euid if c is not None else None, container_id=cid,
-        container_name=info and info.name, container_image=info and info.image,
-        kcmp_type=abi.type_name(a.type) if a is not None else None,
-        idx1=a.idx1 if a is not None else None, idx2=a.idx2 if a is not None else None,
-        ret=event.ret, seccomp=event.seccomp, compat=event.compat, targets=targets,
-        repeat=event.repeat)
+    seen: tuple[Seen, ...] = ()
+    if pids is not None and targets is not None:
+        seen = tuple(Seen(pid, t and t.host_pid, t and t.uid, t and t.container_id)
+                     for pid, t in zip(pids, targets))
+    return (json_text(comm), exe, c.euid if c is not None else None,
+            c.container_id if c is not None else None, seen)
 
 
 class NotAnEvent(ValueError):

@@ -208,14 +208,18 @@ class Workload:
 class Monitor:
     """`kcmp-monitor --trace ...` as a user runs it, its output in files."""
 
-    def __init__(self, args: list[str], workdir: Path, name: str, fold: bool = False) -> None:
+    def __init__(self, args: list[str], workdir: Path, name: str, fold: bool = False,
+                 detect: bool = False) -> None:
         """fold: as a user gets it, a thread's identical calls folded; else every call its
-        record (--no-fold), which the tests of each call's decoding count."""
+        record (--no-fold), which the tests of each call's decoding count. detect: the
+        signatures run, as a user gets them, their findings among the lines; else not
+        (--no-detect)."""
         self.out_path = workdir / f"{name}.out"
         self.err_path = workdir / f"{name}.err"
         self.json = "json" in args
         self.proc = subprocess.Popen(
-            [monitor_command(), "--trace"] + ([] if fold else ["--no-fold"]) + args,
+            [monitor_command(), "--trace"] + ([] if fold else ["--no-fold"])
+            + ([] if detect else ["--no-detect"]) + args,
             stdout=self.out_path.open("wb"), stderr=self.err_path.open("wb"))
         self.returncode: Optional[int] = None
 

@@ -220,3 +220,33 @@ def test_a_container_removed_before_its_events_are_read_is_still_named(image, tm
     assert len(records) == CALLS
     assert all(r["containerName"] == name and r["containerImage"] == image for r in records)
     assert sum(f" ctr={name} " in line for line in text.lines()) == CALLS
+
+
+def test_container_signatures_fire_once_each(image, tmp_path):
+    """KCMP-001: B, in A's pid namespace, compares A's process (another container); KCMP-004:
+    a container under Docker's default profile tries kcmp. Each once, naming the container."""
+    a, b, c = (f"kcmp-test-{uuid.uuid4().hex[:8]}" for _ in range(3))
+    js = Monitor(["--output", "json", "--comm", "ownfds"], tmp_path, "json", fold=True,
+                 detect=True)
+    js.wait_started()
+    peer, _ = _container(image, "--name", a, "--cap-add", "SYS_PTRACE")
+    try:
+        caller, _ = _container(image, "--name", b, "--pid", f"container:{a}",
+                               "--cap-add", "SYS_PTRACE", args=("/tmp", "1"))
+        refused, _ = _container(image, "--name", c)
+        time.sleep(2)  # the runtime's thread reads the create events (see _run)
+        _go(caller)
+        _go(refused)
+        deadline = time.monotonic() + 30
+        while len([line for line in js.lines() if '"kind":"finding"' in line]) < 2:
+            assert time.monotonic() < deadline, js.lines()[-3:]
+            time.sleep(0.1)
+    finally:
+        _go(peer)
+    time.sleep(1.5)  # anything more would have come by now
+    assert js.stop() == 0
+    findings = [r for r in map(json.loads, js.lines()) if r.get("kind") == "finding"]
+    assert sorted(f["signatureId"] for f in findings) == ["KCMP-001", "KCMP-004"]
+    by = {f["signatureId"]: f["triggeredBy"][0] for f in findings}
+    assert by["KCMP-001"]["containerName"] == b and by["KCMP-001"]["kcmpType"] == "KCMP_VM"
+    assert by["KCMP-004"]["containerName"] == c and by["KCMP-004"]["refusedBySeccomp"] is True

@@ -102,6 +102,8 @@ def test_permission_probing_fires_on_many_refusals_or_many_targets():
     assert fired(detector(), wide) == [("KCMP-003", "100")]
     few = [call(i, ret=-EPERM) for i in range(3)]
     assert fired(detector(), few) == []
+    # Refusals by seccomp are KCMP-004's alone.
+    assert fired(detector(), [call(ret=-EPERM, seccomp=True, repeat=25)]) == [("KCMP-004", "100")]
     # A folded run of 25 refusals is 25 refusals.
     assert fired(detector(), [call(ret=-EPERM, repeat=25)]) == [("KCMP-003", "100")]
 

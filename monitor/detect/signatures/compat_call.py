@@ -14,7 +14,7 @@ class CompatCall(Signature):
                 2, "T1562", "Impair Defenses", "Defense Evasion")
 
     def look(self, obs: Observation) -> Finding | None:
-        if not obs.compat:
+        if not obs.compat or self.allowed(obs):
             return None
         return self.once(obs.host_pid, obs, f"{obs.comm} (pid {obs.host_pid}) made a 32-bit "
                          f"kcmp {obs.kcmp_type or '?'} (int 0x80)")

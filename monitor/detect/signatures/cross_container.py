@@ -15,7 +15,7 @@ class CrossContainer(Signature):
 
     def look(self, obs: Observation) -> Finding | None:
         own = obs.container_id
-        if not own:
+        if not own or self.allowed(obs):
             return None  # not in a container, or its cgroup could not be read
         for t in obs.targets:
             if t.container_id is None or t.container_id == own:

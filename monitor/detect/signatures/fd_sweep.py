@@ -23,6 +23,8 @@ class FdSweep(Threshold):
         target = obs.targets[1]
         if target.host_pid is None or target.host_pid == obs.host_pid:
             return None  # its own fds: systemd's same_fd, Mesa's same-file check
+        if self.allowed(obs):
+            return None
         w = self.window((obs.host_pid, target.host_pid), obs)
         w.calls += obs.repeat
         if w.reported:

@@ -19,6 +19,8 @@ class OtherUser(Signature):
         me = obs.euid if obs.euid is not None else obs.uid
         for t in obs.targets:
             if t.uid is not None and t.uid != me:
+                if self.allowed(obs):
+                    return None
                 return self.once((obs.host_pid, t.uid), obs,
                                  f"{obs.comm} (pid {obs.host_pid}, uid {me}) compared pid "
                                  f"{t.host_pid} of uid {t.uid}")

@@ -1,5 +1,6 @@
 """KCMP-003: one caller refused many times (EPERM), or refused against many distinct targets,
-within a window: a process probing which others it may inspect."""
+within a window: a process probing which others it may inspect. Refusals by seccomp are
+KCMP-004's: the kernel never weighed those targets."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ class PermissionProbe(Threshold):
               "distinct_targets": (5, "distinct processes refused that make a probe")}
 
     def look(self, obs: Observation) -> Finding | None:
-        if obs.ret != -EPERM:
+        if obs.ret != -EPERM or obs.seccomp or self.allowed(obs):
             return None
         w = self.window(obs.host_pid, obs)
         w.calls += obs.repeat

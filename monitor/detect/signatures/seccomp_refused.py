@@ -13,7 +13,7 @@ class SeccompRefused(Signature):
                 2, "T1611", "Escape to Host", "Privilege Escalation")
 
     def look(self, obs: Observation) -> Finding | None:
-        if not obs.seccomp:
+        if not obs.seccomp or self.allowed(obs):
             return None
         where = f" in container {obs.container_name or obs.container_id[:12]}" \
             if obs.container_id else ""

@@ -1,0 +1,145 @@
+"""The signatures live, on the real kernel: each behaviour made once fires its signature once,
+with the right fields, in the JSON stream and on the console; the known legitimate patterns
+fire nothing; a flood of benign calls hides no sweep; the exporter's --detect finds from the
+priority lane; and the recorded stream, read back by `kcmp-monitor detect`, gives the same
+findings as live."""
+
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from tests.helpers import monitor_command
+
+from .conftest import Daemon, Monitor, _build
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture(scope="session")
+def sweeper(kernel_ready, tmp_path_factory):
+    return _build(tmp_path_factory, "sweeper")
+
+
+def _pid(first_line):
+    """The workload's pid and child, from its first line."""
+    words = dict(w.split("=") for w in first_line.split()[1:3])
+    return int(words["pid"]), int(words["child"])
+
+
+def _findings(lines):
+    return [r for r in map(json.loads, lines) if r.get("kind") == "finding"]
+
+
+def _sweep(sweeper, js, fds=40):
+    """The sweep, its target kept alive until the JSON monitor has read its calls (a target's
+    uid is read from /proc: a gone one has none); (pid, child)."""
+    run = subprocess.Popen([str(sweeper), "sweep", str(fds)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+    pid, child = _pid(run.stdout.readline())
+    deadline = time.monotonic() + 30
+    while sum(f'"hostProcessId":{pid},' in line for line in js.lines()) < fds:
+        assert time.monotonic() < deadline, "the monitor did not see the sweep"
+        time.sleep(0.05)
+    run.stdin.close()
+    assert run.wait(timeout=30) == 0
+    return pid, child
+
+
+def _workloads(sweeper, loop, js, tmp_path):
+    """Each behaviour once, and the benign patterns; the pids of the sweep, its target and the
+    32-bit caller."""
+    criu = tmp_path / "criu"  # CRIU's dump, by the name the default allowlist knows
+    shutil.copy(sweeper, criu)
+    sweep, child = _sweep(sweeper, js)
+    first = {}
+    for name, argv in (("own", [sweeper, "own", "64"]), ("tree", [criu, "tree", "64"]),
+                       ("compat", [sweeper, "compat", "5"]), ("eperm", [loop, "eperm", "30"])):
+        first[name] = subprocess.run([str(a) for a in argv], check=True, capture_output=True,
+                                     text=True, input="", timeout=60).stdout
+    return sweep, child, _pid(first["compat"])[0]
+
+
+def test_each_behaviour_fires_its_signature_once_and_the_benign_ones_nothing(
+        sweeper, loop, tmp_path):
+    js = Monitor(["--output", "json"], tmp_path, "json", fold=True, detect=True)
+    text = Monitor([], tmp_path, "text", fold=True, detect=True)
+    js.wait_started()
+    text.wait_started()
+    sweep, child, compat = _workloads(sweeper, loop, js, tmp_path)
+    want = 4
+    deadline = time.monotonic() + 30
+    while len(_findings(js.lines())) < want and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)  # anything more would have come by now (a folded run's window)
+    assert js.stop() == 0 and text.stop() == 0
+    found = {f["signatureId"]: f for f in _findings(js.lines())}
+    assert sorted(f["signatureId"] for f in _findings(js.lines())) == [
+        "KCMP-002", "KCMP-003", "KCMP-005", "KCMP-006"]
+    fd = found["KCMP-002"]
+    assert fd["eventName"] == "kcmp_fd_sweep" and fd["mitre"]["technique"] == "T1083"
+    first, last = fd["triggeredBy"]
+    assert first["hostProcessId"] == last["hostProcessId"] == sweep
+    assert first["targets"][1]["hostPid"] == child and last["targets"][1]["userId"] == 65534
+    assert found["KCMP-006"]["triggeredBy"][0]["hostProcessId"] == sweep
+    assert found["KCMP-005"]["triggeredBy"][0]["hostProcessId"] == compat
+    assert found["KCMP-005"]["triggeredBy"][0]["compat"] is True
+    probe = found["KCMP-003"]["triggeredBy"]
+    assert probe[-1]["returnValue"] == -1 and probe[-1]["userId"] == 65534
+    marked = [line for line in text.lines() if " !! FINDING " in line]
+    assert sorted(line.split(" !! FINDING ")[1].split()[0] for line in marked) == [
+        "KCMP-002", "KCMP-003", "KCMP-005", "KCMP-006"]
+
+
+def test_a_flood_of_benign_calls_hides_no_sweep(sweeper, loop, tmp_path):
+    js = Monitor(["--output", "json"], tmp_path, "json", fold=True, detect=True)
+    js.wait_started()
+    flood = subprocess.Popen([str(loop), "kcmp", "2000000"], stdout=subprocess.DEVNULL)
+    sweep, _child = _sweep(sweeper, js)
+    assert flood.wait(timeout=120) == 0
+    time.sleep(1.5)
+    assert js.stop() == 0
+    sweeps = [f for f in _findings(js.lines()) if f["signatureId"] == "KCMP-002"]
+    assert len(sweeps) == 1 and sweeps[0]["triggeredBy"][0]["hostProcessId"] == sweep
+
+
+def test_the_recorded_stream_read_back_gives_the_live_findings(sweeper, loop, tmp_path):
+    js = Monitor(["--output", "json"], tmp_path, "json", fold=True, detect=True)
+    js.wait_started()
+    _workloads(sweeper, loop, js, tmp_path)
+    time.sleep(1.5)
+    assert js.stop() == 0
+    lines = js.lines()
+    live = _findings(lines)
+    recorded = tmp_path / "events.json"
+    recorded.write_text("".join(line + "\n" for line in lines
+                                if json.loads(line).get("kind") != "finding"))
+    result = subprocess.run([monitor_command(), "detect", str(recorded)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()] == live
+    assert len(live) == 4
+
+
+def test_the_exporter_finds_from_the_priority_lane(sweeper, loop, tmp_path):
+    """--detect: the refusals and the 32-bit calls are streamed for the signatures alone; the
+    findings are in the log and kcmp_detections_total, by signature and severity."""
+    daemon = Daemon(tmp_path, "--detect")
+    daemon.wait_ready()
+    subprocess.run([str(loop), "eperm", "30"], check=True, capture_output=True)
+    subprocess.run([str(sweeper), "compat", "5"], check=True, capture_output=True, input=b"")
+    deadline = time.monotonic() + 30
+    metrics = daemon.metrics()
+    while 'kcmp_detections_total{severity="medium",signature="KCMP-005"} 1.0' not in metrics \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+        metrics = daemon.metrics()
+    for sig in ("KCMP-003", "KCMP-005"):
+        assert f'kcmp_detections_total{{severity="medium",signature="{sig}"}} 1.0' in metrics
+    assert 'kcmp_detections_total{severity="high",signature="KCMP-001"} 0.0' in metrics
+    assert daemon.stop()[0] == 0
+    log = [line for line in daemon.stderr().splitlines() if 'msg="kcmp finding"' in line]
+    assert sorted(line.split("signature=")[1].split()[0] for line in log) == [
+        "KCMP-003", "KCMP-005"]
