@@ -18,7 +18,11 @@
  *   ERRORS_ONLY        trace only calls that returned an error
  *   TRACE_URGENT       trace only what the priority lane is for (permission failures,
  *                      seccomp refusals, 32-bit calls, calls from another namespace): the
- *                      exporter's event file
+ *                      exporter's event file and signatures
+ *   SWEEP_FDS, SWEEP_WINDOW_NS
+ *                      count, for every call, each caller's distinct fds of one other process
+ *                      compared within the window; the call that makes SWEEP_FDS is streamed
+ *                      (priority lane, KCMP_EV_SWEEP): the exporter's fd-sweep signature
  *   CAPTURE_COMPAT     x86_64: also capture 32-bit (int 0x80) calls through raw_syscalls:
  *                      their exit; with COMPAT_ENTRY their entry too
  *   PROC_TABLE         keep a table of this many tasks (parent and name, from the
@@ -740,6 +744,59 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 }
 #endif
 
+#ifdef SWEEP_FDS
+/* Fd sweeps, counted where every call is seen: per (caller, pid2 as it names it), which fds
+ * of pid2 it compared in the window, as a 256-bit map of their low byte (fds 256 apart count
+ * once: a sweep is still found), and whether the pair was flagged in it. The caller's threads
+ * may race on a map: a lost bit counts one fd less, never a false sweep. */
+struct sweep_key {
+	u32 tgid;
+	s32 pid2;
+};
+
+struct sweep {
+	u64 start_ns;
+	u64 bits[4];
+	u32 fds;
+	u32 flagged;
+};
+
+BPF_TABLE("lru_hash", struct sweep_key, struct sweep, sweeps, 4096);
+
+static __always_inline bool swept(struct kcmp_event *call, u32 tgid, u64 now)
+{
+	s32 type = (s32)call->type, pid1 = (s32)call->pid1, pid2 = (s32)call->pid2;
+	if (!(call->flags & (KCMP_EV_ENTRY | KCMP_EV_REGS)) || pid1 == pid2 || pid2 == (s32)tgid)
+		return false; /* arguments unknown, or its own fds */
+	u32 fd;
+	if (type == KCMP_FILE_TYPE)
+		fd = (u32)call->idx2;
+	else if (type == KCMP_EPOLL_TFD && (call->flags & KCMP_EV_SLOT_READ))
+		fd = call->slot_tfd;
+	else
+		return false;
+	struct sweep_key key = {.tgid = tgid, .pid2 = pid2};
+	struct sweep *s = sweeps.lookup(&key);
+	if (!s || now - s->start_ns >= SWEEP_WINDOW_NS) {
+		struct sweep fresh = {.start_ns = now};
+		sweeps.update(&key, &fresh);
+		s = sweeps.lookup(&key);
+		if (!s)
+			return false;
+	}
+	u64 bit = 1ULL << (fd & 63);
+	u32 word = (fd >> 6) & 3;
+	if (s->bits[word] & bit)
+		return false;
+	s->bits[word] |= bit;
+	s->fds += 1;
+	if (s->fds < SWEEP_FDS || s->flagged)
+		return false;
+	s->flagged = 1;
+	return true;
+}
+#endif
+
 static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_regs)
 {
 	u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -764,6 +821,12 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_r
 	if (!urgent_call((entry ? entry : &before)->flags, ret, bits))
 		trace = false;
 #endif
+	bool sweep = false;
+#ifdef SWEEP_FDS
+	sweep = swept(entry ? entry : &before, pid_tgid >> 32, now);
+	if (sweep)
+		trace = true;
+#endif
 	bool log_eperm = false;
 #ifdef STREAM_EPERM
 	log_eperm = ret == -EPERM_ERRNO;
@@ -786,7 +849,7 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_r
 		close_run(run, tid);
 	}
 #endif
-	bool urgent = priority_wanted(call, ret, bits, pid_tgid >> 32);
+	bool urgent = sweep || priority_wanted(call, ret, bits, pid_tgid >> 32);
 	bool files = names_files(call); /* room for the caller's own fds */
 	struct kcmp_record *r = reserve(urgent, files);
 	if (!r) {
@@ -818,6 +881,8 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_r
 #endif
 	if (urgent)
 		e->flags |= KCMP_EV_PRIORITY;
+	if (sweep)
+		e->flags |= KCMP_EV_SWEEP;
 	e->ret = ret;
 	e->tgid = tgid;
 	e->tid = tid;

@@ -17,6 +17,8 @@
 #define KCMP_EV_SECCOMP    0x100 /* no entry, and the caller runs under a seccomp filter */
 #define KCMP_EV_PRIORITY   0x200 /* streamed through the priority lane */
 #define KCMP_EV_FOLDED     0x400 /* stands for repeat more calls like its run's first (FOLD) */
+#define KCMP_EV_SWEEP      0x800 /* the call made SWEEP_FDS distinct fds of one other process
+				  * its caller compared within SWEEP_WINDOW_NS (an fd sweep) */
 
 #define KCMP_STAT_DROPPED          0 /* ring buffer full: calls lost (a folded record's all) */
 #define KCMP_STAT_INFLIGHT         1 /* in-flight map full: entry not kept */

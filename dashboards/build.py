@@ -213,15 +213,40 @@ def context() -> db.Dashboard:
         query(f"sum(rate(kcmp_context_events_total{{{SEL}}}[{rate}]))", "given context"),
         query(f"sum(rate(kcmp_context_unresolved_total{{{SEL}}}[{rate}]))", "unresolved", "B"),
         w=12))
-    board = board.with_panel(series(
+    return board.with_panel(dropped_by_lane(
         "Calls given no context", "Calls per second the stream could not hand over for "
-        "context (its ring buffers full): counted, by lane.", "reqps",
-        query(f"sum by (lane) (rate(kcmp_events_dropped_total{{{SEL}}}[{rate}]))",
-              "{{lane}}"), w=12))
-    return board
+        "context (its ring buffers full): counted, by lane."))
 
 
-DASHBOARDS = {"kcmp-overview.json": overview, "kcmp-context.json": context}
+def dropped_by_lane(title: str, description: str) -> timeseries.Panel:
+    """What a streaming exporter's ring buffers could not hold, by lane."""
+    return series(title, description, "reqps", query(
+        f"sum by (lane) (rate(kcmp_events_dropped_total{{{SEL}}}[$__rate_interval]))",
+        "{{lane}}"), w=12)
+
+
+def detections() -> db.Dashboard:
+    """What only exporters run with --detect know: the signatures' findings."""
+    board = new_board("detections", " For exporters run with --detect.")
+    board = board.with_row(db.Row("Findings"))
+    board = board.with_panel(series(
+        "Findings, by signature", "Findings of the kcmp signatures per interval, by signature "
+        "and its severity: each is a behaviour seen once (the daemon's log line "
+        "msg=\"kcmp finding\" says whom it is about).", "short",
+        query(f"sum by (signature, severity) (increase(kcmp_detections_total{{{SEL}}}"
+              "[$__rate_interval]))", "{{signature}} ({{severity}})"), w=12))
+    board = board.with_panel(series(
+        "Findings, by severity", "Findings per interval by the signatures' severity (0-3: "
+        "info, low, medium, high).", "short",
+        query(f"sum by (severity) (increase(kcmp_detections_total{{{SEL}}}"
+              "[$__rate_interval]))", "{{severity}}"), w=12))
+    return board.with_panel(dropped_by_lane(
+        "Calls the signatures could not see", "Calls per second the stream lost (its ring "
+        "buffers full), by lane: the priority lane carries what the signatures read."))
+
+
+DASHBOARDS = {"kcmp-overview.json": overview, "kcmp-context.json": context,
+              "kcmp-detections.json": detections}
 
 
 def render(build) -> str:

@@ -346,12 +346,15 @@ exit codes: {EXIT_OK} ok (findings or none), {EXIT_USAGE} usage or a bad rule fi
 printed)"""
 
 
+def _mode_parser(mode: str, description: str, epilog: str) -> _Parser:
+    return _Parser(prog=f"{PROG} {mode}", description=description, epilog=epilog,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_detect_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=f"{PROG} detect",
-        description="Run the kcmp signatures over recorded events (JSON lines from --output "
-                    "json or --events-file) and print their findings.",
-        epilog=DETECT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _mode_parser(
+        "detect", "Run the kcmp signatures over recorded events (JSON lines from --output "
+        "json or --events-file) and print their findings.", DETECT_EXAMPLES)
     parser.add_argument("files", nargs="*", metavar="FILE",
                         help="JSON lines, gzipped or not; - for standard input")
     parser.add_argument("--rules", metavar="FILE", help="the rule file (default: the shipped)")
@@ -425,11 +428,9 @@ class _EpollRefs(argparse.Action):
 
 
 def build_probe_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=f"{PROG} probe",
-        description="Call kcmp directly (no BPF) to see which kernel resources processes "
-                    "share, and which of their fds are the same open file description.",
-        epilog=PROBE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _mode_parser(
+        "probe", "Call kcmp directly (no BPF) to see which kernel resources processes share, "
+        "and which of their fds are the same open file description.", PROBE_EXAMPLES)
     parser.add_argument("pids", nargs="*", type=_pid, metavar="PID",
                         help="two processes (or threads) to compare; with --shared-files, any")
     mode = parser.add_mutually_exclusive_group()

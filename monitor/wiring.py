@@ -4,6 +4,7 @@ one set of attached programs."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import logging
 import signal
 import sys
@@ -15,6 +16,7 @@ from .context.runtime import ContainerRuntime
 from .context.sockets import NetnsNames, SocketResolver
 from .detect import rules
 from .detect.engine import Detector
+from .detect.signatures import FdSweep
 from .errors import EXIT_OK, OutputFailed, OutputStalled, UsageError
 from .exporter import daemon
 from .exporter.check import check
@@ -96,6 +98,12 @@ def run(args: argparse.Namespace) -> int:
                 if args.detect or args.trace and not args.no_detect else None)
     stop = StopFlag()
     options = program_options(args, exporter)
+    if args.detect and detector is not None:
+        # The exporter streams only the priority lane: the fd sweep is counted in the kernel.
+        sweep = next((s for s in detector.signatures if isinstance(s, FdSweep)), None)
+        if sweep is not None:
+            options = replace(options, sweep=(int(sweep.params["distinct_fds"]),
+                                              sweep.params["window_s"]))
     with KcmpProgram(options) as program:
         if args.check:
             return check(program)

@@ -42,7 +42,7 @@ def from_event(event: Event, ctx: Context, wall_ns: int,
         info and info.name, info and info.image,
         _TYPES.get(a.type) if a is not None else None,
         a.idx1 if a is not None else None, a.idx2 if a is not None else None,
-        event.ret, event.seccomp, event.compat, seen, event.repeat)
+        event.ret, event.seccomp, event.compat, seen, event.repeat, event.swept)
 
 
 def _who_of(comm: bytes, c, targets, pids) -> tuple:
@@ -81,6 +81,7 @@ def from_record(r: dict[str, Any]) -> Observation | None:
             container_name=r.get("containerName"), container_image=r.get("containerImage"),
             kcmp_type=r.get("kcmpType"), idx1=args.get("idx1"), idx2=args.get("idx2"),
             ret=int(r["returnValue"]), seccomp=bool(r.get("refusedBySeccomp")),
-            compat=bool(r.get("compat")), targets=targets, repeat=int(r.get("repeat", 1)))
+            compat=bool(r.get("compat")), targets=targets, repeat=int(r.get("repeat", 1)),
+            swept=bool(r.get("fdSweep")))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise NotAnEvent(f"not a kcmp event of this monitor ({exc!r} missing or wrong)") from None

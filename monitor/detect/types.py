@@ -36,6 +36,7 @@ class Observation(NamedTuple):
     compat: bool  # a 32-bit (int 0x80) call
     targets: tuple[Seen, ...]  # () where the arguments are unknown
     repeat: int = 1
+    swept: bool = False  # it completed an fd sweep the kernel counted (the exporter's)
 
     def event(self) -> dict[str, Any]:
         """The call as a finding shows what triggered it."""
@@ -46,6 +47,7 @@ class Observation(NamedTuple):
                 "containerImage": self.container_image, "kcmpType": self.kcmp_type,
                 "idx1": self.idx1, "idx2": self.idx2, "returnValue": self.ret,
                 "refusedBySeccomp": self.seccomp, "compat": self.compat, "repeat": self.repeat,
+                "fdSweep": self.swept,
                 "targets": [{"pid": t.pid, "hostPid": t.host_pid, "userId": t.uid,
                              "containerId": t.container_id} for t in self.targets]}
 

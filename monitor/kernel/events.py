@@ -94,6 +94,7 @@ EV_REGS = 0x80
 EV_SECCOMP = 0x100
 EV_PRIORITY = 0x200
 EV_FOLDED = 0x400
+EV_SWEEP = 0x800
 
 # Flag bits of struct kcmp_file.flags.
 FILE_OWN = 0x1
@@ -235,6 +236,7 @@ class Event(NamedTuple):
     # from ts_ns to last_ns (its duration_ns is their mean); any other stands for one.
     repeat: int = 1
     last_ns: int | None = None
+    swept: bool = False  # the call completed an fd sweep the kernel counted (SWEEP_FDS)
 
     @property
     def folded(self) -> bool:
@@ -298,17 +300,18 @@ def decode(raw: bytes) -> Event:
                     bool(flags & EV_SLOT_FAULT))
     else:
         args = None
+    folded = flags & EV_FOLDED
     if not flags & EV_ENTRY:
         duration_ns = None
-    elif flags & EV_FOLDED and repeat:
+    elif folded and repeat:
         duration_ns //= repeat  # the kernel sums the folded calls' durations
     return Event(ts_ns, duration_ns, cgroup_id, tgid, tid, uid, gid, comm.split(b"\0", 1)[0],
                  ret, bool(flags & EV_COMPAT), args, bool(flags & EV_TRACE), ppid,
                  bool(flags & EV_OWN_PIDNS), _task(raw) if flags & EV_TASK else None,
                  bool(flags & EV_SECCOMP),
                  _files(raw) if len(raw) >= FILES_RECORD_SIZE else None,
-                 bool(flags & EV_PRIORITY),
-                 *((repeat, last_ns) if flags & EV_FOLDED else (1, None)))
+                 bool(flags & EV_PRIORITY), repeat if folded else 1,
+                 last_ns if folded else None, bool(flags & EV_SWEEP))
 
 
 # Where each field of struct kcmp_event starts.
@@ -337,7 +340,8 @@ def encode(event: Event) -> bytes:
     a = event.args
     flags = ((EV_COMPAT if event.compat else 0) | (EV_TRACE if event.traced else 0)
              | (EV_OWN_PIDNS if event.own_pidns else 0) | (EV_SECCOMP if event.seccomp else 0)
-             | (EV_PRIORITY if event.priority else 0) | (EV_FOLDED if event.folded else 0))
+             | (EV_PRIORITY if event.priority else 0) | (EV_FOLDED if event.folded else 0)
+             | (EV_SWEEP if event.swept else 0))
     slot = EpollSlot(0, 0, 0)
     if a is not None:
         flags |= EV_ENTRY if event.duration_ns is not None else EV_REGS

@@ -66,6 +66,8 @@ class ProgramOptions:
     fold_ns: int = 0  # fold a thread's identical streamed calls within this window; 0: not
     urgent_only: bool = False  # trace only the priority lane's kinds of call (the event file)
     home: int | str | None = None  # whose namespaces a caller is held to (home_namespaces)
+    # count fd sweeps in the kernel: (distinct fds of one other process, window in seconds)
+    sweep: tuple[int, float] | None = None
 
     @property
     def streams(self) -> bool:
@@ -200,6 +202,9 @@ def cflags(options: ProgramOptions, compat: bool, kernel: list[str] | None = Non
         flags.append("-DERRORS_ONLY")
     if options.urgent_only:
         flags.append("-DTRACE_URGENT")
+    if options.sweep is not None:
+        fds, window_s = options.sweep
+        flags += [f"-DSWEEP_FDS={fds}", f"-DSWEEP_WINDOW_NS={round(window_s * 1e9)}ULL"]
     if options.streams or options.count:
         home = home or home_namespaces(options.home)
         flags += [f"-DOWN_PIDNS_DEV={home.pidns_dev}ULL", f"-DOWN_PIDNS_INO={home.pid}ULL",

@@ -217,6 +217,7 @@ def event_line(event: Event, ctx: Context, wall_ns: int,
     last = None if event.last_ns is None else wall_ns + event.last_ns - event.ts_ns
     return (f'{{"timestamp":{wall_ns},{who},{call},'
             f'"durationNs":{_int(event.duration_ns)},"repeat":{event.repeat},'
+            f'"fdSweep":{_BOOL[event.swept]},'
             f'"lastTimestamp":{_int(last)},"fdPaths":{{{paths}}},'
             f'"fdFiles":{{{_files(a, event.files)}}},'
             f'"callerPidNamespace":{_PIDNS[ctx.same_pidns]},'

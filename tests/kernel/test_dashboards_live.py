@@ -33,7 +33,8 @@ def panel_queries():
 def live(kcmpload, prometheus_bin, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dashboards")
     assert Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip() == "0"
-    daemons = {"kcmp-overview": Daemon(tmp), "kcmp-context": Daemon(tmp, "--context")}
+    daemons = {"kcmp-overview": Daemon(tmp), "kcmp-context": Daemon(tmp, "--context"),
+               "kcmp-detections": Daemon(tmp, "--detect")}
     prom = None
     try:
         for daemon in daemons.values():
@@ -78,4 +79,4 @@ def test_alert_rules_load_in_prometheus(live):
     prom, _ = live
     groups = prom.api("rules")["groups"]
     rules = [r for g in groups for r in g["rules"]]
-    assert len(rules) == 7 and all(r["health"] in ("ok", "unknown") for r in rules), rules
+    assert len(rules) == 8 and all(r["health"] in ("ok", "unknown") for r in rules), rules

@@ -124,22 +124,28 @@ def test_the_recorded_stream_read_back_gives_the_live_findings(sweeper, loop, tm
 
 
 def test_the_exporter_finds_from_the_priority_lane(sweeper, loop, tmp_path):
-    """--detect: the refusals and the 32-bit calls are streamed for the signatures alone; the
+    """--detect: the refusals and the 32-bit calls are streamed for the signatures alone, and
+    the fd sweep is counted in the kernel (under a flood of benign calls, none streamed); the
     findings are in the log and kcmp_detections_total, by signature and severity."""
     daemon = Daemon(tmp_path, "--detect")
     daemon.wait_ready()
+    flood = subprocess.Popen([str(loop), "kcmp", "1000000"], stdout=subprocess.DEVNULL)
+    subprocess.run([str(sweeper), "sweep", "40"], check=True, capture_output=True, input=b"")
     subprocess.run([str(loop), "eperm", "30"], check=True, capture_output=True)
     subprocess.run([str(sweeper), "compat", "5"], check=True, capture_output=True, input=b"")
+    assert flood.wait(timeout=120) == 0
     deadline = time.monotonic() + 30
     metrics = daemon.metrics()
     while 'kcmp_detections_total{severity="medium",signature="KCMP-005"} 1.0' not in metrics \
             and time.monotonic() < deadline:
         time.sleep(0.2)
         metrics = daemon.metrics()
-    for sig in ("KCMP-003", "KCMP-005"):
+    for sig in ("KCMP-002", "KCMP-003", "KCMP-005"):
         assert f'kcmp_detections_total{{severity="medium",signature="{sig}"}} 1.0' in metrics
     assert 'kcmp_detections_total{severity="high",signature="KCMP-001"} 0.0' in metrics
     assert daemon.stop()[0] == 0
     log = [line for line in daemon.stderr().splitlines() if 'msg="kcmp finding"' in line]
     assert sorted(line.split("signature=")[1].split()[0] for line in log) == [
-        "KCMP-003", "KCMP-005"]
+        "KCMP-002", "KCMP-003", "KCMP-005"]
+    assert "40 distinct fds" not in daemon.stderr()  # the kernel says when it saw 32
+    assert "compared 32 (counted in the kernel) distinct fds" in daemon.stderr()

@@ -26,11 +26,12 @@ CTR = "c" * 64
 
 
 def call(t=0.0, pid=100, kind="KCMP_FILE", idx1=3, idx2=3, ret=0, targets=None, uid=1000,
-         comm="evil", exe="/tmp/evil", container="", seccomp=False, compat=False, repeat=1):
+         comm="evil", exe="/tmp/evil", container="", seccomp=False, compat=False, repeat=1,
+         swept=False):
     if targets is None:
         targets = (Seen(pid, pid, uid, container), Seen(200, 200, uid, container))
     return Observation(int(t * S), pid, pid, comm, exe, uid, uid, container, None, None, kind,
-                       idx1, idx2, ret, seccomp, compat, targets, repeat)
+                       idx1, idx2, ret, seccomp, compat, targets, repeat, swept)
 
 
 def detector(**overrides):
@@ -80,6 +81,15 @@ def test_fd_sweep_fires_once_for_many_distinct_fds_of_another_process():
     assert fired(detector(), [call(kind="KCMP_VM", idx2=fd) for fd in range(100)]) == []
     # Spread wider than the window: no sweep.
     assert fired(detector(), [call(fd * 1.0, idx2=fd) for fd in range(40)]) == []
+
+
+def test_a_sweep_the_kernel_counted_completes_the_finding_at_once():
+    """The exporter streams the call that made the kernel's count (it sees no other)."""
+    d = detector()
+    assert fired(d, [call(idx2=35, swept=True)]) == [("KCMP-002", "100->200")]
+    (finding,) = detector().observe(call(idx2=35, swept=True))
+    assert "compared 32 (counted in the kernel) distinct fds" in finding.summary
+    assert finding.record()["triggeredBy"][-1]["fdSweep"] is True
 
 
 def test_a_criu_style_dump_is_left_alone_by_the_default_allowlist():
@@ -217,7 +227,7 @@ def _as_record(c: Observation):
             "containerImage": None, "kcmpType": c.kcmp_type,
             "args": [{"name": "idx1", "value": c.idx1}, {"name": "idx2", "value": c.idx2}],
             "returnValue": c.ret, "refusedBySeccomp": c.seccomp, "compat": c.compat,
-            "repeat": c.repeat,
+            "repeat": c.repeat, "fdSweep": c.swept,
             "targets": [{"pid": t.pid, "hostPid": t.host_pid, "userId": t.uid,
                          "containerId": t.container_id} for t in c.targets]}
 

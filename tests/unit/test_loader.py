@@ -188,3 +188,9 @@ def test_no_ia32_says_why_32_bit_capture_would_buy_nothing(tmp_path, config, cmd
     (tmp_path / "cmdline").write_text(cmdline + "\n")
     found = loader.no_ia32(str(path), str(tmp_path / "cmdline"))
     assert (found is None) if reason is None else (reason in found), found
+
+
+def test_the_exporters_fd_sweep_is_counted_in_the_kernel_when_asked():
+    d = _defines(ProgramOptions(trace=True, urgent_only=True, count=True, sweep=(32, 10)))
+    assert (d["SWEEP_FDS"], d["SWEEP_WINDOW_NS"]) == ("32", "10000000000ULL")
+    assert "SWEEP_FDS" not in _defines(ProgramOptions())

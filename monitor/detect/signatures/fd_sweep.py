@@ -30,10 +30,14 @@ class FdSweep(Threshold):
         if w.reported:
             return None
         w.items.add(obs.idx2)
-        if len(w.items) < self.params["distinct_fds"]:
+        if obs.swept:  # the kernel counted them, where every call is seen (the exporter)
+            fds = f"{int(self.params['distinct_fds'])} (counted in the kernel)"
+        elif len(w.items) < self.params["distinct_fds"]:
             return None
+        else:
+            fds = str(len(w.items))
         w.reported = True
-        return Finding(self.META, f"{obs.comm} (pid {obs.host_pid}) compared "
-                       f"{len(w.items)} distinct fds of pid {target.host_pid} within "
+        return Finding(self.META, f"{obs.comm} (pid {obs.host_pid}) compared {fds} distinct "
+                       f"fds of pid {target.host_pid} within "
                        f"{(obs.timestamp - w.start) / 1e9:.1f} s", (w.first, obs),
                        f"{obs.host_pid}->{target.host_pid}")
