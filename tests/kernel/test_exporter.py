@@ -423,11 +423,14 @@ def test_the_units_capabilities_are_enough_and_it_ends_as_nobody(tmp_path):
     caps = re.search(r"^CapabilityBoundingSet=(.*)$", unit, re.M).group(1).split()
     assert "CAP_SYS_ADMIN" not in caps  # this kernel is 5.8 or later
     port = free_port()
+    # The unit's own command line, on a free port.
+    args = re.search(r"^ExecStart=\S+ (.*)$", unit, re.M).group(1).split()
+    args[args.index("--web.listen-address") + 1] = f"127.0.0.1:{port}"
     err = tmp_path / "err"
     proc = subprocess.Popen(
         ["setpriv", "--bounding-set",
          "-all," + ",".join("+" + c.removeprefix("CAP_").lower() for c in caps),
-         monitor_command(), "--web.listen-address", f"127.0.0.1:{port}"],
+         monitor_command(), *args],
         stderr=err.open("wb"))
     try:
         deadline = time.monotonic() + 60
