@@ -13,6 +13,11 @@ class Detector:
         # (signature id, severity name) -> findings: kcmp_detections_total's series
         self.counts = {(s.META.id, SEVERITIES[s.META.severity]): 0 for s in signatures}
 
+    @property
+    def evicted(self) -> dict[str, int]:
+        """Keys (callers, pairs) each signature let go of to stay within its bound."""
+        return {s.META.id: s.state.evicted for s in self.signatures}
+
     def observe(self, obs: Observation) -> list[Finding]:
         found = []
         for s in self.signatures:

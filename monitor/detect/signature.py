@@ -38,9 +38,9 @@ class Allow(NamedTuple):
 class Keyed(OrderedDict):
     """State by key, at most MAX_KEYS of them: the least recently seen gives way."""
 
-    def __init__(self, most: int = MAX_KEYS) -> None:
+    def __init__(self, most: int | None = None) -> None:
         super().__init__()
-        self.most = most
+        self.most = MAX_KEYS if most is None else most
         self.evicted = 0
 
     def touch(self, key: Any, make) -> Any:

@@ -295,6 +295,9 @@ class DetectionCounts(Protocol):
 
     counts: dict[tuple[str, str], int]
 
+    @property
+    def evicted(self) -> dict[str, int]: ...
+
 
 class DetectionCollector(Collector):
     """kcmp_detections_total: every enabled signature's findings, zero from the start."""
@@ -311,6 +314,13 @@ class DetectionCollector(Collector):
         for (signature, severity), count in sorted(self._detector.counts.items()):
             found.add_metric([signature, severity], count)
         yield found
+        evicted = CounterMetricFamily(
+            "kcmp_detection_keys_evicted", "Callers or pairs a signature stopped following to "
+            "stay within its bound (the least recently seen): a behaviour spread over more "
+            "may go unseen", labels=["signature"])
+        for signature, count in sorted(self._detector.evicted.items()):
+            evicted.add_metric([signature], count)
+        yield evicted
 
 
 def _buckets(log2: list[int]) -> list[tuple[str, float]]:

@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from kcmp_monitor.kernel import counters
 from kcmp_monitor.exporter.collector import (
     ContextCollector,
+    DetectionCollector,
     KcmpCollector,
     RuntimeCollector,
     SelfState,
@@ -227,3 +228,16 @@ def test_runtime_metrics_say_how_containers_were_named():
     lines = generate_latest(registry).decode().splitlines()
     assert "kcmp_monitor_containers_known 12.0" in lines
     assert "kcmp_monitor_container_misses_total 3.0" in lines
+
+
+def test_detection_metrics_every_signature_from_zero():
+    class Detector:
+        counts = {("KCMP-001", "high"): 0, ("KCMP-002", "medium"): 2}
+        evicted = {"KCMP-001": 0, "KCMP-002": 5}
+
+    registry = CollectorRegistry()
+    registry.register(DetectionCollector(Detector()))
+    lines = generate_latest(registry).decode().splitlines()
+    assert 'kcmp_detections_total{severity="high",signature="KCMP-001"} 0.0' in lines
+    assert 'kcmp_detections_total{severity="medium",signature="KCMP-002"} 2.0' in lines
+    assert 'kcmp_detection_keys_evicted_total{signature="KCMP-002"} 5.0' in lines

@@ -264,3 +264,14 @@ def test_the_detect_command_prints_findings_and_says_what_it_skipped(tmp_path, c
     assert cli.main(["detect", str(tmp_path / "none.json")]) == 66
     assert cli.main(["detect", "--print-rules"]) == 0
     assert "KCMP-002" in capsys.readouterr().out
+
+
+def test_state_is_bounded_and_what_is_let_go_is_counted(monkeypatch):
+    from kcmp_monitor.detect import signature
+
+    monkeypatch.setattr(signature, "MAX_KEYS", 8)
+    d = detector()
+    for pid in range(20):  # 20 callers, one refusal each: KCMP-003 follows at most 8
+        d.observe(call(pid=1000 + pid, ret=-EPERM))
+    probe = next(s for s in d.signatures if s.META.id == "KCMP-003")
+    assert len(probe.state) == 8 and d.evicted["KCMP-003"] == 12
