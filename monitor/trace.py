@@ -13,7 +13,7 @@ from .context.enrich import enrich
 from .context.processes import ProcReader
 from .context.types import BOUNDARIES, Context
 from .detect.engine import Detector
-from .detect.observe import Containers, from_event
+from .detect.observe import Containers, from_event, quiet
 from .detect.types import SEVERITIES, Finding
 from .kernel.counters import STAT_DROPPED, STAT_DROPPED_PRIORITY, STAT_INFLIGHT
 from .kernel.events import Event, decode
@@ -168,7 +168,7 @@ class Tracer:
                     unresolved += 1
                 if sink is not None:
                     sink.event(event, ctx, event.ts_ns + offset)
-                if detector is not None:
+                if detector is not None and not quiet(event, ctx):
                     for finding in detector.observe(
                             from_event(event, ctx, event.ts_ns + offset, self.runtime)):
                         if sink is not None:

@@ -26,6 +26,19 @@ _who: IdentityMemo[tuple] = IdentityMemo(4096)
 _TYPES = {t.value: t.name for t in abi.KcmpType}
 
 
+def quiet(event: Event, ctx: Context) -> bool:
+    """A call no signature looks at: not refused, not 32-bit, not a counted sweep, its caller
+    in no container, and naming no process but its own. Most calls are, and this spares them
+    the observation (tests/unit/test_detect.py holds the signatures to it)."""
+    if event.ret == -abi.EPERM or event.seccomp or event.compat or event.swept:
+        return False
+    c = ctx.caller
+    if c is not None and c.container_id:
+        return False
+    return all(t is None or t.host_pid is None or t.host_pid == event.tgid
+               for t in ctx.targets or ())
+
+
 def from_event(event: Event, ctx: Context, wall_ns: int,
                runtime: Containers | None = None) -> Observation:
     a, c, targets = event.args, ctx.caller, ctx.targets

@@ -275,3 +275,36 @@ def test_state_is_bounded_and_what_is_let_go_is_counted(monkeypatch):
         d.observe(call(pid=1000 + pid, ret=-EPERM))
     probe = next(s for s in d.signatures if s.META.id == "KCMP-003")
     assert len(probe.state) == 8 and d.evicted["KCMP-003"] == 12
+
+
+def test_a_quiet_call_is_one_no_signature_looks_at():
+    """quiet() spares calls the observation; every call it passes over must be one that no
+    signature would have reported or kept state for."""
+    import random
+
+    from kcmp_monitor.detect.observe import quiet
+
+    rng = random.Random(7)
+    d = Detector(rules.parse({"signatures": {"KCMP-002": {"distinct_fds": 2},
+                                             "KCMP-003": {"refusals": 1}}}, "test"))
+    passed = 0
+    for i in range(5000):
+        tgid = rng.choice((100, 200))
+        pid2 = rng.choice((tgid, 300, None))
+        uid = rng.choice((0, 1000))
+        caller = Caller(tgid, tgid, 1, 1, None, None, rng.choice(("", CTR, None)), None,
+                        euid=uid)
+        t2 = None if pid2 is None else Target(pid2, b"x", uid if pid2 == tgid else 0, 1,
+                                              None, None, None, None, rng.choice(("", CTR)))
+        event = _event(ret=rng.choice((0, 1, -EPERM, -9)), compat=rng.random() < 0.1,
+                       pid1=tgid, pid2=pid2 or 4)._replace(tgid=tgid, uid=uid,
+                                                           seccomp=rng.random() < 0.1)
+        event = event._replace(args=event.args._replace(type=rng.choice((0, 7, 1)),
+                                                        idx2=rng.randrange(64)))
+        ctx = Context(caller=caller, targets=(Target(tgid, b"x", uid, 1, None, None, None,
+                                                     None, ""), t2))
+        if quiet(event, ctx):
+            passed += 1
+            assert d.observe(from_event(event, ctx, i * S)) == []
+    assert passed > 500
+    assert all(len(s.state) == 0 for s in d.signatures)
