@@ -18,9 +18,10 @@ arch=$(dpkg --print-architecture)
 packages=(python3-bpfcc python3-venv gcc make strace bpftool)
 # `setup.sh --bench` adds the peers the benchmark measures us against; `--test` a real Docker
 # engine for the container tests (which start dockerd themselves where it is not running) and
-# debootstrap, which makes the Debian base the monitor's image is built on there.
+# debootstrap, which makes the Debian base the monitor's image is built on there; and
+# gcc-multilib for a 32-bit test program.
 [ "${1:-}" = "--bench" ] && packages+=(bpftrace bpfcc-tools linux-perf)
-[ "${1:-}" = "--test" ] && packages+=(docker.io libc6-dev debootstrap)
+[ "${1:-}" = "--test" ] && packages+=(docker.io libc6-dev debootstrap gcc-multilib)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

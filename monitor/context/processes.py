@@ -140,7 +140,8 @@ class ProcReader:
                       host_ppid=host_ppid, ns_ppid=ns_ppid,
                       pidns=fs.ns(tgid, "pid"), mntns=fs.ns(tgid, "mnt"),
                       container_id=self._container(tgid), exe=fs.exe(tgid), netns=netns,
-                      netns_name=self._netns_name(netns), depth=len(nspid) if nspid else None)
+                      netns_name=self._netns_name(netns), depth=len(nspid) if nspid else None,
+                      exe_bits=fs.exe_bits(tgid))
 
     def _kernel_caller(self, event: Event, t: KernelTask) -> Caller:
         """The caller as the kernel's record has it; /proc adds only the executable's path
@@ -162,7 +163,8 @@ class ProcReader:
                       utsns=t.utsns or None, ipcns=t.ipcns or None,
                       cgroupns=t.cgroupns or None, euid=t.euid, egid=t.egid,
                       caps=t.cap_effective, exe_name=t.exe_name or None,
-                      exe_inode=t.exe_ino or None)
+                      exe_inode=t.exe_ino or None,
+                      exe_bits=None if gone else self.fs.exe_bits(event.tgid))
 
     def _cgroup_container(self, cgroup_id: int) -> str | None:
         path = self.cgroups.path(cgroup_id) if self.cgroups is not None else None

@@ -69,6 +69,15 @@ class ProcFS:
     def exe(self, pid: int) -> str | None:
         return self._link(f"{pid}/exe")
 
+    def exe_bits(self, pid: int) -> int | None:
+        """32 or 64: the ELF class of what the process runs (None: gone, or not ELF)."""
+        try:
+            with open(f"{self.root}/{pid}/exe", "rb") as f:
+                ident = f.read(5)
+        except OSError:
+            return None
+        return {1: 32, 2: 64}.get(ident[4]) if ident[:4] == b"\x7fELF" else None
+
     def fd_path(self, pid: int, fd: int) -> str | None:
         """What an fd points to, as readlink gives it (bytes not UTF-8 kept: surrogateescape)."""
         return self._link(f"{pid}/fd/{fd}")

@@ -34,6 +34,7 @@ class Caller(NamedTuple):
     caps: int | None = None  # effective capabilities, a bit per CAP_*
     exe_name: bytes | None = None  # the executable's file name, and its inode
     exe_inode: int | None = None
+    exe_bits: int | None = None  # 32 or 64: its ELF class, read while it lives
 
     @property
     def from_kernel(self) -> bool:

@@ -47,7 +47,7 @@ def from_event(event: Event, ctx: Context, wall_ns: int,
     who = _who.get(key)
     if who is None:
         who = _who.put(key, (c, targets), _who_of(event.comm, c, targets, pids))
-    comm, exe, euid, cid, seen = who
+    comm, exe, euid, cid, seen, bits = who
     # The runtime may learn a container later: asked each time (a dict lookup).
     info = runtime.get(cid) if runtime is not None and cid else None
     return Observation(
@@ -55,7 +55,7 @@ def from_event(event: Event, ctx: Context, wall_ns: int,
         info and info.name, info and info.image,
         _TYPES.get(a.type) if a is not None else None,
         a.idx1 if a is not None else None, a.idx2 if a is not None else None,
-        event.ret, event.seccomp, event.compat, seen, event.repeat, event.swept)
+        event.ret, event.seccomp, event.compat, seen, event.repeat, event.swept, bits)
 
 
 def _who_of(comm: bytes, c, targets, pids) -> tuple:
@@ -69,7 +69,8 @@ def _who_of(comm: bytes, c, targets, pids) -> tuple:
         seen = tuple(Seen(pid, t and t.host_pid, t and t.uid, t and t.container_id)
                      for pid, t in zip(pids, targets))
     return (json_text(comm), exe, c.euid if c is not None else None,
-            c.container_id if c is not None else None, seen)
+            c.container_id if c is not None else None, seen,
+            c.exe_bits if c is not None else None)
 
 
 class NotAnEvent(ValueError):
@@ -95,6 +96,6 @@ def from_record(r: dict[str, Any]) -> Observation | None:
             kcmp_type=r.get("kcmpType"), idx1=args.get("idx1"), idx2=args.get("idx2"),
             ret=int(r["returnValue"]), seccomp=bool(r.get("refusedBySeccomp")),
             compat=bool(r.get("compat")), targets=targets, repeat=int(r.get("repeat", 1)),
-            swept=bool(r.get("fdSweep")))
+            swept=bool(r.get("fdSweep")), exe_bits=exe.get("elfClass"))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise NotAnEvent(f"not a kcmp event of this monitor ({exc!r} missing or wrong)") from None

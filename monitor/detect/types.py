@@ -37,6 +37,7 @@ class Observation(NamedTuple):
     targets: tuple[Seen, ...]  # () where the arguments are unknown
     repeat: int = 1
     swept: bool = False  # it completed an fd sweep the kernel counted (the exporter's)
+    exe_bits: int | None = None  # 32 or 64: the caller's ELF class; None: not read
 
     def event(self) -> dict[str, Any]:
         """The call as a finding shows what triggered it."""
@@ -47,7 +48,7 @@ class Observation(NamedTuple):
                 "containerImage": self.container_image, "kcmpType": self.kcmp_type,
                 "idx1": self.idx1, "idx2": self.idx2, "returnValue": self.ret,
                 "refusedBySeccomp": self.seccomp, "compat": self.compat, "repeat": self.repeat,
-                "fdSweep": self.swept,
+                "fdSweep": self.swept, "elfClass": self.exe_bits,
                 "targets": [{"pid": t.pid, "hostPid": t.host_pid, "userId": t.uid,
                              "containerId": t.container_id} for t in self.targets]}
 

@@ -119,7 +119,8 @@ def _caller(c: Caller, tgid: int, tid: int) -> str:
     else:
         path = "null" if c.exe is None else json_string(path_text(c.exe))
         name = "null" if c.exe_name is None else _comm(c.exe_name)
-        exe = f'{{"path":{path},"name":{name},"inode":{_int(c.exe_inode)}}}'
+        exe = (f'{{"path":{path},"name":{name},"inode":{_int(c.exe_inode)},'
+               f'"elfClass":{_int(c.exe_bits)}}}')
     caps = "null" if c.caps is None else (
         f'{{"effective":"{c.caps:#x}",'
         f'"sysPtrace":{_BOOL[bool(c.caps >> abi.CAP_SYS_PTRACE & 1)]}}}')

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.helpers import monitor_command
+from tests.helpers import monitor_command, skip_or_fail
 
 from .conftest import Daemon, Monitor, _build
 
@@ -21,6 +21,15 @@ pytestmark = pytest.mark.kernel
 @pytest.fixture(scope="session")
 def sweeper(kernel_ready, tmp_path_factory):
     return _build(tmp_path_factory, "sweeper")
+
+
+@pytest.fixture(scope="session")
+def compat32(kernel_ready, tmp_path_factory):
+    """A 32-bit program (gcc -m32: gcc-multilib, which `make test` installs)."""
+    try:
+        return _build(tmp_path_factory, "compat32", "-m32", "-static")
+    except subprocess.CalledProcessError:
+        skip_or_fail("needs gcc -m32 (gcc-multilib; run `sudo make test`)")
 
 
 def _pid(first_line):
@@ -33,42 +42,48 @@ def _findings(lines):
     return [r for r in map(json.loads, lines) if r.get("kind") == "finding"]
 
 
-def _sweep(sweeper, js, fds=40):
-    """The sweep, its target kept alive until the JSON monitor has read its calls (a target's
-    uid is read from /proc: a gone one has none); (pid, child)."""
-    run = subprocess.Popen([str(sweeper), "sweep", str(fds)], stdin=subprocess.PIPE,
+def _alive(argv, js, calls):
+    """A workload kept alive until the JSON monitor has read its calls (what is read from
+    /proc, a target's uid, an executable's ELF class, a gone process has none); (pid, child)."""
+    run = subprocess.Popen([str(a) for a in argv], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, text=True)
-    pid, child = _pid(run.stdout.readline())
+    line = run.stdout.readline()
+    pid, child = _pid(line if "child=" in line else line.strip() + " child=0")
     deadline = time.monotonic() + 30
-    while sum(f'"hostProcessId":{pid},' in line for line in js.lines()) < fds:
-        assert time.monotonic() < deadline, "the monitor did not see the sweep"
+    while sum(f'"hostProcessId":{pid},' in line for line in js.lines()) < calls:
+        assert time.monotonic() < deadline, f"the monitor did not see {argv}"
         time.sleep(0.05)
     run.stdin.close()
     assert run.wait(timeout=30) == 0
     return pid, child
 
 
-def _workloads(sweeper, loop, js, tmp_path):
-    """Each behaviour once, and the benign patterns; the pids of the sweep, its target and the
-    32-bit caller."""
+def _sweep(sweeper, js, fds=40):
+    return _alive([sweeper, "sweep", fds], js, fds)
+
+
+def _workloads(sweeper, loop, compat32, js, tmp_path):
+    """Each behaviour once, and the benign patterns (its own fds, a CRIU-style tree, a 32-bit
+    program's own calls); the pids of the sweep, its target and the 32-bit caller."""
     criu = tmp_path / "criu"  # CRIU's dump, by the name the default allowlist knows
     shutil.copy(sweeper, criu)
     sweep, child = _sweep(sweeper, js)
-    first = {}
-    for name, argv in (("own", [sweeper, "own", "64"]), ("tree", [criu, "tree", "64"]),
-                       ("compat", [sweeper, "compat", "5"]), ("eperm", [loop, "eperm", "30"])):
-        first[name] = subprocess.run([str(a) for a in argv], check=True, capture_output=True,
-                                     text=True, input="", timeout=60).stdout
-    return sweep, child, _pid(first["compat"])[0]
+    # Identical calls, folded: the first is streamed at once, the rest a record later.
+    compat, _ = _alive([sweeper, "compat", 5], js, 1)
+    _alive([compat32, 5], js, 1)
+    for argv in ([sweeper, "own", "64"], [criu, "tree", "64"], [loop, "eperm", "30"]):
+        subprocess.run([str(a) for a in argv], check=True, capture_output=True, input="",
+                       timeout=60, text=True)
+    return sweep, child, compat
 
 
 def test_each_behaviour_fires_its_signature_once_and_the_benign_ones_nothing(
-        sweeper, loop, tmp_path):
+        sweeper, loop, compat32, tmp_path):
     js = Monitor(["--output", "json"], tmp_path, "json", fold=True, detect=True)
     text = Monitor([], tmp_path, "text", fold=True, detect=True)
     js.wait_started()
     text.wait_started()
-    sweep, child, compat = _workloads(sweeper, loop, js, tmp_path)
+    sweep, child, compat = _workloads(sweeper, loop, compat32, js, tmp_path)
     want = 4
     deadline = time.monotonic() + 30
     while len(_findings(js.lines())) < want and time.monotonic() < deadline:
@@ -86,6 +101,8 @@ def test_each_behaviour_fires_its_signature_once_and_the_benign_ones_nothing(
     assert found["KCMP-006"]["triggeredBy"][0]["hostProcessId"] == sweep
     assert found["KCMP-005"]["triggeredBy"][0]["hostProcessId"] == compat
     assert found["KCMP-005"]["triggeredBy"][0]["compat"] is True
+    assert found["KCMP-005"]["triggeredBy"][0]["elfClass"] == 64
+    assert "a 64-bit program" in found["KCMP-005"]["summary"]
     probe = found["KCMP-003"]["triggeredBy"]
     assert probe[-1]["returnValue"] == -1 and probe[-1]["userId"] == 65534
     marked = [line for line in text.lines() if " !! FINDING " in line]
@@ -105,10 +122,11 @@ def test_a_flood_of_benign_calls_hides_no_sweep(sweeper, loop, tmp_path):
     assert len(sweeps) == 1 and sweeps[0]["triggeredBy"][0]["hostProcessId"] == sweep
 
 
-def test_the_recorded_stream_read_back_gives_the_live_findings(sweeper, loop, tmp_path):
+def test_the_recorded_stream_read_back_gives_the_live_findings(sweeper, loop, compat32,
+                                                              tmp_path):
     js = Monitor(["--output", "json"], tmp_path, "json", fold=True, detect=True)
     js.wait_started()
-    _workloads(sweeper, loop, js, tmp_path)
+    _workloads(sweeper, loop, compat32, js, tmp_path)
     time.sleep(1.5)
     assert js.stop() == 0
     lines = js.lines()

@@ -27,11 +27,11 @@ CTR = "c" * 64
 
 def call(t=0.0, pid=100, kind="KCMP_FILE", idx1=3, idx2=3, ret=0, targets=None, uid=1000,
          comm="evil", exe="/tmp/evil", container="", seccomp=False, compat=False, repeat=1,
-         swept=False):
+         swept=False, bits=64):
     if targets is None:
         targets = (Seen(pid, pid, uid, container), Seen(200, 200, uid, container))
     return Observation(int(t * S), pid, pid, comm, exe, uid, uid, container, None, None, kind,
-                       idx1, idx2, ret, seccomp, compat, targets, repeat, swept)
+                       idx1, idx2, ret, seccomp, compat, targets, repeat, swept, bits)
 
 
 def detector(**overrides):
@@ -122,6 +122,10 @@ def test_seccomp_compat_and_other_user_fire_once_per_caller():
     assert fired(detector(), [call(i, ret=-EPERM, seccomp=True, container=CTR)
                               for i in range(10)]) == [("KCMP-004", "100")]
     assert fired(detector(), [call(i, compat=True) for i in range(10)]) == [("KCMP-005", "100")]
+    # A 32-bit program's own calls: nothing; a program whose class is unknown: reported.
+    assert fired(detector(), [call(compat=True, bits=32)]) == []
+    (unknown,) = detector().observe(call(compat=True, bits=None))
+    assert "a program of unknown class" in unknown.summary
     root = (Seen(100, 100, 0, ""), Seen(1, 1, 0, ""))
     assert fired(detector(), [call(i, uid=1000, targets=root) for i in range(10)]) == [
         ("KCMP-006", "(100, 0)")]
@@ -182,7 +186,7 @@ def _event(ret=0, compat=False, pid1=4242, pid2=1):
 
 def test_an_observation_is_the_same_live_and_from_its_json_line():
     caller = Caller(4242, 4243, 1, 1, 4026531836, 4026531840, CTR, "/usr/bin/ev\x1bil",
-                    euid=1000)
+                    euid=1000, exe_bits=64)
     targets = (Target(4242, b"evil", 1000, 1, None, None, None, None, CTR),
                Target(1, b"init", 0, 0, None, None, None, None, ""))
     ctx = Context(caller=caller, targets=targets)
@@ -197,6 +201,7 @@ def test_an_observation_is_the_same_live_and_from_its_json_line():
                                                              Runtime()))))
         assert live == recorded
         assert live.container_name == "web" and live.targets[1] == Seen(1, 1, 0, "")
+        assert live.exe_bits == 64
 
 
 def test_findings_are_tracee_shaped_and_terminal_safe():
@@ -222,7 +227,8 @@ def _as_record(c: Observation):
     """The fields of a JSON stream record the signatures read."""
     return {"eventName": "kcmp", "timestamp": c.timestamp, "hostProcessId": c.host_pid,
             "hostThreadId": c.host_tid, "processName": c.comm,
-            "executable": {"path": c.exe, "name": None, "inode": None}, "userId": c.uid,
+            "executable": {"path": c.exe, "name": None, "inode": None,
+                           "elfClass": c.exe_bits}, "userId": c.uid,
             "effectiveUserId": c.euid, "containerId": c.container_id, "containerName": None,
             "containerImage": None, "kcmpType": c.kcmp_type,
             "args": [{"name": "idx1", "value": c.idx1}, {"name": "idx2", "value": c.idx2}],
@@ -308,3 +314,15 @@ def test_a_quiet_call_is_one_no_signature_looks_at():
             assert d.observe(from_event(event, ctx, i * S)) == []
     assert passed > 500
     assert all(len(s.state) == 0 for s in d.signatures)
+
+
+def test_the_elf_class_is_read_from_the_executable(tmp_path):
+    from kcmp_monitor.context.procfs import ProcFS
+
+    proc = tmp_path / "proc"
+    for pid, head in ((1, b"\x7fELF\x01"), (2, b"\x7fELF\x02"), (3, b"#!/bin/sh\n")):
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "exe").write_bytes(head + b"\0" * 11)
+    fs = ProcFS(str(proc))
+    assert [fs.exe_bits(pid) for pid in (1, 2, 3, 4)] == [32, 64, None, None]
+    assert ProcFS().exe_bits("self") == 64

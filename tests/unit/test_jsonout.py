@@ -177,12 +177,14 @@ def test_caller_from_the_kernel():
     assert record["networkNamespace"] == {"inode": 4026532002, "name": None}
     assert (record["effectiveUserId"], record["effectiveGroupId"]) == (0, 0)
     assert record["capabilities"] == {"effective": "0x280000", "sysPtrace": True}
-    assert record["executable"] == {"path": None, "name": "short\u001blived", "inode": 4242}
+    assert record["executable"] == {"path": None, "name": "short\u001blived", "inode": 4242,
+                                    "elfClass": None}
     plain = _record(_event(ret=0), Context(caller=caller._replace(caps=None, exe_name=None,
                                                                   exe_inode=None,
                                                                   exe="/bin/x")))
     assert plain["callerContext"] == "proc" and plain["capabilities"] is None
-    assert plain["executable"] == {"path": "/bin/x", "name": None, "inode": None}
+    assert plain["executable"] == {"path": "/bin/x", "name": None, "inode": None,
+                                   "elfClass": None}
 
 
 def test_refused_by_seccomp_with_the_arguments_from_the_registers():
