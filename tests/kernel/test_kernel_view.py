@@ -67,8 +67,9 @@ def test_every_event_carries_the_gone_callers_namespaces_parent_and_executable(g
                 r["utsNamespace"], r["ipcNamespace"], r["cgroupNamespace"]) == tuple(
             int(made[f"{k}ns"]) for k in ("pid", "mnt", "user", "uts", "ipc", "cgroup"))
         assert r["networkNamespace"] == {"inode": int(made["netns"]), "name": None}
+        # Gone: its path and ELF class, which /proc would have given, are not known.
         assert r["executable"] == {"path": None, "name": "ownfds",
-                                   "inode": int(made["exe_ino"])}
+                                   "inode": int(made["exe_ino"]), "elfClass": None}
         assert r["capabilities"]["sysPtrace"] is True and r["effectiveUserId"] == 0
         assert r["contextUnresolved"] == [] and r["crossesBoundary"] == []
 
