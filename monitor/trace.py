@@ -14,7 +14,7 @@ from .context.processes import ProcReader
 from .context.types import BOUNDARIES, Context
 from .detect.engine import Detector
 from .detect.observe import Containers, from_event, quiet
-from .detect.types import SEVERITIES, Finding
+from .detect.types import Finding
 from .kernel.counters import STAT_DROPPED, STAT_DROPPED_PRIORITY, STAT_INFLIGHT
 from .kernel.events import Event, decode
 from .sinks.logs import logfmt
@@ -46,6 +46,14 @@ class EventLog(Protocol):
     def report_suppressed(self) -> None: ...
 
 
+class FindingSink(Protocol):
+    def finding(self, finding: Finding) -> None: ...
+
+    def tick(self) -> None: ...
+
+    def report_suppressed(self) -> None: ...
+
+
 class EventSource(Protocol):
     def open_events(self) -> None: ...
 
@@ -66,14 +74,6 @@ class Summary:
     unresolved: int = 0  # traced calls whose caller or a target could not be resolved
 
 
-def log_finding(finding: Finding) -> None:
-    """A finding of the daemon, which has no stream: a line in its log."""
-    m = finding.meta
-    log.warning(logfmt(msg="kcmp finding", signature=m.id, name=m.name,
-                       severity=SEVERITIES[m.severity], technique=m.technique,
-                       summary=finding.summary))
-
-
 def monotonic_to_wall_ns() -> int:
     """What to add to a bpf_ktime_get_ns() stamp (CLOCK_MONOTONIC) to get epoch time."""
     return time.time_ns() - time.monotonic_ns()
@@ -85,14 +85,16 @@ class Tracer:
 
     def __init__(self, source: EventSource, proc: ProcReader, sink: Sink | None = None,
                  eperm_log: EventLog | None = None, count_context: bool = False,
-                 detector: Detector | None = None, runtime: Containers | None = None) -> None:
+                 detector: Detector | None = None, runtime: Containers | None = None,
+                 finding_log: FindingSink | None = None) -> None:
         """count_context: give every traced call its context and count crossings even
         without a sink (the daemon's --context); detector: the signatures every traced call
-        goes through (findings to the sink, else to the log); runtime: what names the
-        containers they see."""
+        goes through (findings to the sink and to finding_log, each where given); runtime:
+        what names the containers they see."""
         self.source = source
         self.sink = sink
         self.detector = detector
+        self.finding_log = finding_log
         self.runtime = runtime
         self.traces = sink is not None or count_context or detector is not None
         self.eperm_log = eperm_log
@@ -110,8 +112,9 @@ class Tracer:
         while not should_stop():
             self.step(POLL_MS)
         self.step(0, final=True)
-        if self.eperm_log is not None:
-            self.eperm_log.report_suppressed()
+        for limited in (self.eperm_log, self.finding_log):
+            if limited is not None:
+                limited.report_suppressed()
         return self.summary
 
     def _report_lost(self, final: bool) -> None:
@@ -173,8 +176,8 @@ class Tracer:
                             from_event(event, ctx, event.ts_ns + offset, self.runtime)):
                         if sink is not None:
                             sink.finding(finding)
-                        else:
-                            log_finding(finding)
+                        if self.finding_log is not None:
+                            self.finding_log.finding(finding)
             if to_log and eperm_log is not None:
                 eperm_log.event(event, ctx)
         summary.events += traced
@@ -193,6 +196,8 @@ class Tracer:
             self._report_lost(final)
         if eperm_log is not None:
             eperm_log.tick()
+        if self.finding_log is not None:
+            self.finding_log.tick()
         self.summary.unpaired = self.source.stat(STAT_INFLIGHT)
         if sink is not None:
             sink.flush()

@@ -27,7 +27,7 @@ from .sinks.console import ConsoleSink, start_notes, exit_line
 from .sinks.eventfile import FileSink, RotatingLines, Tee
 from .sinks.jsonout import JsonSink
 from .sinks.logs import logfmt
-from .sinks.permlog import PermissionLog
+from .sinks.permlog import FINDINGS_PER_S, FindingLog, PermissionLog
 from .trace import Tracer
 
 log = logging.getLogger("kcmp_monitor")
@@ -128,8 +128,12 @@ def run(args: argparse.Namespace) -> int:
                     else Tee(sink, FileSink(events, runtime)))
         eperm_log = (PermissionLog(rate=args.eperm_log_rate, runtime=runtime)
                      if options.log_eperm else None)
+        # The exporter's findings are log lines (and lines of its event file, if any).
+        finding_log = (FindingLog(FINDINGS_PER_S) if detector is not None and not args.trace
+                       else None)
         tracer = Tracer(program, proc, sink=sink, eperm_log=eperm_log,
-                        count_context=args.context, detector=detector, runtime=runtime)
+                        count_context=args.context, detector=detector, runtime=runtime,
+                        finding_log=finding_log)
         registry = None
         if exporter:
             registry = daemon.build_registry(

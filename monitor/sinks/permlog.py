@@ -11,6 +11,7 @@ from typing import Callable
 
 from ..abi import CAP_SYS_PTRACE
 from ..context.types import Context
+from ..detect.types import SEVERITIES, Finding
 from ..kernel.counters import SLOT_NAMES, SLOT_UNSEEN, slot_of
 from ..kernel.events import Event
 from .console import Containers
@@ -26,15 +27,14 @@ def _name(comm: bytes | None) -> str | None:
 REPORT_EVERY_S = 5.0  # how often, at most, a line says how many were suppressed
 
 
-class PermissionLog:
-    """A token bucket: `rate` lines a second on average, bursts of up to 5 seconds' worth.
-    admit() is asked first, before the event is given any context: a flood costs a token
-    test per event, not the work of a line."""
+class RateLimited:
+    """A token bucket: `rate` lines a second on average, bursts of up to 5 seconds' worth;
+    what it refuses is counted and said at most every REPORT_EVERY_S."""
 
-    def __init__(self, rate: float = 10.0, clock: Callable[[], float] = time.monotonic,
-                 runtime: Containers | None = None) -> None:
+    WHAT = "lines"  # what the suppressed ones were, for the line that says so
+
+    def __init__(self, rate: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
-        self.runtime = runtime
         self.burst = max(1.0, 5 * rate)
         self.clock = clock
         self.tokens = self.burst
@@ -52,13 +52,38 @@ class PermissionLog:
         return self.tokens >= 1
 
     def admit(self) -> bool:
-        """Whether the next permission failure gets its line (else it is counted)."""
+        """Whether the next one gets its line (else it is counted)."""
         if self.ready():
             self.tokens -= 1
             return True
         self.suppressed += 1
         self.suppressed_total += 1
         return False
+
+    def tick(self) -> None:
+        """Between reads: say what was suppressed, at most every REPORT_EVERY_S."""
+        if self.suppressed and self.clock() - self._reported >= REPORT_EVERY_S:
+            self.report_suppressed()
+
+    def report_suppressed(self) -> None:
+        """Say how many lines were dropped since the last time, if any, and in all."""
+        if self.suppressed:
+            log.warning(logfmt(msg=f"{self.WHAT} suppressed (rate limit)",
+                               suppressed=self.suppressed, total=self.suppressed_total))
+            self.suppressed = 0
+            self._reported = self.clock()
+
+
+class PermissionLog(RateLimited):
+    """A line per permission failure. admit() is asked first, before the event is given any
+    context: a flood costs a token test per event, not the work of a line."""
+
+    WHAT = "kcmp permission denied lines"
+
+    def __init__(self, rate: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 runtime: Containers | None = None) -> None:
+        super().__init__(rate, clock)
+        self.runtime = runtime
 
     def event(self, event: Event, ctx: Context) -> None:
         """The line of an admitted permission failure."""
@@ -97,15 +122,21 @@ class PermissionLog:
                 found["pod"] = info.pod_name and f"{info.pod_namespace}/{info.pod_name}"
         return found
 
-    def tick(self) -> None:
-        """Between reads: say what was suppressed, at most every REPORT_EVERY_S."""
-        if self.suppressed and self.clock() - self._reported >= REPORT_EVERY_S:
-            self.report_suppressed()
 
-    def report_suppressed(self) -> None:
-        """Say how many lines were dropped since the last time, if any, and in all."""
-        if self.suppressed:
-            log.warning(logfmt(msg="kcmp permission denied lines suppressed (rate limit)",
-                               suppressed=self.suppressed, total=self.suppressed_total))
-            self.suppressed = 0
-            self._reported = self.clock()
+FINDINGS_PER_S = 10.0  # finding lines a second at most (bursts of 50); the metric counts all
+
+
+class FindingLog(RateLimited):
+    """The daemon's line per finding of the signatures: rare by design (once per caller or
+    pair per window), bounded here against callers made by the thousand to fill the log."""
+
+    WHAT = "kcmp finding lines"
+
+    def finding(self, finding: Finding) -> None:
+        if not self.admit():
+            return
+        m = finding.meta
+        log.warning(logfmt(msg="kcmp finding", signature=m.id, name=m.name,
+                           severity=SEVERITIES[m.severity], technique=m.technique,
+                           summary=finding.summary))
+        self.logged += 1

@@ -106,3 +106,25 @@ def test_containers_are_named_by_their_runtime_else_their_short_id(caplog):
     assert caplog.records[0].getMessage().endswith(
         "compat=false container=web-1 container_image=shop/web:2 pod=shop/web-7f "
         "pid1_container=web-1 pid2_container=bbbbbbbbbbbb")
+
+
+def test_finding_lines_are_rate_limited_and_what_is_dropped_said(caplog):
+    from kcmp_monitor.detect.types import Finding, Meta, Observation
+    from kcmp_monitor.sinks.permlog import FindingLog
+
+    caplog.set_level(logging.INFO, logger="kcmp_monitor")
+    clock = Clock()
+    flog = FindingLog(rate=1, clock=clock)  # bursts of 5
+    meta = Meta("KCMP-005", "kcmp_compat_call", "d", 2, "T1562", "Impair Defenses", "x")
+    obs = Observation(0, 1, 1, "evil\x1b", None, 0, 0, "", None, None, None, None, None, 0,
+                      False, True, ())
+    for _ in range(8):
+        flog.finding(Finding(meta, "evil\x1b (pid 1) made a 32-bit kcmp", (obs,), "1"))
+    clock.now = 6.0
+    flog.tick()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 6 and flog.logged == 5
+    assert lines[0] == ('msg="kcmp finding" signature=KCMP-005 name=kcmp_compat_call '
+                        'severity=medium technique=T1562 '
+                        'summary="evil\\x1b (pid 1) made a 32-bit kcmp"')
+    assert lines[-1] == 'msg="kcmp finding lines suppressed (rate limit)" suppressed=3 total=3'
