@@ -11,9 +11,9 @@ from typing import Callable, Protocol
 from .abi import EPERM
 from .context.enrich import enrich
 from .context.processes import ProcReader
-from .context.types import BOUNDARIES, Context
+from .context.types import BOUNDARIES, Containers, Context
 from .detect.engine import Detector
-from .detect.observe import Containers, from_event, quiet
+from .detect.observe import from_event, quiet
 from .detect.types import Finding
 from .kernel.counters import STAT_DROPPED, STAT_DROPPED_PRIORITY, STAT_INFLIGHT
 from .kernel.events import Event, decode

@@ -3,7 +3,7 @@ fill and the sinks read (named tuples: several are made per event)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 # The kinds of boundary a call can cross, in the order they are reported.
 BOUNDARIES = ("pid", "mnt", "net", "container")
@@ -66,6 +66,12 @@ class ContainerInfo(NamedTuple):
     pod_name: str | None = None
     pod_namespace: str | None = None
     pod_uid: str | None = None
+
+
+class Containers(Protocol):
+    """What names containers (context.runtime.ContainerRuntime): it never waits."""
+
+    def get(self, container_id: str | None) -> ContainerInfo | None: ...
 
 
 class Context(NamedTuple):

@@ -4,20 +4,14 @@ stream gives the findings the live one gave."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from .. import abi
-from ..context.types import Context
+from ..context.types import Containers, Context
 from ..escape import json_text
 from ..kernel.events import Event
 from ..memo import IdentityMemo
 from .types import Observation, Seen
-
-
-class Containers(Protocol):
-    """What names containers (context.runtime.ContainerRuntime)."""
-
-    def get(self, container_id: str | None) -> Any: ...
 
 
 # Who a call is about, made once per (caller, targets, pids, comm): the enricher hands out

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Protocol, TextIO
+from typing import TextIO
 
 from .. import PROG, abi
-from ..context.types import Caller, ContainerInfo, Context, Target
+from ..context.types import Caller, Containers, Context, Target
 from ..detect.types import SEVERITIES, Finding
 from ..escape import escape, escape_word
 from ..kernel.events import Args, Event
@@ -99,12 +99,6 @@ def format_target(t: Target | None, caller_tgid: int, host_pid: int | None = Non
     name = "?" if t.name is None else escape_word(t.name)
     text = f"{name}/{t.host_pid} uid={_owner(t.uid)}{_container(t.container_id, runtime)}"
     return text + " exited" if t.gone else text
-
-
-class Containers(Protocol):
-    """What names containers (context.runtime.ContainerRuntime): it never waits."""
-
-    def get(self, container_id: str | None) -> ContainerInfo | None: ...
 
 
 def _container(cid: str | None, runtime: Containers | None = None) -> str:

@@ -9,10 +9,9 @@ import os
 import shutil
 from typing import BinaryIO
 
-from ..context.types import Context
+from ..context.types import Containers, Context
 from ..detect.types import Finding
 from ..kernel.events import Event
-from .console import Containers
 from .jsonout import JsonLines
 
 DEFAULT_MAX_MB = 100

@@ -7,12 +7,12 @@ import json
 from typing import Any, TextIO
 
 from .. import abi
-from ..context.types import Caller, ContainerInfo, Context, Target
+from ..context.types import Caller, ContainerInfo, Containers, Context, Target
 from ..detect.types import Finding
 from ..kernel.events import Args, Event, KernelFile
 from ..escape import json_text
 from ..memo import IdentityMemo
-from .console import Containers, start_line
+from .console import start_line
 
 # (name, Tracee's type) of kcmp's arguments, in order.
 ARG_TYPES = (("pid1", "pid_t"), ("pid2", "pid_t"), ("type", "int"),

@@ -10,11 +10,10 @@ import time
 from typing import Callable
 
 from ..abi import CAP_SYS_PTRACE
-from ..context.types import Context
+from ..context.types import Containers, Context
 from ..detect.types import SEVERITIES, Finding
 from ..kernel.counters import SLOT_NAMES, SLOT_UNSEEN, slot_of
 from ..kernel.events import Event
-from .console import Containers
 from .logs import logfmt
 
 log = logging.getLogger(__name__)
