@@ -50,6 +50,11 @@ def _info(name: str, image: str | None, image_id: str | None,
                          **{field: labels.get(label) for field, label in _POD.items()})
 
 
+def _inspected(c: Any) -> ContainerInfo:
+    """A Docker container as the SDK's listing or inspect gives it."""
+    return _info(c.name, c.attrs["Config"].get("Image"), c.attrs.get("Image"), c.labels)
+
+
 def bundle_info(annotations: dict[str, str]) -> ContainerInfo | None:
     """A CRI container from its OCI annotations; None for a task the CRI did not make (its id
     is all there is)."""
@@ -80,11 +85,7 @@ class Bundles:
 
     def find(self, container_id: str) -> ContainerInfo | None:
         for root in self.roots:
-            try:
-                namespaces = os.listdir(root)
-            except OSError:
-                continue
-            for namespace in namespaces:
+            for namespace in _listdir(root):
                 path = os.path.join(root, namespace, container_id, "config.json")
                 if os.path.exists(path):
                     return self.read(path)
@@ -154,8 +155,7 @@ class ContainerRuntime:
             events = client.events(decode=True, filters={
                 "type": "container", "event": ["create", "start"]})
             for c in client.containers.list(all=True):
-                self._remember(c.id, _info(c.name, c.attrs["Config"].get("Image"),
-                                           c.attrs.get("Image"), c.labels))
+                self._remember(c.id, _inspected(c))
         except Exception as exc:  # the SDK raises its own errors and requests' alike
             log.info("container runtime not read: %s", exc)
             return None
@@ -202,8 +202,7 @@ class ContainerRuntime:
             c = self._client.containers.get(container_id)
         except Exception:
             return False  # gone, not Docker's, or no longer reachable (the daemon left root)
-        self._remember(c.id, _info(c.name, c.attrs["Config"].get("Image"),
-                                   c.attrs.get("Image"), c.labels))
+        self._remember(c.id, _inspected(c))
         return True
 
     def _look_up(self) -> None:
