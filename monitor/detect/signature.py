@@ -4,6 +4,7 @@ and state bounded by a number of keys (callers, pairs) of which the oldest give 
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from typing import Any, ClassVar, NamedTuple
 
@@ -44,18 +45,24 @@ class Keyed(OrderedDict):
         self.evicted = 0
 
     def touch(self, key: Any, make) -> Any:
+        """key's state, made where it has none, and now the most recently seen."""
         state = self.get(key)
         if state is None:
-            if len(self) >= self.most:
-                self.popitem(last=False)
-                self.evicted += 1
-            state = self[key] = make()
-        else:
-            self.move_to_end(key)
+            return self.put(key, make())
+        self.move_to_end(key)
+        return state
+
+    def put(self, key: Any, state: Any) -> Any:
+        """key's state replaced (or made, letting the least recently seen go if full)."""
+        if key not in self and len(self) >= self.most:
+            self.popitem(last=False)
+            self.evicted += 1
+        self[key] = state
+        self.move_to_end(key)
         return state
 
 
-class Signature:
+class Signature(ABC):
     """A kcmp signature: look() at each call, a Finding when it has seen the behaviour (once
     per behaviour: the same key is not reported again within the window)."""
 
@@ -73,10 +80,10 @@ class Signature:
         self.allow = allow or Allow()
         self.state = Keyed()
 
+    @abstractmethod
     def look(self, obs: Observation) -> Finding | None:
         """The finding a call completes, if any. It asks allowed() only once the call is of
         its kind, so that the calls of no interest cost a test or two."""
-        raise NotImplementedError
 
     def allowed(self, obs: Observation) -> bool:
         return self.allow.allows(obs)
@@ -87,14 +94,14 @@ class Signature:
         last = self.state.get(key)
         if last is not None and obs.timestamp - last < self.window_ns:
             return None
-        self.state.touch(key, lambda: obs.timestamp)
-        self.state[key] = obs.timestamp
+        self.state.put(key, obs.timestamp)
         return Finding(self.META, summary, events or (obs,), str(key))
 
 
 class Window:
-    """What a key did within a window from its first call: calls, distinct items (kept up to
-    the threshold), the first call, and whether it was reported."""
+    """What a key did within a window from its first call: calls (for a signature that counts
+    them), distinct items (kept up to the threshold), the first call, and whether it was
+    reported."""
 
     __slots__ = ("start", "calls", "items", "first", "reported")
 
@@ -112,5 +119,5 @@ class Threshold(Signature):
     def window(self, key: Any, obs: Observation) -> Window:
         w = self.state.touch(key, lambda: Window(obs))
         if obs.timestamp - w.start >= self.window_ns:
-            w = self.state[key] = Window(obs)
+            w = self.state.put(key, Window(obs))
         return w

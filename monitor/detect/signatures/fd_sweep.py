@@ -26,7 +26,6 @@ class FdSweep(Threshold):
         if self.allowed(obs):
             return None
         w = self.window((obs.host_pid, target.host_pid), obs)
-        w.calls += obs.repeat
         if w.reported:
             return None
         w.items.add(obs.idx2)
