@@ -4,7 +4,6 @@ one set of attached programs."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import logging
 import signal
 import sys
@@ -69,16 +68,21 @@ class StopFlag:
         return self.stopped
 
 
-def program_options(args: argparse.Namespace, exporter: bool) -> ProgramOptions:
+def program_options(args: argparse.Namespace, exporter: bool,
+                    detector: Detector | None = None) -> ProgramOptions:
     filters = Filters(tgid=args.pid, uid=args.uid, comm=args.comm, types=args.types,
                       errors_only=args.errors_only)
     # The exporter's event file and its signatures: the priority lane's kinds of call,
-    # streamed for them alone.
-    urgent_file = not args.trace and (args.events_file is not None or args.detect)
+    # streamed for them alone; the fd sweep, which no such call shows, counted in the kernel.
+    urgent = not args.trace and (args.events_file is not None or args.detect)
+    fd_sweep = next((s for s in detector.signatures if isinstance(s, FdSweep)), None) \
+        if detector is not None and args.detect else None
     return ProgramOptions(filters=filters, ringbuf_pages=args.ringbuf_pages,
                           compat=args.compat, compat_entry=args.compat_timing,
-                          trace=args.trace or args.context or urgent_file,
-                          urgent_only=urgent_file and not args.context,
+                          trace=args.trace or args.context or urgent,
+                          urgent_only=urgent and not args.context,
+                          sweep=None if fd_sweep is None else (
+                              int(fd_sweep.params["distinct_fds"]), fd_sweep.params["window_s"]),
                           count=exporter or args.check,
                           log_eperm=exporter and args.eperm_log_rate > 0, btf=args.btf,
                           home=args.namespaces_of,
@@ -97,13 +101,7 @@ def run(args: argparse.Namespace) -> int:
     detector = (Detector(rules.load(args.rules))
                 if args.detect or args.trace and not args.no_detect else None)
     stop = StopFlag()
-    options = program_options(args, exporter)
-    if args.detect and detector is not None:
-        # The exporter streams only the priority lane: the fd sweep is counted in the kernel.
-        sweep = next((s for s in detector.signatures if isinstance(s, FdSweep)), None)
-        if sweep is not None:
-            options = replace(options, sweep=(int(sweep.params["distinct_fds"]),
-                                              sweep.params["window_s"]))
+    options = program_options(args, exporter, detector)
     with KcmpProgram(options) as program:
         if args.check:
             return check(program)

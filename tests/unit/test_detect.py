@@ -326,3 +326,18 @@ def test_the_elf_class_is_read_from_the_executable(tmp_path):
     fs = ProcFS(str(proc))
     assert [fs.exe_bits(pid) for pid in (1, 2, 3, 4)] == [32, 64, None, None]
     assert ProcFS().exe_bits("self") == 64
+
+
+def test_the_exporters_detection_counts_the_sweep_in_the_kernel_as_the_rules_say():
+    from kcmp_monitor import cli
+    from kcmp_monitor.wiring import program_options
+
+    def options(argv, conf=None):
+        args = cli.build_parser().parse_args(argv)
+        return program_options(args, not args.trace,
+                               Detector(rules.parse({"signatures": conf or {}}, "test")))
+
+    detect = options(["--detect"], {"KCMP-002": {"distinct_fds": 40, "window_s": 5}})
+    assert (detect.sweep, detect.trace, detect.urgent_only) == ((40, 5), True, True)
+    assert options(["--detect"], {"KCMP-002": {"enabled": False}}).sweep is None
+    assert options(["--trace"]).sweep is None  # every traced call reaches the signature
