@@ -44,12 +44,23 @@ def from_event(event: Event, ctx: Context, wall_ns: int,
     comm, exe, euid, cid, seen, bits = who
     # The runtime may learn a container later: asked each time (a dict lookup).
     info = runtime.get(cid) if runtime is not None and cid else None
+    kcmp_type = _TYPES.get(a.type) if a is not None else None
+    target_fd = None
+    if a is not None:
+        slot_tfd = a.slot.tfd if a.slot is not None else None
+        target_fd = _target_fd(kcmp_type, a.idx2, slot_tfd)
     return Observation(
         wall_ns, event.tgid, event.tid, comm, exe, event.uid, euid, cid,
-        info and info.name, info and info.image,
-        _TYPES.get(a.type) if a is not None else None,
+        info and info.name, info and info.image, kcmp_type,
         a.idx1 if a is not None else None, a.idx2 if a is not None else None,
-        event.ret, event.seccomp, event.compat, seen, event.repeat, event.swept, bits)
+        event.ret, event.seccomp, event.compat, seen, event.repeat, event.swept, bits,
+        target_fd)
+
+
+def _target_fd(kcmp_type: str | None, idx2: int | None, slot_tfd: int | None) -> int | None:
+    if kcmp_type == abi.KcmpType.KCMP_FILE.name:
+        return idx2
+    return slot_tfd if kcmp_type == abi.KcmpType.KCMP_EPOLL_TFD.name else None
 
 
 def _who_of(comm: bytes, c, targets, pids) -> tuple:
@@ -90,6 +101,8 @@ def from_record(r: dict[str, Any]) -> Observation | None:
             kcmp_type=r.get("kcmpType"), idx1=args.get("idx1"), idx2=args.get("idx2"),
             ret=int(r["returnValue"]), seccomp=bool(r.get("refusedBySeccomp")),
             compat=bool(r.get("compat")), targets=targets, repeat=int(r.get("repeat", 1)),
-            swept=bool(r.get("fdSweep")), exe_bits=exe.get("elfClass"))
+            swept=bool(r.get("fdSweep")), exe_bits=exe.get("elfClass"),
+            target_fd=_target_fd(r.get("kcmpType"), args.get("idx2"),
+                                 (r.get("epollSlot") or {}).get("tfd")))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise NotAnEvent(f"not a kcmp event of this monitor ({exc!r} missing or wrong)") from None

@@ -38,6 +38,9 @@ class Observation(NamedTuple):
     repeat: int = 1
     swept: bool = False  # it completed an fd sweep the kernel counted (the exporter's)
     exe_bits: int | None = None  # 32 or 64: the caller's ELF class; None: not read
+    # The fd of pid2 it names: KCMP_FILE's idx2, KCMP_EPOLL_TFD's slot tfd (idx2 is the slot's
+    # address there); None for other types, or a slot not read.
+    target_fd: int | None = None
 
     def event(self) -> dict[str, Any]:
         """The call as a finding shows what triggered it."""
@@ -49,6 +52,7 @@ class Observation(NamedTuple):
                 "idx1": self.idx1, "idx2": self.idx2, "returnValue": self.ret,
                 "refusedBySeccomp": self.seccomp, "compat": self.compat, "repeat": self.repeat,
                 "fdSweep": self.swept, "elfClass": self.exe_bits,
+                "targetFd": self.target_fd,
                 "targets": [{"pid": t.pid, "hostPid": t.host_pid, "userId": t.uid,
                              "containerId": t.container_id} for t in self.targets]}
 

@@ -27,11 +27,12 @@ CTR = "c" * 64
 
 def call(t=0.0, pid=100, kind="KCMP_FILE", idx1=3, idx2=3, ret=0, targets=None, uid=1000,
          comm="evil", exe="/tmp/evil", container="", seccomp=False, compat=False, repeat=1,
-         swept=False, bits=64):
+         swept=False, bits=64, tfd=None):
     if targets is None:
         targets = (Seen(pid, pid, uid, container), Seen(200, 200, uid, container))
     return Observation(int(t * S), pid, pid, comm, exe, uid, uid, container, None, None, kind,
-                       idx1, idx2, ret, seccomp, compat, targets, repeat, swept, bits)
+                       idx1, idx2, ret, seccomp, compat, targets, repeat, swept, bits,
+                       idx2 if kind == "KCMP_FILE" else tfd)
 
 
 def detector(**overrides):
@@ -81,6 +82,18 @@ def test_fd_sweep_fires_once_for_many_distinct_fds_of_another_process():
     assert fired(detector(), [call(kind="KCMP_VM", idx2=fd) for fd in range(100)]) == []
     # Spread wider than the window: no sweep.
     assert fired(detector(), [call(fd * 1.0, idx2=fd) for fd in range(40)]) == []
+
+
+def test_an_epoll_sweep_counts_the_slots_target_fds_not_the_slots_address():
+    """KCMP_EPOLL_TFD's idx2 is the address of the slot; pid2's fd is the slot's tfd."""
+    slot = 0x7FFD0000
+    sweep = [call(fd * 0.01, kind="KCMP_EPOLL_TFD", idx2=slot, tfd=fd) for fd in range(40)]
+    assert fired(detector(), sweep) == [("KCMP-002", "100->200")]
+    moved = [call(i * 0.01, kind="KCMP_EPOLL_TFD", idx2=slot + 24 * i, tfd=5)
+             for i in range(40)]
+    assert fired(detector(), moved) == []
+    assert fired(detector(), [call(kind="KCMP_EPOLL_TFD", idx2=slot + i) for i in range(40)]) \
+        == []  # no slot read: no fd named
 
 
 def test_a_sweep_the_kernel_counted_completes_the_finding_at_once():
@@ -195,13 +208,17 @@ def test_an_observation_is_the_same_live_and_from_its_json_line():
         def get(self, cid):
             return ContainerInfo("web", "shop/web:2", None) if cid == CTR else None
 
-    for event in (_event(), _event(ret=-EPERM, compat=True)):
+    from kcmp_monitor.kernel.events import EpollSlot
+
+    epoll = _event()._replace(args=Args(pid1=4242, pid2=1, type=7, idx1=3, idx2=0x7FFD0000,
+                                        slot=EpollSlot(9, 11, 0), slot_fault=False))
+    for event in (_event(), _event(ret=-EPERM, compat=True), epoll):
         live = from_event(event, ctx, 1_700_000_000 * S, Runtime())
         recorded = from_record(json.loads(dumps(event_record(event, ctx, 1_700_000_000 * S,
                                                              Runtime()))))
         assert live == recorded
         assert live.container_name == "web" and live.targets[1] == Seen(1, 1, 0, "")
-        assert live.exe_bits == 64
+        assert live.exe_bits == 64 and live.target_fd == (11 if event is epoll else 7)
 
 
 def test_findings_are_tracee_shaped_and_terminal_safe():
@@ -232,6 +249,8 @@ def _as_record(c: Observation):
             "effectiveUserId": c.euid, "containerId": c.container_id, "containerName": None,
             "containerImage": None, "kcmpType": c.kcmp_type,
             "args": [{"name": "idx1", "value": c.idx1}, {"name": "idx2", "value": c.idx2}],
+            "epollSlot": None if c.kcmp_type != "KCMP_EPOLL_TFD" or c.target_fd is None
+            else {"efd": 9, "tfd": c.target_fd, "toff": 0},
             "returnValue": c.ret, "refusedBySeccomp": c.seccomp, "compat": c.compat,
             "repeat": c.repeat, "fdSweep": c.swept,
             "targets": [{"pid": t.pid, "hostPid": t.host_pid, "userId": t.uid,

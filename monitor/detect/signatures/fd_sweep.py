@@ -7,9 +7,6 @@ from __future__ import annotations
 from ..signature import Threshold
 from ..types import Finding, Meta, Observation
 
-FD_TYPES = ("KCMP_FILE", "KCMP_EPOLL_TFD")
-
-
 class FdSweep(Threshold):
     META = Meta("KCMP-002", "kcmp_fd_sweep",
                 "A process compared many distinct file descriptors of another process",
@@ -18,8 +15,8 @@ class FdSweep(Threshold):
               "distinct_fds": (32, "distinct fds of one other process that make a sweep")}
 
     def look(self, obs: Observation) -> Finding | None:
-        if obs.kcmp_type not in FD_TYPES or len(obs.targets) < 2 or obs.idx2 is None:
-            return None
+        if obs.target_fd is None or len(obs.targets) < 2:
+            return None  # no fd of pid2 named (KCMP_FILE's idx2, KCMP_EPOLL_TFD's slot tfd)
         target = obs.targets[1]
         if target.host_pid is None or target.host_pid == obs.host_pid:
             return None  # its own fds: systemd's same_fd, Mesa's same-file check
@@ -28,7 +25,7 @@ class FdSweep(Threshold):
         w = self.window((obs.host_pid, target.host_pid), obs)
         if w.reported:
             return None
-        w.items.add(obs.idx2)
+        w.items.add(obs.target_fd)
         if obs.swept:  # the kernel counted them, where every call is seen (the exporter)
             fds = f"{int(self.params['distinct_fds'])} (counted in the kernel)"
         elif len(w.items) < self.params["distinct_fds"]:
