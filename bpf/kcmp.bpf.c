@@ -65,17 +65,22 @@ BPF_TABLE("lru_hash", u32, struct kcmp_proc, procs, PROC_TABLE);
 
 BPF_PERCPU_ARRAY(prog_stats, struct kcmp_prog_stats, KCMP_PROGS);
 
-/* A run of program `prog` begins: counted, and one in 2^KCMP_SAMPLE_SHIFT timed (*start). */
-static __always_inline struct kcmp_prog_stats *run_begin(u32 prog, u64 *start)
+/* A run of program `prog` begins: counted, and one in 2^KCMP_SAMPLE_SHIFT timed (its start
+ * returned, else 0). */
+static __always_inline u64 run_begin(u32 prog)
 {
 	struct kcmp_prog_stats *s = prog_stats.lookup(&prog);
-	*start = s && !(s->runs++ & ((1 << KCMP_SAMPLE_SHIFT) - 1)) ? bpf_ktime_get_ns() : 0;
-	return s;
+	return s && !(s->runs++ & ((1 << KCMP_SAMPLE_SHIFT) - 1)) ? bpf_ktime_get_ns() : 0;
 }
 
-static __always_inline void run_end(struct kcmp_prog_stats *s, u64 start)
+/* Looked up again rather than held across the run: a pointer that may be NULL, held, would
+ * double the states the verifier walks through the whole program. */
+static __always_inline void run_end(u32 prog, u64 start)
 {
-	if (s && start) {
+	if (!start)
+		return;
+	struct kcmp_prog_stats *s = prog_stats.lookup(&prog);
+	if (s) {
 		s->timed_ns += bpf_ktime_get_ns() - start;
 		s->timed++;
 	}
@@ -84,10 +89,9 @@ static __always_inline void run_end(struct kcmp_prog_stats *s, u64 start)
 /* Runs `call` as program `prog` (BCC rewrites no map call inside a macro: they sit above). */
 #define SAMPLED(prog, call)                                                     \
 	do {                                                                    \
-		u64 sample_start;                                               \
-		struct kcmp_prog_stats *sample = run_begin((prog), &sample_start); \
+		u64 sample_start = run_begin(prog);                             \
 		call;                                                           \
-		run_end(sample, sample_start);                                  \
+		run_end((prog), sample_start);                                  \
 	} while (0)
 
 static __always_inline void count_n(u32 stat, u64 n)
@@ -119,6 +123,16 @@ static __always_inline bool caller_wanted(void)
 		return false;
 #endif
 	return true;
+}
+
+/* v clamped to last, as an index into an array of last + 1 (a power of two) slots. Older
+ * verifiers (5.10, 6.1) lose the bound of a clamp that clang makes on a copy of the register:
+ * the mask, kept by the barrier, is a bound every verifier sees. */
+static __always_inline u32 slot_index(u64 v, u32 last)
+{
+	u32 i = v < last ? v : last;
+	asm volatile("" : "+r"(i));
+	return i & last;
 }
 
 static __always_inline u32 type_slot(s32 type)
@@ -386,8 +400,9 @@ static __always_inline void read_files(struct kcmp_record_files *r)
 		wanted[1] = wanted[2] = own2 && (e->flags & KCMP_EV_SLOT_READ);
 	}
 	u64 task = bpf_get_current_task();
-	/* Not unrolled: one copy of the walk, verified once for each fd. */
-#pragma nounroll
+	/* Unrolled: the verifiers of 5.10 and 6.1 refuse a loop whose back edge is a helper call's
+	 * fall-through, as this one's was ("back-edge from insn N to N+1"). */
+#pragma unroll
 	for (int k = 0; k < KCMP_FILES; k++)
 		if (wanted[k])
 			read_fd(&r->files[k], task, fds[k], scratch->buf);
@@ -487,11 +502,10 @@ static __always_inline void count_namespaced(u32 slot, u32 outcome, u32 bits)
 #endif
 
 #ifdef COUNT
-static __always_inline void count_call(struct kcmp_event *entry, struct kcmp_event *before,
-				       s64 ret, u64 now, u32 flags, u32 bits)
+static __always_inline void count_call(struct kcmp_event *call, s64 ret, u64 duration, u32 bits)
 {
-	u32 slot = entry ? type_slot((s32)entry->type)
-			 : before->flags & KCMP_EV_REGS ? type_slot((s32)before->type) : SLOT_UNSEEN;
+	u32 flags = call->flags;
+	u32 slot = flags & (KCMP_EV_ENTRY | KCMP_EV_REGS) ? type_slot((s32)call->type) : SLOT_UNSEEN;
 	bool eperm = ret == -EPERM_ERRNO;
 	u32 outcome = ret == 0 ? KCMP_OUTCOME_SAME : ret > 0 ? KCMP_OUTCOME_DIFFERENT
 						      : KCMP_OUTCOME_ERROR;
@@ -502,16 +516,13 @@ static __always_inline void count_call(struct kcmp_event *entry, struct kcmp_eve
 	if (ts) {
 		ts->outcome[outcome]++;
 		if (ret < 0) {
-			u64 err = -ret;
-			ts->errnos[err < KCMP_ERRNO_SLOTS ? err : KCMP_ERRNO_SLOTS - 1]++;
+			ts->errnos[slot_index(-ret, KCMP_ERRNO_SLOTS - 1)]++;
 		}
-		if (before->flags & KCMP_EV_SECCOMP)
+		if (flags & KCMP_EV_SECCOMP)
 			ts->seccomp++;
-		if (entry) {
-			u64 ns = now - entry->ts_ns;
-			u32 bucket = bpf_log2l(ns);
-			ts->duration_sum_ns += ns;
-			ts->duration_log2[bucket < KCMP_LOG2_SLOTS ? bucket : KCMP_LOG2_SLOTS - 1]++;
+		if (flags & KCMP_EV_ENTRY) {
+			ts->duration_sum_ns += duration;
+			ts->duration_log2[slot_index(bpf_log2l(duration), KCMP_LOG2_SLOTS - 1)]++;
 		}
 	}
 	if (flags & KCMP_EV_COMPAT)
@@ -702,10 +713,11 @@ static __always_inline void close_run(struct kcmp_fold *run, u32 tid)
 	events.ringbuf_submit(r, 0);
 }
 
-/* The streamed record opens the thread's run. */
-static __always_inline void open_run(struct kcmp_fold *run, u32 tid, struct kcmp_record *r,
-				     bool files, u64 now, u32 bits)
+/* The streamed record opens the thread's run (looked up again: see run_end). */
+static __always_inline void open_run(u32 tid, struct kcmp_record_files *rec, bool files, u64 now,
+				     u32 bits)
 {
+	struct kcmp_fold *run = folds.lookup(&tid);
 	if (!run) {
 		u32 zero = 0;
 		struct kcmp_fold *blank = fold_scratch.lookup(&zero);
@@ -716,9 +728,9 @@ static __always_inline void open_run(struct kcmp_fold *run, u32 tid, struct kcmp
 			return;
 	}
 	if (files)
-		bpf_probe_read_kernel(&run->record, sizeof(run->record), r);
+		bpf_probe_read_kernel(&run->record, sizeof(run->record), rec);
 	else
-		bpf_probe_read_kernel(&run->record, sizeof(struct kcmp_record), r);
+		bpf_probe_read_kernel(&run->record, sizeof(struct kcmp_record), rec);
 	run->run_ns = now;
 	run->outside = bits;
 	run->repeat = 0;
@@ -797,33 +809,57 @@ static __always_inline bool swept(struct kcmp_event *call, u32 tgid, u64 now)
 }
 #endif
 
+/* A record is made in this scratch before ring space is reserved for it, and copied there:
+ * made in the reserved space, each way of reserving it (two lanes, two sizes) would have the
+ * verifier walk the caller's and its files' reading once more, past what 5.10 and 6.1 allow. */
+BPF_PERCPU_ARRAY(record_scratch, struct kcmp_record_files, 1);
+
 static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_regs)
 {
 	u64 pid_tgid = bpf_get_current_pid_tgid();
-	u32 tid = (u32)pid_tgid;
+	u32 tid = (u32)pid_tgid, tgid = pid_tgid >> 32;
 	u64 now = bpf_ktime_get_ns();
+	u32 zero = 0;
+	struct kcmp_record_files *rec = record_scratch.lookup(&zero);
 	struct kcmp_event *entry = inflight.lookup(&tid);
-	struct kcmp_event before = {.flags = flags};
-	if (!entry)
-		read_before(&before, compat_regs);
+	if (!rec) {
+		if (entry)
+			inflight.delete(&tid);
+		return;
+	}
+	/* One copy of the call, whichever way it came: no pointer that is the entry on one path
+	 * and the stack on another (each would be walked on its own). */
+	struct kcmp_event *e = &rec->record.event;
+	u64 duration = 0;
+	if (entry) {
+		*e = *entry;
+		duration = now - entry->ts_ns;
+		inflight.delete(&tid);
+	} else {
+		__builtin_memset(e, 0, sizeof(*e));
+		e->flags = flags;
+		read_before(e, compat_regs);
+		e->ts_ns = now;
+	}
+	e->duration_ns = duration;
 
 	struct caller_ns ns = {};
 	u32 bits = outside(&ns);
 #ifdef COUNT
-	count_call(entry, &before, ret, now, entry ? entry->flags : flags, bits);
+	count_call(e, ret, duration, bits);
 #endif
-	bool trace = entry ? entry->flags & KCMP_EV_TRACE : trace_wanted_before(&before);
+	bool trace = e->flags & KCMP_EV_ENTRY ? e->flags & KCMP_EV_TRACE : trace_wanted_before(e);
 #ifdef ERRORS_ONLY
 	if (ret >= 0)
 		trace = false;
 #endif
 #ifdef TRACE_URGENT
-	if (!urgent_call((entry ? entry : &before)->flags, ret, bits))
+	if (!urgent_call(e->flags, ret, bits))
 		trace = false;
 #endif
 	bool sweep = false;
 #ifdef SWEEP_FDS
-	sweep = swept(entry ? entry : &before, pid_tgid >> 32, now);
+	sweep = swept(e, tgid, now);
 	if (sweep)
 		trace = true;
 #endif
@@ -831,48 +867,24 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_r
 #ifdef STREAM_EPERM
 	log_eperm = ret == -EPERM_ERRNO;
 #endif
-	if (!trace && !log_eperm) {
-		if (entry)
-			inflight.delete(&tid);
+	if (!trace && !log_eperm)
 		return;
-	}
-	struct kcmp_event *call = entry ? entry : &before;
 #ifdef FOLD_WINDOW_NS
 	struct kcmp_fold *run = folds.lookup(&tid);
 	if (run) {
-		u32 like = (call->flags & ~KCMP_EV_TRACE) | (trace ? KCMP_EV_TRACE : 0);
-		if (fold_into(run, call, ret, like, bits, now, entry ? now - entry->ts_ns : 0)) {
-			if (entry)
-				inflight.delete(&tid);
+		u32 like = (e->flags & ~KCMP_EV_TRACE) | (trace ? KCMP_EV_TRACE : 0);
+		if (fold_into(run, e, ret, like, bits, now, duration))
 			return;
-		}
 		close_run(run, tid);
 	}
 #endif
-	bool urgent = sweep || priority_wanted(call, ret, bits, pid_tgid >> 32);
-	bool files = names_files(call); /* room for the caller's own fds */
-	struct kcmp_record *r = reserve(urgent, files);
-	if (!r) {
-		count(urgent ? KCMP_STAT_DROPPED_PRIORITY : KCMP_STAT_DROPPED);
-		if (entry)
-			inflight.delete(&tid);
-		return;
-	}
-	struct kcmp_event *e = &r->event;
-	if (entry) {
-		*e = *entry;
-		e->duration_ns = now - entry->ts_ns;
-		inflight.delete(&tid);
-	} else {
-		*e = before;
-		e->ts_ns = now;
-	}
+	bool urgent = sweep || priority_wanted(e, ret, bits, tgid);
+	bool files = names_files(e); /* room for the caller's own fds */
 	if (trace)
 		e->flags |= KCMP_EV_TRACE;
 	else
 		e->flags &= ~KCMP_EV_TRACE;
 	u64 uid_gid = bpf_get_current_uid_gid();
-	u32 tgid = pid_tgid >> 32;
 #ifdef PROC_TABLE
 	struct kcmp_proc *proc = procs.lookup(&tgid);
 	e->ppid = proc ? proc->ppid : 0;
@@ -890,20 +902,28 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_r
 	e->gid = uid_gid >> 32;
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	__builtin_memset(&r->task, 0, sizeof(r->task));
+	__builtin_memset(&rec->record.task, 0, sizeof(rec->record.task));
 #ifdef KERNEL_CALLER
-	read_task(&r->task, &ns);
+	read_task(&rec->record.task, &ns);
 	e->flags |= KCMP_EV_TASK;
 #endif
 #if defined(KERNEL_FILES) && defined(KERNEL_CALLER)
 	if (files) {
-		struct kcmp_record_files *rf = (struct kcmp_record_files *)r;
-		__builtin_memset(rf->files, 0, sizeof(rf->files));
-		read_files(rf);
+		__builtin_memset(rec->files, 0, sizeof(rec->files));
+		read_files(rec);
 	}
 #endif
+	struct kcmp_record *r = reserve(urgent, files);
+	if (!r) {
+		count(urgent ? KCMP_STAT_DROPPED_PRIORITY : KCMP_STAT_DROPPED);
+		return;
+	}
+	if (files)
+		bpf_probe_read_kernel(r, sizeof(struct kcmp_record_files), rec);
+	else
+		bpf_probe_read_kernel(r, sizeof(struct kcmp_record), rec);
 #ifdef FOLD_WINDOW_NS
-	open_run(run, tid, r, files, now, bits);
+	open_run(tid, rec, files, now, bits);
 #endif
 	events.ringbuf_submit(r, 0);
 }
