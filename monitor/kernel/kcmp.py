@@ -8,13 +8,14 @@ import gzip
 import mmap
 import os
 import platform
+import re
 import select
 import struct
 import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .. import abi
 from ..caps import check_privileges
@@ -285,12 +286,78 @@ def _import_bcc():
     return bcc
 
 
+class Refused(MonitorError):
+    """The kernel refused the program: program, the one BCC named (None where it named none);
+    verifier, whether loading (not attaching) failed."""
+
+    def __init__(self, message: str, program: str | None, verifier: bool) -> None:
+        super().__init__(message)
+        self.program, self.verifier = program, verifier
+
+
+# The 32-bit hooks: programs that run only with 32-bit capture.
+COMPAT_PROGRAMS = ("raw_tracepoint__sys_enter", "raw_tracepoint__sys_exit")
+# Kernel-side features given up one at a time while an older verifier refuses the program,
+# the costliest to verify first (files walks up to 16 dentries for each of three fds).
+SHED_ORDER = ("files", "cgroup", "seccomp", "caller")
+
+
 def _load(bcc, options: ProgramOptions, compat: bool, kernel: list[str], home: Home):
-    """Compile and attach (BCC attaches every probe it finds) or raise MonitorError."""
+    """Compile and attach (BCC attaches every probe it finds) or raise Refused."""
     try:
         return bcc.BPF(src_file=str(BPF_SOURCE), cflags=cflags(options, compat, kernel, home))
     except Exception as exc:  # BCC raises bare Exception for compile and attach failures
-        raise MonitorError(f"could not load the BPF program: {exc}") from None
+        text = str(exc)
+        named = re.search(r"Failed to (load|attach) BPF program b?'?([A-Za-z0-9_]+)", text)
+        raw_attach = text.startswith("Failed to attach BPF to raw tracepoint")
+        if named is not None:
+            program, verifier = named[2], named[1] == "load"
+        else:
+            program, verifier = COMPAT_PROGRAMS[1] if raw_attach else None, False
+        raise Refused(f"could not load the BPF program: {exc}", program, verifier) from None
+
+
+def _shed(refused: Refused, compat: bool, on: list[str]) -> str | None:
+    """What to do without after the kernel refused the program: a kernel-side feature (where
+    the verifier refused it), "compat" (a 32-bit hook that cannot be had), or None (nothing
+    left to give up: the core itself is refused)."""
+    if refused.verifier:
+        feature = next((f for f in SHED_ORDER if f in on), None)
+        if feature is not None:
+            return feature
+    if compat and refused.program in COMPAT_PROGRAMS:
+        return "compat"
+    return None
+
+
+class Loaded(NamedTuple):
+    bpf: Any  # bcc.BPF, which ships no type hints
+    compat: bool
+    compat_error: str | None
+    on: tuple[str, ...]  # kernel-side features on
+    off: dict[str, str]  # and those off, with why
+
+
+def load(bcc, options: ProgramOptions, compat: bool, resolved: fields.Resolved,
+         home: Home) -> Loaded:
+    """The program with every feature the kernel takes. The 64-bit capture is the core: what
+    the kernel refuses beside it is given up, one feature at a time, and said."""
+    on, flags, off = list(resolved.on), list(resolved.flags), dict(resolved.off)
+    compat_error = None
+    while True:
+        try:
+            bpf = _load(bcc, options, compat, flags, home)
+            return Loaded(bpf, compat, compat_error, tuple(on), off)
+        except Refused as exc:
+            shed = _shed(exc, compat, on)
+            if shed is None:
+                raise
+            if shed == "compat":
+                compat, compat_error = False, f"32-bit capture failed ({exc})"
+                continue
+            on.remove(shed)
+            flags.remove(f"-DKERNEL_{shed.upper()}")
+            off[shed] = f"the kernel refused the program with it ({exc})"
 
 
 class KcmpProgram:
@@ -309,30 +376,10 @@ class KcmpProgram:
         elif self.compat and (off := no_ia32()):
             # Nothing could make the call: the hook on every syscall would buy nothing.
             self.compat, self.compat_error = False, off
-        resolved = kernel_features(options)
-        self.kernel_on, self.kernel_off = resolved.on, resolved.off
-        # The 64-bit capture is the core: what fails to load beside it is left out, and said.
-        attempts = [(self.compat, resolved.flags)]
-        if resolved.flags:
-            attempts.append((self.compat, []))
-        if self.compat:
-            attempts.append((False, []))
-        failed: list[MonitorError] = []
-        for compat, kernel in attempts:
-            try:
-                self._bpf = _load(bcc, options, compat, kernel, self.home)
-                break
-            except MonitorError as exc:
-                failed.append(exc)
-        else:
-            raise failed[-1]
-        if resolved.flags and not kernel:
-            reason = f"it failed to load ({failed[0]})"
-            self.kernel_off.update(dict.fromkeys(self.kernel_on, reason))
-            self.kernel_on = ()
-        if self.compat and not compat:
-            self.compat_error = f"32-bit capture failed ({failed[-1]})"
-            self.compat = False
+        loaded = load(bcc, options, self.compat, kernel_features(options), self.home)
+        self._bpf, self.kernel_on, self.kernel_off = loaded.bpf, loaded.on, loaded.off
+        if self.compat and not loaded.compat:
+            self.compat, self.compat_error = False, loaded.compat_error
         self._stats = self._bpf["stats"]
         # The kernel's table of tasks, kept while records are streamed (for their context).
         self._nspids = options.streams and "caller" in self.kernel_on

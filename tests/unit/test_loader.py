@@ -194,3 +194,66 @@ def test_the_exporters_fd_sweep_is_counted_in_the_kernel_when_asked():
     d = _defines(ProgramOptions(trace=True, urgent_only=True, count=True, sweep=(32, 10)))
     assert (d["SWEEP_FDS"], d["SWEEP_WINDOW_NS"]) == ("32", "10000000000ULL")
     assert "SWEEP_FDS" not in _defines(ProgramOptions())
+
+
+class _Kernel:
+    """A fake bcc whose kernel refuses, as 5.10's verifier did, a program carrying any of
+    `too_heavy`, and (refuse_compat) any 32-bit hook."""
+
+    def __init__(self, too_heavy=(), refuse_compat=None):
+        self.too_heavy, self.refuse_compat, self.tried = set(too_heavy), refuse_compat, []
+
+    def BPF(self, src_file, cflags):
+        defines = {f[2:] for f in cflags if f.startswith("-D")}
+        self.tried.append(defines)
+        if defines & {f"KERNEL_{f.upper()}" for f in self.too_heavy}:
+            raise Exception("Failed to load BPF program b'raw_tracepoint__sys_exit': "
+                            "Argument list too long")
+        if self.refuse_compat and "CAPTURE_COMPAT" in defines:
+            raise Exception(self.refuse_compat)
+        return "loaded"
+
+
+FEATURES = ("caller", "files", "cgroup", "seccomp")
+HOME = loader.Home(1, 2, 3, 4)
+
+
+def _resolved(on=FEATURES):
+    return loader.fields.Resolved([f"-DKERNEL_{f.upper()}" for f in on], tuple(on), {})
+
+
+def test_a_refused_program_gives_up_only_the_features_it_must():
+    kernel = _Kernel(too_heavy={"files"})
+    got = loader.load(kernel, ProgramOptions(), True, _resolved(), HOME)
+    assert got.compat and got.compat_error is None
+    assert got.on == ("caller", "cgroup", "seccomp") and list(got.off) == ["files"]
+    assert got.off["files"].startswith("the kernel refused the program with it (")
+    assert "Argument list too long" in got.off["files"]
+    assert len(kernel.tried) == 2
+
+
+def test_features_go_costliest_first_and_the_32_bit_hook_last():
+    kernel = _Kernel(too_heavy={"files", "cgroup", "seccomp", "caller"},
+                     refuse_compat="Failed to load BPF program b'raw_tracepoint__sys_exit': "
+                                   "Permission denied")
+    got = loader.load(kernel, ProgramOptions(), True, _resolved(), HOME)
+    assert got.on == () and list(got.off) == ["files", "cgroup", "seccomp", "caller"]
+    assert not got.compat and "Permission denied" in got.compat_error
+    assert len(kernel.tried) == 6
+
+
+def test_a_32_bit_hook_that_cannot_attach_costs_no_feature():
+    kernel = _Kernel(refuse_compat="Failed to attach BPF to raw tracepoint")
+    got = loader.load(kernel, ProgramOptions(), True, _resolved(), HOME)
+    assert got.on == FEATURES and not got.off
+    assert not got.compat and "raw tracepoint" in got.compat_error
+
+
+def test_a_refused_core_is_the_error():
+    class Core(_Kernel):
+        def BPF(self, src_file, cflags):
+            raise Exception("Failed to attach BPF program b'tracepoint__syscalls__sys_exit_"
+                            "kcmp' to tracepoint syscalls:sys_exit_kcmp")
+
+    with pytest.raises(loader.Refused, match="sys_exit_kcmp"):
+        loader.load(Core(), ProgramOptions(), True, _resolved(), HOME)
