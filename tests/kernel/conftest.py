@@ -236,17 +236,19 @@ class Monitor:
             time.sleep(0.05)
 
     def lines(self) -> list[str]:
-        text = self.out_path.read_bytes().decode("utf-8")
+        """The lines written whole so far: one still being written is not read."""
+        data = self.out_path.read_bytes()
+        text = data[:data.rfind(b"\n") + 1].decode("utf-8")
         return text.splitlines()[0 if self.json else 1:]
 
     def wait_lines(self, count: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patience(timeout)
         while len(self.lines()) < count and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def stop(self, sig: int = signal.SIGINT) -> int:
         self.proc.send_signal(sig)
-        self.returncode = self.proc.wait(timeout=10)
+        self.returncode = self.proc.wait(timeout=patience(10))
         return self.returncode
 
     def stderr(self) -> str:
