@@ -22,17 +22,26 @@ packages=(python3-bpfcc python3-venv gcc make strace bpftool)
 # gcc-multilib for a 32-bit test program.
 [ "${1:-}" = "--bench" ] && packages+=(bpftrace bpfcc-tools linux-perf)
 [ "${1:-}" = "--test" ] && packages+=(docker.io libc6-dev debootstrap gcc-multilib)
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
+# The kernel matrix (tests/matrix) boots Debian's kernels in QEMU with a busybox initramfs;
+# kmod's depmod and zstd unpack their packages. Without QEMU's recommends (firmware, GUI).
+matrix=()
+[ "${1:-}" = "--test" ] && matrix+=(qemu-system-x86 busybox-static kmod zstd)
+missing_of() {
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"
+    done
+}
 apt_updated=
 apt_update() { [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }; }
-if [ ${#missing[@]} -gt 0 ]; then
-    say "installing ${missing[*]}"
+install() {
+    say "installing $*"
     apt_update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+mapfile -t missing < <(missing_of "${packages[@]}")
+[ ${#missing[@]} -eq 0 ] || install "${missing[@]}"
+mapfile -t missing < <(missing_of "${matrix[@]}")
+[ ${#missing[@]} -eq 0 ] || install --no-install-recommends "${missing[@]}"
 
 # BCC compiles against /lib/modules/$kernel/build. Prefer the exact headers; a custom kernel has
 # none, so take the distro's nearest headers and point the running kernel's module dir at them.

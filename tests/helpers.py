@@ -17,6 +17,17 @@ def monitor_command():
     return str(beside) if beside.exists() else shutil.which("kcmp-monitor")
 
 
+def in_guest() -> bool:
+    """Run by the kernel matrix in a QEMU guest (tests/matrix), where each monitor start
+    costs half a minute of compiling."""
+    return os.environ.get("KCMP_TEST_GUEST") == "1"
+
+
+def patience(seconds: float) -> float:
+    """A test's wait for the monitor: ten times as long in a guest, which emulates its CPU."""
+    return seconds * (10 if in_guest() else 1)
+
+
 def skip_or_fail(reason: str):
     """Skip with the reason; under CI, where every test must run, fail instead."""
     if os.environ.get("CI"):

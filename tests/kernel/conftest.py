@@ -21,7 +21,7 @@ import pytest
 from kcmp_monitor import caps
 from kcmp_monitor.kernel import kcmp as loader
 from kcmp_monitor.errors import MonitorError
-from tests.helpers import ROOT, monitor_command, skip_or_fail
+from tests.helpers import ROOT, monitor_command, patience, skip_or_fail
 
 HERE = Path(__file__).resolve().parent
 PROMETHEUS = ROOT / ".tools" / "prometheus" / "usr" / "bin"
@@ -202,7 +202,7 @@ class Workload:
 
     def finish(self) -> None:
         self.proc.stdin.close()
-        assert self.proc.wait(timeout=30) == 0
+        assert self.proc.wait(timeout=patience(30)) == 0
 
 
 class Monitor:
@@ -228,7 +228,7 @@ class Monitor:
         return b"Tracing kcmp()" in text
 
     def wait_started(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patience(timeout)
         while not self._started():
             if self.proc.poll() is not None:
                 raise AssertionError(f"monitor exited {self.proc.returncode}: {self.stderr()}")
@@ -288,7 +288,7 @@ def free_port() -> int:
 
 
 def http_get(url: str, timeout: float = 5) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+    with urllib.request.urlopen(url, timeout=patience(timeout)) as response:
         return response.read().decode()
 
 
@@ -307,7 +307,7 @@ class Daemon:
         return f"http://127.0.0.1:{self.port}/metrics"
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patience(timeout)
         while True:
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited {self.proc.returncode}: {self.stderr()}")
@@ -324,7 +324,7 @@ class Daemon:
     def stop(self, sig=signal.SIGTERM) -> tuple:
         start = time.monotonic()
         self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=10)
+        code = self.proc.wait(timeout=patience(10))
         return code, time.monotonic() - start
 
     def stderr(self) -> str:
@@ -359,7 +359,7 @@ class Prometheus:
 
     def wait_for(self, promql: str, at_least: float, timeout: float = 60) -> None:
         """Until the single value of promql reaches at_least (Prometheus has scraped it)."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patience(timeout)
         while True:
             try:
                 got = self.query(promql)
