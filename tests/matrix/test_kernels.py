@@ -18,11 +18,11 @@ KERNELS = guest.kernels()
 # Every guest at once: QEMU's TCG runs a guest's CPU on one host thread, and a guest left to run
 # alone after the others would leave the second core idle.
 PARALLEL = 3
-TIMEOUT = 1500  # seconds a guest may take, boot to power-off
+TIMEOUT = 2400  # seconds a guest may take, boot to power-off
 IN_GUEST = (
     "export CI=true KCMP_TEST_GUEST=1 PYTHONUNBUFFERED=1\n"
     "kcmp-monitor --check >/run/guest/check.txt 2>&1; echo $? >/run/guest/check.rc\n"
-    "exec .venv/bin/python -m pytest -m guest -p no:cacheprovider -q -rfEs "
+    "exec .venv/bin/python -m pytest -m guest -p no:cacheprovider -q -rfEs --durations=12 "
     "--junitxml=/run/guest/junit.xml tests/kernel\n"
 )
 
