@@ -1,9 +1,9 @@
 #!/bin/sh
 # The guest's second stage, in its overlay root: what systemd would mount, then the command of
-# the run folder, its output and status written back there, then power off.
+# the run folder, its output and status written back there, then power off. /tmp stays the
+# overlay's (writes land in its tmpfs): a checkout under the host's /tmp is seen there.
 mount -t proc proc /proc
 mount -t sysfs sys /sys
-mount -t tmpfs -o mode=1777 tmp /tmp
 mount -t tmpfs -o mode=0755 run /run
 mkdir -p /dev/pts /dev/shm /run/guest
 mount -t devpts devpts /dev/pts
