@@ -23,8 +23,13 @@ IN_GUEST = (
     "export CI=true KCMP_TEST_GUEST=1 PYTHONUNBUFFERED=1\n"
     "kcmp-monitor --check >/run/guest/check.txt 2>&1; echo $? >/run/guest/check.rc\n"
     "exec .venv/bin/python -m pytest -m guest -p no:cacheprovider -q -rfEs --durations=12 "
-    "--junitxml=/run/guest/junit.xml tests/kernel\n"
+    "--junitxml=/run/guest/junit.xml {deselect} tests/kernel\n"
 )
+
+
+def in_guest(kernel: guest.Kernel) -> str:
+    return IN_GUEST.format(deselect=" ".join(f"--deselect {shlex.quote(t)}"
+                                             for t in kernel.deselect))
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +43,7 @@ def guest_runs(tmp_path_factory):
     accel = guest.accelerator(KERNELS[0])
     workdir = tmp_path_factory.mktemp("guests")
     pool = ThreadPoolExecutor(PARALLEL)
-    runs = {k.name: pool.submit(guest.run, k, IN_GUEST, TIMEOUT, accel, workdir=workdir)
+    runs = {k.name: pool.submit(guest.run, k, in_guest(k), TIMEOUT, accel, workdir=workdir)
             for k in KERNELS}
     yield runs
     pool.shutdown(wait=True)
