@@ -60,10 +60,6 @@ class Kernel:
         """The packages' files, laid out as on a Debian root."""
         return self.dir / "root"
 
-    @property
-    def series(self) -> str:
-        return ".".join(self.release.split(".")[:2])
-
 
 def kernels() -> list[Kernel]:
     with open(HERE / "kernels.toml", "rb") as f:
@@ -388,7 +384,6 @@ def main(argv=None) -> int:
                 sys.stdout.write(table())
             return 0
         k = kernel(args.kernel)
-        fetch([k])
         accel = accelerator(k) if args.accel == "auto" else args.accel
         with tempfile.TemporaryDirectory() as tmp:
             result = run(k, shlex.join(args.command), args.timeout, accel, workdir=Path(tmp))
