@@ -8,6 +8,7 @@ import logging
 import os
 import pwd
 import struct
+import threading
 
 from .abi import (CAP_BPF, CAP_DAC_READ_SEARCH, CAP_LAST_CAP, CAP_PERFMON, CAP_SETGID,
                   CAP_SETPCAP, CAP_SETUID, CAP_SYS_ADMIN, CAP_SYS_PTRACE)
@@ -51,15 +52,15 @@ def check_privileges(status_path: str = "/proc/self/status") -> None:
 def needed_after_attach(trace: bool, kernel_release: str | None = None) -> set[int]:
     """What the running monitor still uses.
 
-    - Map reads at scrape time: none since Linux 6.5 (unprivileged_bpf_disabled then guards
-      only loading); CAP_BPF before.
+    - Map reads at scrape time: none since Linux 5.19 (unprivileged_bpf_disabled then guards
+      only loading); CAP_BPF before (measured: 5.10 refuses a lookup without it, 6.1 not).
     - fd paths in /proc/<pid>/fd of another user's process (the console and JSON):
       CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (the directory is mode 0500), both needed.
     - Detaching, polling the ring buffer, /proc/<pid>/status: none.
     """
     release = kernel_release or os.uname().release
     major, minor = (int(x) for x in release.split(".")[:2])
-    keep = set() if (major, minor) >= (6, 5) else {CAP_BPF}
+    keep = set() if (major, minor) >= (5, 19) else {CAP_BPF}
     if trace:
         keep |= {CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH}
     return keep
@@ -115,6 +116,10 @@ def drop_after_attach(trace: bool, stay_root: bool = False) -> set[int]:
     rotation makes files as root did). The console and --context stay root with only
     CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH: other users' /proc/<pid>/fd and namespaces are
     read through them, as root's are. Either way no_new_privs: nothing it runs can gain any."""
+    if threading.active_count() > 1:
+        # capset(2) and prctl(2) change the calling thread alone: one started before would
+        # keep every capability root has (or, changing user, none of those kept).
+        raise RuntimeError("capabilities are dropped before any thread is started")
     keep = needed_after_attach(trace)
     # A user change needs CAP_SETUID and CAP_SETGID, which a unit's bounding set may leave out.
     caps = effective()

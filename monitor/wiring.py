@@ -140,9 +140,13 @@ def run(args: argparse.Namespace) -> int:
         limits = Limits(connections=args.max_connections, requests=args.max_requests,
                         read_timeout_s=args.read_timeout)
         # Bound before the capabilities go: a port below 1024 needs CAP_NET_BIND_SERVICE.
-        server = daemon.serve(registry, address, limits) if registry is not None else None
+        server = daemon.listen(registry, address, limits) if registry is not None else None
         # Rotating makes files where the event file is: the exporter then stays uid 0.
         caps.drop_after_attach(args.trace or args.context, stay_root=events is not None)
+        if runtime is not None:
+            runtime.start()
+        if server is not None:
+            server.start()
         if server is not None:
             log.info(logfmt(msg="exporting kcmp metrics", address=str(address),
                             compat=program.compat, compat_error=program.compat_error,

@@ -130,12 +130,17 @@ class ContainerRuntime:
         for container_id, info in self._bundles.new():
             self._remember(container_id, info)
         self._client: Any = None
-        events = self._docker(socket)
+        self._events = self._docker(socket)
         self.available = self._client is not None or bool(self._bundles.roots)
+
+    def start(self) -> None:
+        """Follow Docker's events and look up what is asked for, from now on. Apart from
+        reading: capabilities belong to each thread, so these start once the process has
+        dropped what it will not use."""
         if not self.available:
             return
-        if events is not None:
-            threading.Thread(target=self._follow, args=(events,), daemon=True).start()
+        if self._events is not None:
+            threading.Thread(target=self._follow, args=(self._events,), daemon=True).start()
         threading.Thread(target=self._look_up, daemon=True).start()
 
     @property

@@ -127,9 +127,10 @@ def build_registry(program, context=None, runtime=None, detector=None) -> Collec
     return registry
 
 
-def serve(registry: CollectorRegistry, address: ListenAddress,
-          limits: Limits = DEFAULT_LIMITS) -> MetricsServer:
-    """Start serving /metrics; AddressInUse or UsageError with the reason."""
+def listen(registry: CollectorRegistry, address: ListenAddress,
+           limits: Limits = DEFAULT_LIMITS) -> MetricsServer:
+    """/metrics bound to its address, served once started; AddressInUse or UsageError with
+    the reason."""
     try:
         server = MetricsServer(registry, address.host, address.port, limits)
     except OSError as exc:

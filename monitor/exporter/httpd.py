@@ -15,6 +15,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_HEADER = 16384  # bytes of request head read at most
+MAX_REASONS = 32  # failures whose traceback is logged
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,22 @@ class MetricsServer:
         self._workers = ThreadPoolExecutor(limits.requests, thread_name_prefix="metrics")
         self._stop = threading.Event()
         self.evicted = 0  # connections closed to make room
+        self.failed = 0  # requests the app raised on (answered 500)
+        self._said: set[str] = set()  # failures logged with their traceback, bounded
         self._thread = threading.Thread(target=self._loop, name="metrics-accept", daemon=True)
+
+    def start(self) -> None:
+        """Serve from now on. Apart from binding: capabilities belong to each thread, so its
+        threads are started once the process has dropped what it will not use."""
         self._thread.start()
 
     def shutdown(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        else:
+            self._selector.close()
+            self._listener.close()
         self._workers.shutdown(wait=False, cancel_futures=True)
 
     def _loop(self) -> None:
@@ -137,13 +149,29 @@ class MetricsServer:
     def _answer(self, sock: socket.socket, head: bytes) -> None:
         """Run the WSGI app on one request and write its answer, within the write deadline."""
         try:
+            answer = self._respond(head)
+        except Exception as exc:  # noqa: BLE001 - a worker's exception is lost in its future
+            answer = self._failed(exc)
+        try:
             sock.setblocking(True)
             sock.settimeout(self.limits.write_timeout_s)
-            sock.sendall(self._respond(head))
+            sock.sendall(answer)
         except OSError:
             pass  # the client went away or was too slow: nothing to tell it
         finally:
             sock.close()
+
+    def _failed(self, exc: Exception) -> bytes:
+        """Say why a request could not be answered (the traceback once per reason, so a client
+        repeating it cannot flood the log) and answer 500."""
+        self.failed += 1
+        reason = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        first = reason not in self._said and len(self._said) < MAX_REASONS
+        if first:
+            self._said.add(reason)
+        log.error("could not answer a scrape: %s", reason, exc_info=exc if first else None)
+        return (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+                b"Content-Length: 25\r\nConnection: close\r\n\r\nmetrics failed: see log\r\n")
 
     def _respond(self, head: bytes) -> bytes:
         lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")

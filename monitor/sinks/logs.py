@@ -22,6 +22,8 @@ class JournalFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = escape(record.getMessage(), backslash=False)
+        if record.exc_info:  # kept on the record's one line: its newlines escaped
+            text += " " + escape(self.formatException(record.exc_info), backslash=False)
         if self.journald:  # journald stamps time and name itself
             return f"<{_PRIORITY.get(record.levelno, 6)}>{text}"
         return f"{PROG}: {record.levelname.lower()}: {text}"

@@ -331,6 +331,23 @@ class Daemon:
         return self.err_path.read_text(errors="replace")
 
 
+CREDENTIALS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb",
+               "NoNewPrivs")
+
+
+def thread_credentials(pid: int) -> dict[str, str]:
+    """What every thread of pid holds (capabilities and no_new_privs belong to each thread);
+    an AssertionError naming the threads that differ."""
+    held: dict[tuple, list[str]] = {}
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+        fields = dict(line.split(":\t", 1) for line in (task / "status").read_text().splitlines()
+                      if ":\t" in line)
+        held.setdefault(tuple(fields[name].strip() for name in CREDENTIALS), []).append(
+            f"{task.name} ({fields['Name'].strip()})")
+    assert len(held) == 1, f"threads hold different credentials: {held}"
+    return dict(zip(CREDENTIALS, next(iter(held))))
+
+
 class Prometheus:
     """A real Prometheus on loopback scraping the given ports every second (job "kcmp")."""
 

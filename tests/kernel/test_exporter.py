@@ -17,7 +17,8 @@ import pytest
 from kcmp_monitor import caps
 from tests.helpers import ROOT, monitor_command, patience, skip_or_fail
 
-from .conftest import REPEAT, Daemon, Prometheus, Workload, free_port, http_get
+from .conftest import (REPEAT, Daemon, Prometheus, Workload, free_port, http_get,
+                       thread_credentials)
 from .test_capture import EXPECTED, int32
 
 pytestmark = pytest.mark.kernel
@@ -87,7 +88,7 @@ def scraped(kcmpload, prometheus_bin, tmp_path_factory):
             "kcmp_seccomp_refused_total",
             "kcmp_monitor_build_info", "up")}
         wl.finish()
-        status = Path(f"/proc/{daemon.proc.pid}/status").read_text()
+        status = thread_credentials(daemon.proc.pid)
     finally:
         prom.stop()
     code, seconds = daemon.stop()
@@ -186,18 +187,18 @@ def test_every_permission_failure_is_logged_as_one_structured_line(scraped):
 
 @pytest.mark.guest
 def test_capabilities_are_dropped_after_attach(scraped):
-    fields = dict(line.split(":\t", 1) for line in scraped["status"].splitlines()
-                  if line.startswith("Cap"))
-    # None since 6.5; CAP_BPF before, where every bpf(2) call, a map read too, needs it.
+    """In every thread: those serving /metrics were once started before the drop, which
+    changed the main thread alone."""
+    status = scraped["status"]
+    # None since 5.19; CAP_BPF before, where every bpf(2) call, a map read too, needs it.
     kept = caps.needed_after_attach(trace=False)
     mask = sum(1 << cap for cap in kept)
-    assert int(fields["CapEff"], 16) == mask and int(fields["CapPrm"], 16) == mask
-    assert int(fields["CapBnd"], 16) == mask
-    status = dict(line.split(":\t", 1) for line in scraped["status"].splitlines() if ":\t" in line)
+    assert int(status["CapEff"], 16) == mask and int(status["CapPrm"], 16) == mask
+    assert int(status["CapBnd"], 16) == mask and int(status["CapAmb"], 16) == 0
     nobody = pwd.getpwnam("nobody")
     assert status["Uid"].split() == [str(nobody.pw_uid)] * 4  # real, effective, saved, fs
     assert status["Gid"].split() == [str(nobody.pw_gid)] * 4
-    assert status["Groups"].strip() == "" and status["NoNewPrivs"].strip() == "1"
+    assert status["Groups"] == "" and status["NoNewPrivs"] == "1"
     names = ", ".join(sorted(caps.NAMES[cap] for cap in kept)) or "none"
     assert (f"capabilities after attach: {names}; running as nobody ({nobody.pw_uid}:"
             f"{nobody.pw_gid}), no_new_privs") in scraped["stderr"]
@@ -425,6 +426,22 @@ def test_an_eperm_flood_costs_the_daemon_little_and_adds_up(loop, tmp_path):
     assert sample(metrics, "kcmp_permission_denied_total", kcmp_type="KCMP_VM",
                   uid="65534") == calls
     assert log.count("events lost") <= 2 + elapsed / 5  # rate limited, with totals
+
+
+def test_the_console_with_metrics_keeps_two_capabilities_in_every_thread(tmp_path):
+    """The threads serving /metrics read what any client sends: they hold no more than the
+    console (they once kept all of root's, started before the drop)."""
+    daemon = Daemon(tmp_path, "--trace", "--output", "json")
+    try:
+        daemon.wait_ready()
+        daemon.metrics()  # a worker thread, started by the first request
+        status = thread_credentials(daemon.proc.pid)
+    finally:
+        assert daemon.stop()[0] == 0
+    mask = (1 << caps.CAP_SYS_PTRACE) | (1 << caps.CAP_DAC_READ_SEARCH)
+    assert [int(status[name], 16) for name in ("CapEff", "CapPrm", "CapBnd", "CapAmb")] == \
+        [mask, mask, mask, 0]
+    assert status["Uid"].split() == ["0"] * 4 and status["NoNewPrivs"] == "1"
 
 
 def test_the_units_capabilities_are_enough_and_it_ends_as_nobody(tmp_path):

@@ -60,8 +60,10 @@ def test_notify_is_silent_outside_systemd(monkeypatch):
 
 @pytest.mark.parametrize("release, trace, keep", [
     ("6.18.44-fc", False, set()),
-    ("6.5.0", False, set()),
-    ("6.1.0-28-amd64", False, {caps.CAP_BPF}),
+    ("5.19.0", False, set()),
+    ("6.1.0-28-amd64", False, set()),
+    ("5.18.19", False, {caps.CAP_BPF}),
+    ("5.10.0-46-amd64", False, {caps.CAP_BPF}),
     ("6.18.44", True, {caps.CAP_SYS_PTRACE, caps.CAP_DAC_READ_SEARCH}),
 ])
 def test_capabilities_kept_after_attach(release, trace, keep):

@@ -4,6 +4,7 @@ import gzip
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -21,6 +22,7 @@ def server():
         port = probe.getsockname()[1]
     srv = MetricsServer(registry, "127.0.0.1", port,
                         Limits(connections=8, requests=2, read_timeout_s=0.5))
+    srv.start()
     srv.port = port
     yield srv
     srv.shutdown()
@@ -73,3 +75,28 @@ def test_malformed_and_oversized_requests(server):
         except OSError:
             pass  # already closed on us
         assert sock.recv(100) == b""
+
+
+def test_a_collector_that_raises_is_answered_500_and_said_once_with_its_traceback(caplog):
+    class Refusing:
+        def collect(self):
+            raise PermissionError(1, "Operation not permitted")
+
+    registry = CollectorRegistry()
+    registry.register(Refusing())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    srv = MetricsServer(registry, "127.0.0.1", port, Limits(requests=1))
+    srv.start()
+    try:
+        for _ in range(3):
+            with pytest.raises(urllib.error.HTTPError) as answer:
+                _scrape(port)
+            assert answer.value.code == 500
+    finally:
+        srv.shutdown()
+    lines = [r for r in caplog.records if "could not answer a scrape" in r.getMessage()]
+    assert len(lines) == 3 and srv.failed == 3
+    assert "PermissionError: [Errno 1] Operation not permitted" in lines[0].getMessage()
+    assert [bool(r.exc_info) for r in lines] == [True, False, False]

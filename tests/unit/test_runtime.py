@@ -67,6 +67,7 @@ def test_bundles_are_read_at_start_and_new_ones_as_they_come(tmp_path):
     names = runtime.ContainerRuntime(str(tmp_path / "docker.sock"), bundle_roots=(str(root),))
     assert names.available and names.known == 1
     assert names.get(first).name == "web"
+    names.start()
     _bundle(root, "k8s.io", later, {"annotations": {**CRI, "io.kubernetes.cri.container-name":
                                                     "sidecar"}})
     assert _wait(lambda: names.known == 2)  # found by the next look, never asked for
@@ -81,6 +82,7 @@ def test_a_bundle_met_before_it_was_seen_is_looked_up_on_the_side(tmp_path, monk
     root = tmp_path / "io.containerd.runtime.v2.task"
     root.mkdir()
     names = runtime.ContainerRuntime(str(tmp_path / "docker.sock"), bundle_roots=(str(root),))
+    names.start()
     cid = "e" * 64
     _bundle(root, "k8s.io", cid, {"annotations": CRI})
     assert names.get(cid) is None and names.misses == 1
