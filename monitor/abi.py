@@ -120,6 +120,14 @@ CAP_LAST_CAP = 40
 MAX_ERRNO = 4095
 
 
+def ns_link_inode(text: str) -> int | None:
+    """The inode in what a /proc/PID/ns link reads ("pid:[4026531836]"); None if not that."""
+    kind, _, rest = text.partition(":[")
+    if not kind or not rest.endswith("]") or not rest[:-1].isdigit():
+        return None
+    return int(rest[:-1])
+
+
 def as_int32(value: int) -> int:
     """The low 32 bits as a signed int, as the kernel takes pid1, pid2 and type."""
     value &= 0xFFFFFFFF

@@ -6,6 +6,17 @@ from __future__ import annotations
 
 import os
 
+from ..abi import ns_link_inode
+
+
+def ns_inode(link: str) -> int | None:
+    """The inode of the namespace a /proc/PID/ns link names ("pid:[4026531836]"). Read, not
+    stat(2)-ed: on 5.10 a link the reader may not follow stats as an inode of /proc."""
+    try:
+        return ns_link_inode(os.readlink(link))
+    except OSError:
+        return None
+
 
 class ProcFS:
     def __init__(self, root: str = "/proc") -> None:
@@ -52,10 +63,7 @@ class ProcFS:
 
     def ns(self, pid: int | str, kind: str) -> int | None:
         """The inode of one of a process's namespaces ("pid", "mnt", "net", ...)."""
-        try:
-            return os.stat(f"{self.root}/{pid}/ns/{kind}").st_ino
-        except OSError:
-            return None
+        return ns_inode(f"{self.root}/{pid}/ns/{kind}")
 
     def ns_path(self, pid: int | str, kind: str) -> str:
         return f"{self.root}/{pid}/ns/{kind}"

@@ -15,6 +15,7 @@ import sys
 
 from pyroute2 import DiagSocket
 
+from .procfs import ns_inode
 from .refresh import MissRefreshed
 
 NETNS_DIR = "/run/netns"
@@ -119,10 +120,7 @@ class SocketResolver:
         return other.get(inode, pid)
 
     def _netns(self, pid: int | str) -> int | None:
-        try:
-            return os.stat(f"{self.root}/{pid}/ns/net").st_ino
-        except OSError:
-            return None
+        return ns_inode(f"{self.root}/{pid}/ns/net")
 
     @staticmethod
     def _dump() -> dict[int, str]:

@@ -155,3 +155,13 @@ def test_file_system_magics_and_seccomp_mode_match_the_uapi_headers(tmp_path):
              "HUGETLBFS_MAGIC", "SECCOMP_MODE_FILTER")
     facts = c_facts(tmp_path, ["<linux/magic.h>", "<linux/seccomp.h>"], [(n, n) for n in names])
     assert facts == {n: getattr(abi, n) for n in names}
+
+
+@pytest.mark.parametrize("text, inode", [
+    ("pid:[4026531836]", 4026531836), ("net:[4026531992]", 4026531992),
+    ("pid_for_children:[4026532290]", 4026532290),
+    ("4026531836", None), ("pid:[]", None), ("pid:[12x]", None), (":[5]", None),
+    ("/proc/5/ns", None),
+])
+def test_a_namespace_link_gives_its_inode(text, inode):
+    assert abi.ns_link_inode(text) == inode

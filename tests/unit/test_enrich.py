@@ -15,7 +15,8 @@ CID = "ab" * 32
 
 
 def _task(root, pid, uid=0, fds=None, nspid=None, ppid=1, name="x", ns=None, cgroup=""):
-    """A process directory; ns: {kind: a file whose inode stands for the namespace}."""
+    """A process directory; ns: {kind: a file whose inode stands for the namespace}, linked to
+    as /proc links to a namespace ("pid:[INODE]")."""
     (root / str(pid) / "fd").mkdir(parents=True)
     (root / str(pid) / "ns").mkdir()
     (root / str(pid) / "status").write_text(
@@ -26,7 +27,7 @@ def _task(root, pid, uid=0, fds=None, nspid=None, ppid=1, name="x", ns=None, cgr
     for fd, target in (fds or {}).items():
         os.symlink(target, root / str(pid) / "fd" / str(fd))
     for kind, path in (ns or {}).items():
-        os.link(path, root / str(pid) / "ns" / kind)
+        os.symlink(f"{kind}:[{path.stat().st_ino}]", root / str(pid) / "ns" / kind)
 
 
 def _ns(root, name):

@@ -24,7 +24,7 @@ Num       RefCount Protocol Flags    Type St Inode Path
 def _process(root, pid, netns):
     (root / str(pid) / "net").mkdir(parents=True)
     (root / str(pid) / "ns").mkdir()
-    os.link(netns, root / str(pid) / "ns" / "net")
+    os.symlink(f"net:[{netns.stat().st_ino}]", root / str(pid) / "ns" / "net")
     for name, text in (("tcp", TCP), ("tcp6", TCP6), ("unix", UNIX)):
         (root / str(pid) / "net" / name).write_text(text)
 
@@ -54,7 +54,7 @@ def test_another_namespace_is_asked_through_a_process_in_it(tmp_path):
     own.write_text("")
     box.write_text("")
     (tmp_path / "self" / "ns").mkdir(parents=True)
-    os.link(own, tmp_path / "self" / "ns" / "net")
+    os.symlink(f"net:[{own.stat().st_ino}]", tmp_path / "self" / "ns" / "net")
     _process(tmp_path, 7, box)
     _process(tmp_path, 8, own)
     sockets = Resolver(refresh_s=0, root=str(tmp_path))
