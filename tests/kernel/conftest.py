@@ -371,11 +371,15 @@ class Prometheus:
         assert body["status"] == "success", body
         return body["data"]
 
-    def query(self, promql: str):
-        return self.api("query?query=" + urllib.parse.quote(promql))["result"]
+    def query(self, promql: str, at: float | None = None):
+        """At `at` (a Unix time), or now."""
+        when = "" if at is None else f"&time={at}"
+        return self.api("query?query=" + urllib.parse.quote(promql) + when)["result"]
 
-    def wait_for(self, promql: str, at_least: float, timeout: float = 60) -> None:
-        """Until the single value of promql reaches at_least (Prometheus has scraped it)."""
+    def wait_for(self, promql: str, at_least: float, timeout: float = 60) -> float:
+        """Until the single value of promql reaches at_least (Prometheus has scraped it); the
+        time it did, to query the same scrape at: a later one may fail (a scrape slower than
+        its interval, as under emulation), and its series then read as gone."""
         deadline = time.monotonic() + patience(timeout)
         while True:
             try:
@@ -383,7 +387,7 @@ class Prometheus:
             except OSError:
                 got = []
             if got and float(got[0]["value"][1]) >= at_least:
-                return
+                return float(got[0]["value"][0])
             assert time.monotonic() < deadline, f"Prometheus never saw {promql} >= {at_least}"
             time.sleep(0.5)
 

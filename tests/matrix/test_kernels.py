@@ -21,7 +21,7 @@ PARALLEL = 3
 TIMEOUT = 2400  # seconds a guest may take, boot to power-off
 IN_GUEST = (
     "export CI=true KCMP_TEST_GUEST=1 PYTHONUNBUFFERED=1\n"
-    "kcmp-monitor --check >/run/guest/check.txt 2>&1; echo $? >/run/guest/check.rc\n"
+    ".venv/bin/kcmp-monitor --check >/run/guest/check.txt 2>&1; echo $? >/run/guest/check.rc\n"
     "exec .venv/bin/python -m pytest -m guest -p no:cacheprovider -q -rfEs --durations=12 "
     "--junitxml=/run/guest/junit.xml {deselect} tests/kernel\n"
 )
