@@ -183,19 +183,25 @@ def test_freeze_resumes_the_targets(scale_tree):
 
 
 def test_freeze_resumes_the_targets_when_interrupted(scale_tree):
+    """Interrupted while the targets are frozen; tried again where the probe had already
+    written its report when the signal came (it ran once in a clean CI run)."""
     pids = [scale_tree["A"]] + scale_tree["children"]
-    run = subprocess.Popen([monitor_command(), "probe", "--freeze", "--shared-files",
-                            *map(str, pids)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
-    deadline = time.monotonic() + 30
-    while state(pids[-1]) != "T":
-        assert time.monotonic() < deadline and run.poll() is None, "the targets never stopped"
-        time.sleep(0.005)
-    run.send_signal(signal.SIGINT)
-    out, err = run.communicate(timeout=30)
-    assert run.returncode == 130 and err == "kcmp-monitor: interrupted\n", err
-    assert out == ""
-    assert not any(state(pid) in "Tt" for pid in pids)
+    for _ in range(5):
+        run = subprocess.Popen([monitor_command(), "probe", "--freeze", "--shared-files",
+                                *map(str, pids)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while state(pids[-1]) != "T":
+            assert time.monotonic() < deadline and run.poll() is None, "never stopped"
+            time.sleep(0.005)
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=30)
+        assert not any(state(pid) in "Tt" for pid in pids)
+        if out:
+            continue
+        assert run.returncode == 130 and err == "kcmp-monitor: interrupted\n", err
+        return
+    pytest.fail("the probe ended before each of five signals")
 
 
 def test_a_process_that_exits_mid_probe_cannot_corrupt_the_groups(scale_tree):
