@@ -257,7 +257,7 @@ def _qemu(k: Kernel, run: Path, accel: str, memory: str) -> list[str]:
             "-virtfs", f"local,path={run},mount_tag=run,{share}"]
 
 
-def run(k: Kernel, command: str, timeout: float, accel: str = "tcg", memory: str = "2G",
+def run(k: Kernel, command: str, timeout: float, accel: str = "tcg", memory: str = "4G",
         workdir: Optional[Path] = None) -> Result:
     """`command` (a shell line) as root in the guest, in the checkout; its output and status."""
     fetch([k])

@@ -183,15 +183,15 @@ def test_freeze_resumes_the_targets(scale_tree):
 
 
 def test_freeze_resumes_the_targets_when_interrupted(scale_tree):
-    """Interrupted while the targets are frozen; tried again where the probe had already
-    written its report when the signal came (it ran once in a clean CI run)."""
+    """Interrupted as soon as the first target is stopped (while it stops the others or
+    compares them); tried again where the probe had still written its report first."""
     pids = [scale_tree["A"]] + scale_tree["children"]
     for _ in range(5):
         run = subprocess.Popen([monitor_command(), "probe", "--freeze", "--shared-files",
                                 *map(str, pids)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
-        while state(pids[-1]) != "T":
+        while state(pids[0]) != "T":
             assert time.monotonic() < deadline and run.poll() is None, "never stopped"
             time.sleep(0.005)
         run.send_signal(signal.SIGINT)
