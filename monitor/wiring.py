@@ -147,7 +147,6 @@ def run(args: argparse.Namespace) -> int:
             runtime.start()
         if server is not None:
             server.start()
-        if server is not None:
             log.info(logfmt(msg="exporting kcmp metrics", address=str(address),
                             compat=program.compat, compat_error=program.compat_error,
                             context=args.context, events_file=args.events_file,

@@ -170,8 +170,9 @@ class MetricsServer:
         if first:
             self._said.add(reason)
         log.error("could not answer a scrape: %s", reason, exc_info=exc if first else None)
+        body = b"metrics failed: see log\r\n"
         return (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
-                b"Content-Length: 25\r\nConnection: close\r\n\r\nmetrics failed: see log\r\n")
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
 
     def _respond(self, head: bytes) -> bytes:
         lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")

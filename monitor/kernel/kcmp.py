@@ -99,11 +99,11 @@ def home_namespaces(of: int | str | None) -> Home:
     proc = "/proc/self" if pid is None else f"/proc/{pid}"
     try:
         # Read before stat(2): on 5.10 a link the reader may not follow stats as /proc's.
-        pid, mnt, net = (abi.ns_link_inode(os.readlink(f"{proc}/ns/{kind}"))
-                         for kind in ("pid", "mnt", "net"))
-        if pid is None or mnt is None or net is None:
+        pidns, mntns, netns = (abi.ns_link_inode(os.readlink(f"{proc}/ns/{kind}"))
+                               for kind in ("pid", "mnt", "net"))
+        if pidns is None or mntns is None or netns is None:
             raise MonitorError(f"{proc}/ns: not namespace links")
-        return Home(os.stat(f"{proc}/ns/pid").st_dev, pid, mnt, net)
+        return Home(os.stat(f"{proc}/ns/pid").st_dev, pidns, mntns, netns)
     except PermissionError:
         raise NoPermission(f"--namespaces-of {of}: cannot read its namespaces (needs "
                            "CAP_SYS_PTRACE, which a container must be given for it)") from None

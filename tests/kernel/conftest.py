@@ -335,6 +335,11 @@ CREDENTIALS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "
                "NoNewPrivs")
 
 
+def kept_mask(trace: bool = False) -> int:
+    """The capability mask the monitor keeps after attach on this kernel."""
+    return sum(1 << cap for cap in caps.needed_after_attach(trace))
+
+
 def thread_credentials(pid: int) -> dict[str, str]:
     """What every thread of pid holds (capabilities and no_new_privs belong to each thread);
     an AssertionError naming the threads that differ."""
