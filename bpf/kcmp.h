@@ -35,12 +35,12 @@
 enum kcmp_prog {
 	KCMP_PROG_ENTER,       /* syscalls:sys_enter_kcmp */
 	KCMP_PROG_EXIT,        /* syscalls:sys_exit_kcmp */
+	KCMP_PROG_NEWTASK,     /* task:task_newtask (PROC_TABLE) */
+	KCMP_PROG_RENAME,      /* task:task_rename (PROC_TABLE) */
+	KCMP_PROG_TASK_EXIT,   /* sched:sched_process_exit (FOLD_WINDOW_NS) */
+	KCMP_PROG_NEWTASK_RAW, /* the raw task_newtask (pid numbers: PROC_TABLE, KERNEL_CALLER) */
 	KCMP_PROG_RAW_ENTER,   /* raw_syscalls:sys_enter (COMPAT_ENTRY), its 32-bit kcmp runs */
 	KCMP_PROG_RAW_EXIT,    /* raw_syscalls:sys_exit (CAPTURE_COMPAT), the same */
-	KCMP_PROG_NEWTASK,     /* task:task_newtask */
-	KCMP_PROG_NEWTASK_RAW, /* the raw task_newtask (pid numbers) */
-	KCMP_PROG_RENAME,      /* task:task_rename */
-	KCMP_PROG_TASK_EXIT,   /* sched:sched_process_exit (FOLD_WINDOW_NS) */
 	KCMP_PROGS
 };
 #define KCMP_SAMPLE_SHIFT 6

@@ -1,4 +1,5 @@
-"""The tracing loop: ring buffer -> decode -> enrich -> sink, with lost events accounted for."""
+"""The tracing loop as named stages: read -> gate -> decode -> enrich -> observe -> sinks, with
+lost events accounted for."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import gc
 import logging
 import time
 from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from typing import Callable, Protocol
 
 from .abi import EPERM
@@ -25,6 +27,8 @@ LOST_EVERY_S = 5.0  # how often, at most, the log says events were lost
 
 
 class Sink(Protocol):
+    def start(self, notes: list[str]) -> None: ...
+
     def event(self, event: Event, ctx: Context, wall_ns: int) -> None: ...
 
     def lost(self, count: int, wall_ns: int, lane: str = "bulk") -> None: ...
@@ -54,6 +58,10 @@ class FindingSink(Protocol):
     def report_suppressed(self) -> None: ...
 
 
+# The signatures over a traced call: the findings it completes.
+Observer = Callable[[Event, Context, int], Iterable[Finding]]
+
+
 class EventSource(Protocol):
     def open_events(self) -> None: ...
 
@@ -73,6 +81,17 @@ class Summary:
     crossings: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BOUNDARIES, 0))
     unresolved: int = 0  # traced calls whose caller or a target could not be resolved
 
+    def add(self, event: Event, ctx: Context) -> None:
+        """One traced record: the calls it stands for, and the boundaries they crossed."""
+        calls = event.repeat
+        self.events += calls
+        if event.last_ns is not None:
+            self.folded += calls
+        for kind in ctx.crossings:
+            self.crossings[kind] += calls
+        if ctx.unresolved:
+            self.unresolved += 1
+
 
 def monotonic_to_wall_ns() -> int:
     """What to add to a bpf_ktime_get_ns() stamp (CLOCK_MONOTONIC) to get epoch time."""
@@ -80,25 +99,24 @@ def monotonic_to_wall_ns() -> int:
 
 
 class Tracer:
-    """Hands each streamed record to the trace sink (if it passed the trace filters) and each
-    permission failure to the EPERM log; either may be absent."""
+    """The loop as stages: read -> gate -> decode -> enrich -> observe -> sinks. Each streamed
+    record that passed the trace filters reaches every sink, and each permission failure the
+    EPERM log; the signatures' findings reach the sinks and the finding logs."""
 
-    def __init__(self, source: EventSource, proc: ProcReader, sink: Sink | None = None,
-                 eperm_log: EventLog | None = None, count_context: bool = False,
-                 detector: Detector | None = None, runtime: Containers | None = None,
-                 finding_log: FindingSink | None = None) -> None:
+    def __init__(self, source: EventSource, proc: ProcReader, sinks: Sequence[Sink] = (),
+                 eperm_log: EventLog | None = None, observer: Observer | None = None,
+                 finding_logs: Sequence[FindingSink] = (), count_context: bool = False) -> None:
         """count_context: give every traced call its context and count crossings even
-        without a sink (the daemon's --context); detector: the signatures every traced call
-        goes through (findings to the sink and to finding_log, each where given); runtime:
-        what names the containers they see."""
+        without a sink (the daemon's --context); observer: the signatures every traced call
+        goes through."""
         self.source = source
-        self.sink = sink
-        self.detector = detector
-        self.finding_log = finding_log
-        self.runtime = runtime
-        self.traces = sink is not None or count_context or detector is not None
-        self.eperm_log = eperm_log
         self.proc = proc
+        self.sinks = tuple(sinks)
+        self.eperm_log = eperm_log
+        self.observer = observer
+        self.finding_logs = tuple(finding_logs)
+        self.traces = bool(self.sinks) or count_context or observer is not None
+        self._limited = tuple(c for c in (eperm_log, *self.finding_logs) if c is not None)
         self.summary = Summary()
         self._offset = monotonic_to_wall_ns()
         self._unreported = {"priority": 0, "bulk": 0}  # losses not yet in the log
@@ -112,10 +130,79 @@ class Tracer:
         while not should_stop():
             self.step(POLL_MS)
         self.step(0, final=True)
-        for limited in (self.eperm_log, self.finding_log):
-            if limited is not None:
-                limited.report_suppressed()
+        for limited in self._limited:
+            limited.report_suppressed()
         return self.summary
+
+    def step(self, timeout_ms: int, final: bool = False) -> None:
+        """One read: records reach the sinks in order, then any new loss is reported (final:
+        the last, which takes every folded run)."""
+        for raw in self.read(timeout_ms, final):
+            self.handle(raw)
+        self.account_losses(final)
+        for limited in self._limited:
+            limited.tick()
+        self.summary.unpaired = self.source.stat(STAT_INFLIGHT)
+        for sink in self.sinks:
+            sink.flush()
+
+    def read(self, timeout_ms: int, final: bool) -> list[bytes]:
+        """The records of one poll; none where only the EPERM log reads them and it may write
+        nothing now: they wait in the ring, and what it cannot hold the kernel counts."""
+        eperm_log = self.eperm_log
+        if not self.traces and not final and (eperm_log is None or not eperm_log.ready()):
+            time.sleep(timeout_ms / 1000)
+            return []
+        return self.source.read(timeout_ms, final)
+
+    def handle(self, raw: bytes) -> None:
+        """One record through the stages (gate, decode, enrich, observe, sinks)."""
+        eperm_log, traces = self.eperm_log, self.traces
+        if not traces and (eperm_log is None or not eperm_log.admit()):
+            return  # only the EPERM log reads these (STREAM_EPERM): not even decoded
+        event = decode(raw)
+        to_trace = event.traced and traces
+        # Admitted before any context is made: a flood costs a token test each.
+        to_log = eperm_log is not None and event.ret == -EPERM and (
+            not traces or eperm_log.admit())
+        if not (to_trace or to_log):
+            return
+        ctx = enrich(event, self.proc)
+        if to_trace:
+            wall_ns = event.ts_ns + self._offset
+            self.summary.add(event, ctx)
+            for sink in self.sinks:
+                sink.event(event, ctx, wall_ns)
+            if self.observer is not None:
+                self.observe(event, ctx, wall_ns)
+        if to_log and eperm_log is not None:
+            eperm_log.event(event, ctx)
+
+    def observe(self, event: Event, ctx: Context, wall_ns: int) -> None:
+        """The signatures over one traced call; each finding to the sinks and finding logs."""
+        assert self.observer is not None
+        for finding in self.observer(event, ctx, wall_ns):
+            for sink in self.sinks:
+                sink.finding(finding)
+            for finding_log in self.finding_logs:
+                finding_log.finding(finding)
+
+    def account_losses(self, final: bool) -> None:
+        """New losses of each lane: to the sinks, or (without one) to the log."""
+        summary = self.summary
+        bulk = self.source.stat(STAT_DROPPED)
+        urgent = self.source.stat(STAT_DROPPED_PRIORITY)
+        for lane, new in (("priority", urgent - summary.lost_priority),
+                          ("bulk", bulk - (summary.lost - summary.lost_priority))):
+            if new <= 0:
+                continue
+            if not self.sinks:
+                self._unreported[lane] += new
+            for sink in self.sinks:
+                sink.lost(new, time.time_ns(), lane)
+        summary.lost, summary.lost_priority = bulk + urgent, urgent
+        if not self.sinks:
+            self._report_lost(final)
 
     def _report_lost(self, final: bool) -> None:
         """Without a sink the losses go to the log: a line at most every LOST_EVERY_S, with
@@ -134,70 +221,14 @@ class Tracer:
                                    lost=self._unreported[lane], lane=lane, total=total))
                 self._unreported[lane] = 0
 
-    def step(self, timeout_ms: int, final: bool = False) -> None:
-        """One read: records reach the sinks in order, then any new loss is reported (final:
-        the last, which takes every folded run)."""
-        sink, eperm_log, proc, offset = self.sink, self.eperm_log, self.proc, self._offset
-        detector = self.detector
-        traces, summary = self.traces, self.summary
-        crossed = summary.crossings
-        traced = unresolved = folded = 0
-        if not traces and not final and (eperm_log is None or not eperm_log.ready()):
-            # Only the EPERM log reads the stream, and it may write nothing now: the records
-            # wait in the ring, and what it cannot hold the kernel counts as dropped.
-            time.sleep(timeout_ms / 1000)
-            records: list[bytes] = []
-        else:
-            records = self.source.read(timeout_ms, final)
-        for raw in records:  # the hot loop: locals only
-            if not traces and (eperm_log is None or not eperm_log.admit()):
-                continue  # only the EPERM log reads these (STREAM_EPERM): not even decoded
-            event = decode(raw)
-            to_trace = event.traced and traces
-            # Admitted before any context is made: a flood costs a token test each.
-            to_log = eperm_log is not None and event.ret == -EPERM and (
-                not traces or eperm_log.admit())
-            if not (to_trace or to_log):
-                continue
-            ctx = enrich(event, proc)
-            if to_trace:
-                calls = event.repeat
-                traced += calls
-                if event.last_ns is not None:
-                    folded += calls
-                for kind in ctx.crossings:
-                    crossed[kind] += calls
-                if ctx.unresolved:
-                    unresolved += 1
-                if sink is not None:
-                    sink.event(event, ctx, event.ts_ns + offset)
-                if detector is not None and not quiet(event, ctx):
-                    for finding in detector.observe(
-                            from_event(event, ctx, event.ts_ns + offset, self.runtime)):
-                        if sink is not None:
-                            sink.finding(finding)
-                        if self.finding_log is not None:
-                            self.finding_log.finding(finding)
-            if to_log and eperm_log is not None:
-                eperm_log.event(event, ctx)
-        summary.events += traced
-        summary.folded += folded
-        summary.unresolved += unresolved
-        bulk = self.source.stat(STAT_DROPPED)
-        urgent = self.source.stat(STAT_DROPPED_PRIORITY)
-        for lane, new in (("priority", urgent - summary.lost_priority),
-                          ("bulk", bulk - (summary.lost - summary.lost_priority))):
-            if new > 0 and sink is not None:
-                sink.lost(new, time.time_ns(), lane)
-            elif new > 0:
-                self._unreported[lane] += new
-        summary.lost, summary.lost_priority = bulk + urgent, urgent
-        if sink is None:
-            self._report_lost(final)
-        if eperm_log is not None:
-            eperm_log.tick()
-        if self.finding_log is not None:
-            self.finding_log.tick()
-        self.summary.unpaired = self.source.stat(STAT_INFLIGHT)
-        if sink is not None:
-            sink.flush()
+
+def signatures(detector: Detector, runtime: Containers | None = None) -> Observer:
+    """The observe stage: a traced call as the signatures see it (quiet calls skipped), and
+    the findings it completes; runtime names the containers they see."""
+
+    def observe(event: Event, ctx: Context, wall_ns: int) -> Iterable[Finding]:
+        if quiet(event, ctx):
+            return ()
+        return detector.observe(from_event(event, ctx, wall_ns, runtime))
+
+    return observe

@@ -1,12 +1,12 @@
-"""What the flags ask for, built and run: the daemon, the console, or both from one process and
-one set of attached programs."""
+"""What the run plan names, built and run: the daemon, the console, or both from one process
+and one set of attached programs."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
+from dataclasses import replace
 
 from . import caps
 from .context.cgroups import CgroupPaths, cgroup2_mount
@@ -19,15 +19,18 @@ from .detect.signatures import FdSweep
 from .errors import EXIT_OK, OutputFailed, OutputStalled, UsageError
 from .exporter import daemon
 from .exporter.check import check
-from .exporter.httpd import Limits
-from .kernel.kcmp import Filters, KcmpProgram, ProgramOptions
+from .exporter.httpd import MetricsServer
+from .flags import flag
+from .kernel.kcmp import KcmpProgram
+from .kernel.options import ProgramOptions
+from .plan import EventsFile, Plan
 from .sinks import logs
 from .sinks.console import ConsoleSink, start_notes, exit_line
-from .sinks.eventfile import FileSink, RotatingLines, Tee
+from .sinks.eventfile import FileSink, RotatingLines
 from .sinks.jsonout import JsonSink
 from .sinks.logs import logfmt
 from .sinks.permlog import FINDINGS_PER_S, FindingLog, PermissionLog
-from .trace import Tracer
+from .trace import Sink, Tracer, signatures
 
 log = logging.getLogger("kcmp_monitor")
 
@@ -68,125 +71,131 @@ class StopFlag:
         return self.stopped
 
 
-def program_options(args: argparse.Namespace, exporter: bool,
-                    detector: Detector | None = None) -> ProgramOptions:
-    filters = Filters(tgid=args.pid, uid=args.uid, comm=args.comm, types=args.types,
-                      errors_only=args.errors_only)
-    # The exporter's event file and its signatures: the priority lane's kinds of call,
-    # streamed for them alone; the fd sweep, which no such call shows, counted in the kernel.
-    urgent = not args.trace and (args.events_file is not None or args.detect)
-    fd_sweep = next((s for s in detector.signatures if isinstance(s, FdSweep)), None) \
-        if detector is not None and args.detect else None
-    return ProgramOptions(filters=filters, ringbuf_pages=args.ringbuf_pages,
-                          compat=args.compat, compat_entry=args.compat_timing,
-                          trace=args.trace or args.context or urgent,
-                          urgent_only=urgent and not args.context,
-                          sweep=None if fd_sweep is None else (
-                              int(fd_sweep.params["distinct_fds"]), fd_sweep.params["window_s"]),
-                          count=exporter or args.check,
-                          log_eperm=exporter and args.eperm_log_rate > 0, btf=args.btf,
-                          home=args.namespaces_of,
-                          fold_ns=round(args.fold_window * 1e9) if args.trace and args.fold
-                          else 0)
+def kernel_options(plan: Plan, detector: Detector | None) -> ProgramOptions:
+    """The plan's program, with the fd sweep's thresholds the rules give (where it runs)."""
+    sweep = next((s for s in detector.signatures if isinstance(s, FdSweep)), None) \
+        if detector is not None and plan.sweep else None
+    if sweep is None:
+        return plan.program
+    return replace(plan.program, sweep=(int(sweep.params["distinct_fds"]),
+                                        sweep.params["window_s"]))
 
 
-def run(args: argparse.Namespace) -> int:
-    exporter = not args.trace or args.listen is not None
+def _sinks(plan: Plan, program: KcmpProgram, events: RotatingLines | None,
+           runtime: ContainerRuntime | None) -> list[Sink]:
+    """The trace stream's sink (console or JSON), then the event file's."""
+    sinks: list[Sink] = []
+    if plan.trace == "json":
+        sinks.append(JsonSink(sys.stdout, sys.stderr, runtime))
+    elif plan.trace is not None:
+        sinks.append(ConsoleSink(sys.stdout, sys.stderr, runtime, program.home))
+    if events is not None:
+        sinks.append(FileSink(events, runtime))
+    return sinks
+
+
+def _reader(plan: Plan, program: KcmpProgram) -> ProcReader:
+    proc = ProcReader(sockets=SocketResolver(), netns=NetnsNames(), kernel=program.procs,
+                      others_paths=plan.others_paths, cgroups=CgroupPaths(cgroup2_mount()))
+    if program.procs is not None:
+        # Processes started before the program: the fork hook never saw them.
+        program.procs.remember(proc.fs.existing())
+        program.procs.remember_numbers(proc.fs.numbered())
+    return proc
+
+
+def run(plan: Plan) -> int:
     # The console alone keeps stderr for losses and warnings; a daemon also says what it does.
-    logs.setup(level=logging.INFO if exporter else logging.WARNING)
-    address = daemon.parse_listen_address(
-        daemon.DEFAULT_ADDRESS if args.listen is None else args.listen)
-    events = _open_events_file(args)
+    logs.setup(level=logging.INFO if plan.exporter is not None else logging.WARNING)
+    events = _open_events_file(plan.events)
     # A bad rule file is said before anything attaches.
-    detector = (Detector(rules.load(args.rules))
-                if args.detect or args.trace and not args.no_detect else None)
+    detector = Detector(rules.load(plan.rules)) if plan.signatures else None
     stop = StopFlag()
-    options = program_options(args, exporter, detector)
-    with KcmpProgram(options) as program:
-        if args.check:
+    with KcmpProgram(kernel_options(plan, detector)) as program:
+        if plan.check:
             return check(program)
-        proc = ProcReader(sockets=SocketResolver(), netns=NetnsNames(), kernel=program.procs,
-                          others_paths=not args.own_paths_only,
-                          cgroups=CgroupPaths(cgroup2_mount()))
-        if program.procs is not None:
-            # Processes started before the program: the fork hook never saw them.
-            program.procs.remember(proc.fs.existing())
-            program.procs.remember_numbers(proc.fs.numbered())
-        sink: ConsoleSink | JsonSink | FileSink | Tee | None = None
         # Containers are named by their runtimes where one answers (only the streams print).
         # Read now, while root: an exporter that becomes nobody keeps Docker's event stream
         # open but can look up no more.
-        runtime = (ContainerRuntime() if args.trace or events is not None or options.log_eperm
-                   or detector is not None else None)
-        if args.trace:
-            sink = (JsonSink(sys.stdout, sys.stderr, runtime) if args.output == "json"
-                    else ConsoleSink(sys.stdout, sys.stderr, runtime, program.home))
-        if events is not None:
-            sink = (FileSink(events, runtime) if sink is None
-                    else Tee(sink, FileSink(events, runtime)))
-        eperm_log = (PermissionLog(rate=args.eperm_log_rate, runtime=runtime)
-                     if options.log_eperm else None)
-        # The exporter's findings are log lines (and lines of its event file, if any).
-        finding_log = (FindingLog(FINDINGS_PER_S) if detector is not None and not args.trace
-                       else None)
-        tracer = Tracer(program, proc, sink=sink, eperm_log=eperm_log,
-                        count_context=args.context, detector=detector, runtime=runtime,
-                        finding_log=finding_log)
-        registry = None
-        if exporter:
-            registry = daemon.build_registry(
-                program, (lambda: tracer.summary) if options.trace else None,
-                runtime if runtime is not None and runtime.available else None, detector)
-        limits = Limits(connections=args.max_connections, requests=args.max_requests,
-                        read_timeout_s=args.read_timeout)
-        # Bound before the capabilities go: a port below 1024 needs CAP_NET_BIND_SERVICE.
-        server = daemon.listen(registry, address, limits) if registry is not None else None
+        runtime = ContainerRuntime() if plan.containers else None
+        sinks = _sinks(plan, program, events, runtime)
+        tracer = Tracer(
+            program, _reader(plan, program), sinks=sinks,
+            eperm_log=(PermissionLog(rate=plan.eperm_log_rate, runtime=runtime)
+                       if plan.eperm_log_rate else None),
+            observer=None if detector is None else signatures(detector, runtime),
+            # The exporter's findings are log lines (and lines of its event file, if any).
+            finding_logs=[FindingLog(FINDINGS_PER_S)] if plan.findings_logged else [],
+            count_context=plan.exporter is not None and plan.exporter.context)
+        server = _server(plan, program, tracer, runtime, detector)
         # Rotating makes files where the event file is: the exporter then stays uid 0.
-        caps.drop_after_attach(args.trace or args.context, stay_root=events is not None)
+        caps.drop_after_attach(plan.keeps_root, stay_root=events is not None)
         if runtime is not None:
             runtime.start()
         if server is not None:
             server.start()
-            log.info(logfmt(msg="exporting kcmp metrics", address=str(address),
-                            compat=program.compat, compat_error=program.compat_error,
-                            context=args.context, events_file=args.events_file,
-                            kernel=",".join(program.kernel_on) or None,
-                            **{f"no_{feature}": reason
-                               for feature, reason in program.kernel_off.items()}))
+            log.info(_exporting(plan, program))
         daemon.notify("READY=1")
-        failed: OutputFailed | None = None
-        try:
-            if sink is not None:
-                sink.start(start_notes(program))
-            tracer.run(stop)
-        except BrokenPipeError:  # the reader went away (`| head`): not a fault
-            pass
-        except OutputStalled as exc:
-            failed = exc
-        except OSError as exc:  # a full disk, a closed or faulty output
-            failed = OutputFailed(f"could not write the output: {exc.strerror or exc}")
-        finally:
-            stop.done()
+        failed = _trace(tracer, sinks, program, stop)
         daemon.notify("STOPPING=1")
         if server is not None:
             server.shutdown()
     if events is not None:
         events.close()
-    if args.trace:
+    if plan.trace is not None:
         sys.stderr.write(exit_line(tracer.summary) + "\n")
     if failed is not None:
         raise failed
     return EXIT_OK
 
 
-def _open_events_file(args: argparse.Namespace) -> RotatingLines | None:
+def _server(plan: Plan, program: KcmpProgram, tracer: Tracer,
+            runtime: ContainerRuntime | None, detector: Detector | None) -> MetricsServer | None:
+    """The /metrics server, bound (a port below 1024 needs CAP_NET_BIND_SERVICE, which goes
+    after attach) but not yet serving."""
+    if plan.exporter is None:
+        return None
+    registry = daemon.build_registry(
+        program, (lambda: tracer.summary) if plan.program.trace else None,
+        runtime if runtime is not None and runtime.available else None, detector)
+    return daemon.listen(registry, plan.exporter.address, plan.exporter.limits)
+
+
+def _exporting(plan: Plan, program: KcmpProgram) -> str:
+    assert plan.exporter is not None
+    return logfmt(msg="exporting kcmp metrics", address=str(plan.exporter.address),
+                  compat=program.compat, compat_error=program.compat_error,
+                  context=plan.exporter.context,
+                  events_file=None if plan.events is None else plan.events.path,
+                  kernel=",".join(program.kernel_on) or None,
+                  **{f"no_{feature}": reason for feature, reason in program.kernel_off.items()})
+
+
+def _trace(tracer: Tracer, sinks: list[Sink], program: KcmpProgram,
+           stop: StopFlag) -> OutputFailed | None:
+    """The loop until stopped; what made the output fail, if anything did."""
+    try:
+        notes = start_notes(program)
+        for sink in sinks:
+            sink.start(notes)
+        tracer.run(stop)
+    except BrokenPipeError:  # the reader went away (`| head`): not a fault
+        pass
+    except OutputStalled as exc:
+        return exc
+    except OSError as exc:  # a full disk, a closed or faulty output
+        return OutputFailed(f"could not write the output: {exc.strerror or exc}")
+    finally:
+        stop.done()
+    return None
+
+
+def _open_events_file(events: EventsFile | None) -> RotatingLines | None:
     """Opened before anything is attached (and while root): a path that cannot be written is
     a usage error."""
-    if args.events_file is None:
+    if events is None:
         return None
     try:
-        return RotatingLines(args.events_file, args.events_file_max_size_mb << 20,
-                             args.events_file_max_backups, args.events_file_compress)
+        return RotatingLines(events.path, events.max_bytes, events.backups, events.compress)
     except OSError as exc:
-        raise UsageError(f"--events-file {args.events_file}: {exc.strerror}") from None
-
+        raise UsageError(f"{flag('events_file')} {events.path}: {exc.strerror}") from None

@@ -57,14 +57,16 @@ def enrich(event: Event, proc: ProcReader) -> Context:
     # A caller gone and naming itself: its container is the caller's (the record's cgroup).
     t1, t2 = (_in_callers_container(t, event.tgid, caller) for t in (t1, t2))
     ctx = _with_targets(bare, caller, t1, t2, host_pids, existed)
-    fds = a.fds()
-    if not fds:
-        return ctx
-    owners = (pid1, pid2)
+    return ctx._replace(paths=_paths(event, proc, (pid1, pid2))) if a.fds() else ctx
+
+
+def _paths(event: Event, proc: ProcReader, owners: tuple[int | None, int | None]) -> dict[str, str]:
+    """The paths of the fds the call named, by argument: the caller's own as the kernel saw
+    them at the call, others' from /proc (owners: the host pids of pid1 and pid2)."""
+    assert event.args is not None
     files = event.files
     paths: dict[str, str] = {}
-    for i, (key, whose, fd) in enumerate(fds):
-        # The caller's own fds as the kernel saw them at the call; others' from /proc.
+    for i, (key, whose, fd) in enumerate(event.args.fds()):
         known = files[i] if files is not None else None
         path = known.path() if known is not None else None
         owner = owners[whose]
@@ -75,4 +77,4 @@ def enrich(event: Event, proc: ProcReader) -> Context:
             path = proc.fd_path(owner, fd)
         if path is not None:
             paths[key] = path
-    return ctx._replace(paths=paths)
+    return paths

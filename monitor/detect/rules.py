@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from ..errors import UsageError
+from ..flags import flag
 from .signature import Allow, Signature
 from .signatures import ALL
 
@@ -30,20 +31,21 @@ def load(path: str | None = None) -> list[Signature]:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--rules {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise UsageError(
+            f"{flag('rules')} {path}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UsageError(f"--rules {where}: not YAML{at}: "
+        raise UsageError(f"{flag('rules')} {where}: not YAML{at}: "
                          f"{getattr(exc, 'problem', None) or 'unreadable'}") from None
     return parse(doc, where)
 
 
 def parse(doc: Any, where: str) -> list[Signature]:
     def bad(key: str, what: str) -> UsageError:
-        return UsageError(f"--rules {where}: {key}: {what}")
+        return UsageError(f"{flag('rules')} {where}: {key}: {what}")
 
     if doc is None:
         doc = {}

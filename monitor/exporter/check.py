@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import EXIT_INTERNAL, EXIT_OK
 from ..escape import escape
-from ..kernel.kcmp import KERNEL_FEATURES
+from ..kernel.features import KERNEL_FEATURES
 from .daemon import bpf_stats_enabled
 
 

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from .. import __version__
 from ..errors import AddressInUse, UsageError
+from ..flags import flag
 from .collector import (
     ContextCollector,
     DetectionCollector,
@@ -46,21 +47,21 @@ def parse_listen_address(text: str) -> ListenAddress:
     host, sep, port = text.rpartition(":")
     if not sep or not (port.isascii() and port.isdigit()) or len(port) > 5 or \
             not 0 < int(port) < 65536:
-        raise UsageError(f"--web.listen-address {text!r}: expected HOST:PORT with a port "
+        raise UsageError(f"{flag('listen')} {text!r}: expected HOST:PORT with a port "
                          "from 1 to 65535, e.g. 127.0.0.1:9041 or :9041 for every interface")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise UsageError(f"--web.listen-address {text!r}: {host!r} is not an IPv6 "
+            raise UsageError(f"{flag('listen')} {text!r}: {host!r} is not an IPv6 "
                              "address") from None
     elif ":" in host:
-        raise UsageError(f"--web.listen-address {text!r}: write an IPv6 address in brackets, "
+        raise UsageError(f"{flag('listen')} {text!r}: write an IPv6 address in brackets, "
                          "e.g. [::1]:9041")
     elif host and not _host_name(host):
         # What the resolver would be handed, refused before anything is attached.
-        raise UsageError(f"--web.listen-address {text!r}: {host!r} is not a host name or "
+        raise UsageError(f"{flag('listen')} {text!r}: {host!r} is not a host name or "
                          "an IPv4 address")
     return ListenAddress(host, int(port))
 
@@ -136,6 +137,6 @@ def listen(registry: CollectorRegistry, address: ListenAddress,
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise AddressInUse(f"{address} is in use: stop what listens there or choose "
-                               "another --web.listen-address") from None
+                               f"another {flag('listen')}") from None
         raise UsageError(f"cannot listen on {address}: {exc.strerror}") from None
     return server

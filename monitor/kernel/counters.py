@@ -47,12 +47,8 @@ def slot_of(kcmp_type: int) -> int:
     return kcmp_type if 0 <= kcmp_type < abi.KCMP_TYPES else SLOT_UNKNOWN
 
 
-# The programs of the per-CPU array "prog_stats" (enum kcmp_prog), by the names BCC gives
-# their functions (those of the kernel's own run-time statistics).
-PROGRAMS = ("tracepoint__syscalls__sys_enter_kcmp", "tracepoint__syscalls__sys_exit_kcmp",
-            "raw_tracepoint__sys_enter", "raw_tracepoint__sys_exit",
-            "tracepoint__task__task_newtask", "raw_tracepoint__task_newtask",
-            "tracepoint__task__task_rename", "tracepoint__sched__sched_process_exit")
+# The per-CPU array "prog_stats" holds one of these per program (enum kcmp_prog; their order
+# is features.HOOKS').
 SAMPLE_SHIFT = 6  # one run in 2^SAMPLE_SHIFT is timed
 PROG_STATS = struct.Struct("<QQQ")  # runs, timed, timed_ns
 

@@ -1,5 +1,6 @@
-"""The kernel struct members bpf/kcmp.bpf.c reads, by feature, resolved from the running
-kernel's BTF into the -D flags (BTF_<NAME>=<offset>) the program reads them with.
+"""The kernel struct members bpf/kcmp.bpf.c reads, by feature (features.FEATURES' rows with btf),
+resolved from the running kernel's BTF into the -D flags (BTF_<NAME>=<offset>) the program reads
+them with.
 
 A feature is on only when every member it reads is found with the size expected; otherwise it
 is off, and the reason names the member. Sizes are checked because a member that changed type
@@ -15,7 +16,7 @@ from .btf import Btf, BtfMissing
 P = 8  # a pointer, on the 64-bit machines this program runs on
 
 # feature -> {flag name: (struct, member path, size; None: any)}
-FEATURES: dict[str, dict[str, tuple[str, str, int | None]]] = {
+MEMBERS: dict[str, dict[str, tuple[str, str, int | None]]] = {
     # The caller as the kernel sees it at the call: namespaces, pids, parent, creds, executable.
     "caller": {
         "TASK_NSPROXY": ("task_struct", "nsproxy", P),
@@ -102,37 +103,29 @@ FEATURES: dict[str, dict[str, tuple[str, str, int | None]]] = {
 }
 # Whole-struct sizes a feature needs, as (flag name, struct).
 SIZES = {"caller": (("UPID_SIZE", "upid"),), "seccomp": (("PT_REGS_SIZE", "pt_regs"),)}
-# A feature that reads what another one found.
-REQUIRES = {"files": "caller", "cgroup": "caller"}
 
 
 class Resolved(NamedTuple):
-    flags: list[str]  # -D flags for the features that are on (-DKERNEL_<FEATURE> included)
-    on: tuple[str, ...]  # the features on
-    off: dict[str, str]  # feature -> why it is off
+    flags: dict[str, list[str]]  # feature -> its BTF_<NAME> flags, for those found
+    off: dict[str, str]  # feature -> why it cannot be had (what the BTF lacks)
 
 
-def resolve(path: str | None = None, features: tuple[str, ...] = tuple(FEATURES),
+def resolve(path: str | None = None, features: tuple[str, ...] = tuple(MEMBERS),
             cgroup_v1: str | None = None) -> Resolved:
-    """The flags for every feature whose members the kernel's BTF has; path: a BTF file other
+    """The flags of every feature whose members the kernel's BTF has; path: a BTF file other
     than the running kernel's (for tests); cgroup_v1: the controller whose v1 hierarchy the
     "cgroup" feature reads ("pids"), None for the v2 one."""
     try:
         btf = Btf(path) if path else Btf()
     except BtfMissing as exc:
-        return Resolved([], (), dict.fromkeys(features, str(exc)))
-    flags: list[str] = []
-    on: list[str] = []
+        return Resolved({}, dict.fromkeys(features, str(exc)))
+    flags: dict[str, list[str]] = {}
     off: dict[str, str] = {}
     with btf:
         for feature in features:
-            needed = REQUIRES.get(feature)
-            if needed is not None and needed not in on:
-                off[feature] = f"it needs {needed}, which is off"
-                continue
             try:
                 found = [f"-DBTF_{name}={_offset(btf, *where)}"
-                         for name, where in FEATURES[feature].items()]
+                         for name, where in MEMBERS[feature].items()]
                 found += [f"-DBTF_{name}={btf.size(struct)}"
                           for name, struct in SIZES.get(feature, ())]
                 if feature == "cgroup" and cgroup_v1 is not None:
@@ -141,9 +134,8 @@ def resolve(path: str | None = None, features: tuple[str, ...] = tuple(FEATURES)
             except BtfMissing as exc:
                 off[feature] = f"the kernel's BTF has no {exc}"
                 continue
-            flags += found + [f"-DKERNEL_{feature.upper()}"]
-            on.append(feature)
-    return Resolved(flags, tuple(on), off)
+            flags[feature] = found
+    return Resolved(flags, off)
 
 
 def _offset(btf: Btf, struct: str, path: str, size: int | None) -> int:

@@ -7,16 +7,14 @@ import ctypes
 import errno
 import functools
 import os
-import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .. import PROG, abi
+from .. import abi
 from ..context.procfs import ProcFS
 from ..errors import (MonitorError, NoPermission, NoSuchTarget, ProbeTimeout, Unavailable,
                       UsageError)
@@ -381,42 +379,3 @@ def shared_files(pids: Iterable[int], kcmp: KcmpFn, proc: Proc,
     report.groups.sort(key=lambda g: g.members[0])
     report.gone.sort()
     return report
-
-
-@contextmanager
-def frozen(pids: Iterable[int], proc: Proc, settle_s: float = 2.0,
-           strict: bool = True) -> Iterator[list[int]]:
-    """SIGSTOP the targets for the duration, and always SIGCONT the ones this stopped: on
-    return, on error and on Ctrl-C. A target already stopped is left as it was; with
-    strict=False one that is gone or may not be signalled is left out."""
-    stopped: list[int] = []
-    try:
-        for pid in pids:
-            try:
-                task = proc.task(pid)
-                if task.tgid == os.getpid():
-                    raise UsageError(f"--freeze cannot stop {PROG} itself")
-                if task.tgid in stopped or task.state in "Tt":
-                    continue
-                os.kill(task.tgid, signal.SIGSTOP)
-            except PermissionError:
-                if strict:
-                    raise NoPermission(f"--freeze cannot stop {pid}: CAP_KILL (root) or the "
-                                       "same uid is needed") from None
-                continue
-            except (NoSuchTarget, ProcessLookupError):
-                if strict:
-                    raise
-                continue
-            stopped.append(task.tgid)
-        deadline = time.monotonic() + settle_s
-        for pid in stopped:
-            while proc.task(pid).state not in "TtZX" and time.monotonic() < deadline:
-                time.sleep(0.005)
-        yield stopped
-    finally:
-        for pid in stopped:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass

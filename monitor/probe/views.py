@@ -6,10 +6,11 @@ from typing import Any
 
 from .. import abi
 from ..escape import escape
+from ..flags import flag
 from ..sinks.jsonout import path_text
 from .logic import EpollReport, FdReport, PairReport, SharedFiles
 
-SNAPSHOT = "a snapshot: the processes ran during the probe; --freeze for an exact answer"
+SNAPSHOT = f"a snapshot: the processes ran during the probe; {flag('freeze')} for an exact answer"
 EXACT = "exact: the processes were stopped during the probe"
 
 

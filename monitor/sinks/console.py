@@ -9,8 +9,10 @@ from .. import PROG, abi
 from ..context.types import Caller, Containers, Context, Target
 from ..detect.types import SEVERITIES, Finding
 from ..escape import escape, escape_word
+from ..flags import flag
 from ..kernel.events import Args, Event
-from ..kernel.kcmp import KERNEL_FEATURES, Home, home_namespaces
+from ..kernel.features import KERNEL_FEATURES
+from ..kernel.home import Home, home_namespaces
 
 START_LINE = "Tracing kcmp()... Ctrl-C to end."
 DENIED_MARK = "!! DENIED"
@@ -123,29 +125,24 @@ def format_time(wall_ns: int) -> str:
     return time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{ns // 1000:06d}"
 
 
-def format_line(event: Event, ctx: Context, wall_ns: int,
-                own: dict[str, int | None] | None = None,
-                runtime: Containers | None = None) -> str:
-    """One console line: time, caller, the strace part, its meaning, duration, repeats,
-    markers; own: the monitor's namespaces, to name the caller's where they differ."""
-    stamp = format_time(wall_ns)
-    caller = f"{escape_word(event.comm)}/{event.tgid}"
-    if event.tid != event.tgid:
-        caller += f"/{event.tid}"
-    compat = "[compat] " if event.compat else ""
-    meaning = "" if event.errno is not None else f" <{event.meaning}>"
+def _duration(event: Event, wall_ns: int) -> str:
+    """How long the call took (or why that is not known), and a folded run's repeats."""
     if event.seccomp:
         duration = " <refused by seccomp>"
     elif event.compat and event.duration_ns is None and event.args is not None:
-        duration = ""  # 32-bit calls are seen at exit only (--compat-timing times them)
+        duration = ""  # 32-bit calls are seen at exit only unless their entry is hooked too
     else:
         duration = " " + format_duration(event.duration_ns)
     if event.last_ns is not None:
         until = format_time(wall_ns + event.last_ns - event.ts_ns)
         duration += f" ×{event.repeat} until {until}"
-    where = _container(ctx.caller.container_id, runtime) if ctx.caller is not None else ""
-    line = (f"{stamp} {caller} uid={event.uid}{where} {compat}{format_call(event, ctx)}"
-            f"{meaning}{duration}")
+    return duration
+
+
+def _targets(event: Event, ctx: Context, runtime: Containers | None) -> str:
+    """Whom the call compared, unless a process compared itself; where its pids were not
+    the host's."""
+    text = ""
     if ctx.targets is not None:
         a = event.args
         named = ctx.host_pids or ((a.pid1, a.pid2) if a is not None and ctx.same_pidns is not False
@@ -153,25 +150,48 @@ def format_line(event: Event, ctx: Context, wall_ns: int,
         t1, t2 = (format_target(t, event.tgid, pid, runtime)
                   for t, pid in zip(ctx.targets, named))
         if t1 != "self" or t2 != "self":  # a process comparing itself needs no word
-            line += f"  [pid1 {t1}, pid2 {t2}]"
+            text += f"  [pid1 {t1}, pid2 {t2}]"
     if ctx.same_pidns is False:
-        line += ("  [caller in another pid namespace]" if ctx.host_pids is not None else
+        text += ("  [caller in another pid namespace]" if ctx.host_pids is not None else
                  "  [caller in another pid namespace: pids not looked up]")
+    return text
+
+
+def _marks(event: Event, ctx: Context, own: dict[str, int | None] | None) -> str:
+    """The caller's other namespaces, what is unresolved, and the boundary, seccomp and
+    permission marks."""
+    text = ""
     if own is not None and ctx.caller is not None:
         namespaces = format_namespaces(ctx.caller, own)
         if namespaces:
-            line += f"  [ns {namespaces}]"
+            text += f"  [ns {namespaces}]"
     if ctx.unresolved:
-        line += f"  [unresolved: {','.join(ctx.unresolved)}]"
+        text += f"  [unresolved: {','.join(ctx.unresolved)}]"
     if ctx.crossings:
-        line += f"  {CROSSING_MARK} {','.join(ctx.crossings)}"
+        text += f"  {CROSSING_MARK} {','.join(ctx.crossings)}"
     if event.seccomp:
-        line += f"  {SECCOMP_MARK} caller uid={event.uid}"
+        text += f"  {SECCOMP_MARK} caller uid={event.uid}"
     elif event.permission_denied:
-        line += f"  {DENIED_MARK} caller uid={event.uid}"
+        text += f"  {DENIED_MARK} caller uid={event.uid}"
         if ctx.owners is not None:
-            line += f", pid1 owner={_owner(ctx.owners[0])}, pid2 owner={_owner(ctx.owners[1])}"
-    return line
+            text += f", pid1 owner={_owner(ctx.owners[0])}, pid2 owner={_owner(ctx.owners[1])}"
+    return text
+
+
+def format_line(event: Event, ctx: Context, wall_ns: int,
+                own: dict[str, int | None] | None = None,
+                runtime: Containers | None = None) -> str:
+    """One console line: time, caller, the strace part, its meaning, duration, repeats,
+    markers; own: the monitor's namespaces, to name the caller's where they differ."""
+    caller = f"{escape_word(event.comm)}/{event.tgid}"
+    if event.tid != event.tgid:
+        caller += f"/{event.tid}"
+    compat = "[compat] " if event.compat else ""
+    meaning = "" if event.errno is not None else f" <{event.meaning}>"
+    where = _container(ctx.caller.container_id, runtime) if ctx.caller is not None else ""
+    return (f"{format_time(wall_ns)} {caller} uid={event.uid}{where} {compat}"
+            f"{format_call(event, ctx)}{meaning}{_duration(event, wall_ns)}"
+            f"{_targets(event, ctx, runtime)}{_marks(event, ctx, own)}")
 
 
 def format_finding(finding: Finding) -> str:
@@ -187,24 +207,24 @@ def format_lost(count: int, lane: str = "bulk") -> str:
     if lane == "priority":
         return (f"{PROG}: lost {count} events of the priority lane (permission failures, "
                 "seccomp refusals, 32-bit calls, other namespaces, new callers): both ring "
-                "buffers were full (raise --ringbuf-pages)")
+                f"buffers were full (raise {flag('ringbuf_pages')})")
     return (f"{PROG}: lost {count} events: the ring buffer was full "
-            "(raise --ringbuf-pages or narrow the filters)")
+            f"(raise {flag('ringbuf_pages')} or narrow the filters)")
 
 
 def start_notes(program) -> list[str]:
     """What the start line says of 32-bit capture and of what the kernel side cannot give."""
     if program.compat and program.compat_entry:
-        notes = ["32-bit: on, timed: two programs on every syscall; --no-compat"]
+        notes = [f"32-bit: on, timed: two programs on every syscall; {flag('compat')}"]
     elif program.compat:
-        notes = ["32-bit: on, untimed: a program on every syscall's exit; --no-compat"]
+        notes = [f"32-bit: on, untimed: a program on every syscall's exit; {flag('compat')}"]
     elif program.compat_error:
         notes = [f"32-bit callers not captured: {program.compat_error}"]
     else:
         notes = ["32-bit: off"]
     if program.folds is not None:
         notes.append(f"identical calls folded within {program.folds.window_ns / 1e9:g} s; "
-                     "--no-fold")
+                     f"{flag('fold')}")
     return notes + [f"no {KERNEL_FEATURES[feature]}: {reason}"
                     for feature, reason in program.kernel_off.items()]
 

@@ -9,9 +9,7 @@ import os
 import shutil
 from typing import BinaryIO
 
-from ..context.types import Containers, Context
-from ..detect.types import Finding
-from ..kernel.events import Event
+from ..context.types import Containers
 from .jsonout import JsonLines
 
 DEFAULT_MAX_MB = 100
@@ -93,31 +91,3 @@ class FileSink(JsonLines):
         lines = self.take()
         if lines:
             self.out.write(lines)
-
-
-class Tee:
-    """Two sinks fed the same: the console or JSON on stdout, and the event file. The first
-    says the start line."""
-
-    def __init__(self, first, second) -> None:
-        self.first = first
-        self.second = second
-
-    def start(self, notes: list[str]) -> None:
-        self.first.start(notes)
-
-    def event(self, event: Event, ctx: Context, wall_ns: int) -> None:
-        self.first.event(event, ctx, wall_ns)
-        self.second.event(event, ctx, wall_ns)
-
-    def lost(self, count: int, wall_ns: int, lane: str = "bulk") -> None:
-        self.first.lost(count, wall_ns, lane)
-        self.second.lost(count, wall_ns, lane)
-
-    def finding(self, finding: Finding) -> None:
-        self.first.finding(finding)
-        self.second.finding(finding)
-
-    def flush(self) -> None:
-        self.second.flush()
-        self.first.flush()

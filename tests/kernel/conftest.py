@@ -19,7 +19,7 @@ from typing import Optional
 import pytest
 
 from kcmp_monitor import caps
-from kcmp_monitor.kernel import kcmp as loader
+from kcmp_monitor.kernel import kcmp as loader, probes
 from kcmp_monitor.errors import MonitorError
 from tests.helpers import ROOT, in_guest, monitor_command, patience, skip_or_fail
 
@@ -38,7 +38,7 @@ def kernel_ready():
         skip_or_fail("needs root to load BPF programs (run `sudo make test`)")
     try:
         caps.check_privileges()
-        loader.check_kernel()
+        probes.check_kernel()
         loader._import_bcc()
     except MonitorError as exc:
         skip_or_fail(str(exc))

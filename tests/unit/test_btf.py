@@ -40,10 +40,10 @@ def bpftool_members():
 
 def test_every_member_the_program_reads_is_found_on_this_kernel(bpftool_members):
     resolved = fields.resolve()
-    assert resolved.on == tuple(fields.FEATURES) and resolved.off == {}
-    flags = dict(f[2:].split("=") for f in resolved.flags if "=" in f)
+    assert tuple(resolved.flags) == tuple(fields.MEMBERS) and resolved.off == {}
+    flags = dict(f[2:].split("=") for found in resolved.flags.values() for f in found)
     with Btf() as btf:
-        for feature in fields.FEATURES.values():
+        for feature in fields.MEMBERS.values():
             for name, (struct, path, size) in feature.items():
                 member = btf.member(struct, path)
                 assert flags[f"BTF_{name}"] == str(member.offset)
@@ -99,7 +99,7 @@ def test_a_member_missing_turns_its_feature_off_and_says_which(tmp_path):
     path = tmp_path / "vmlinux"
     _write_btf(path, [("stack", 8), ("tgid", 4), ("pad", 4)])
     resolved = fields.resolve(str(path))
-    assert resolved.on == () and resolved.flags == []
+    assert resolved.flags == {}
     assert resolved.off["caller"] == "the kernel's BTF has no task_struct.nsproxy"
     assert resolved.off["seccomp"] == "the kernel's BTF has no task_struct.seccomp.mode"
 
@@ -114,6 +114,6 @@ def test_a_member_of_another_size_is_refused(tmp_path):
 
 def test_no_btf_at_all(tmp_path):
     resolved = fields.resolve(str(tmp_path / "missing"))
-    assert resolved.on == ()
-    assert resolved.off == dict.fromkeys(fields.FEATURES, f"no kernel BTF at {tmp_path}/missing: "
+    assert resolved.flags == {}
+    assert resolved.off == dict.fromkeys(fields.MEMBERS, f"no kernel BTF at {tmp_path}/missing: "
                                          "No such file or directory")

@@ -65,13 +65,14 @@ def test_error_messages_are_one_terminal_safe_line(monkeypatch, capsys):
 
 
 def test_filters_parse(monkeypatch):
-    seen = {}
-    monkeypatch.setattr(cli, "run", lambda args: seen.update(vars(args)) or 0)
+    seen = []
+    monkeypatch.setattr(cli, "run", lambda plan: seen.append(plan) or 0)
     assert cli.main(["--trace", "--type", "vm,7,unknown", "--uid", "root", "--comm",
                      "a-very-long-process-name", "--no-compat", "--errors-only"]) == 0
-    assert seen["types"] == frozenset({1, 7, 8})
-    assert seen["uid"] == 0 and seen["comm"] == b"a-very-long-pro"
-    assert seen["compat"] is False and seen["errors_only"] is True
+    (program,) = (plan.program for plan in seen)
+    assert program.filters.types == frozenset({1, 7, 8})
+    assert program.filters.uid == 0 and program.filters.comm == b"a-very-long-pro"
+    assert program.compat is False and program.filters.errors_only is True
 
 
 def test_help_shows_examples_and_exit_codes():

@@ -6,7 +6,20 @@ import pytest
 
 from kcmp_monitor.kernel import counters
 from kcmp_monitor.kernel.counters import TypeStats
+from kcmp_monitor.kernel.features import PROGRAMS
 from tests.helpers import ROOT, c_facts
+
+# enum kcmp_prog's names, and the programs whose runs each index counts
+ENUM_PROGRAMS = {
+    "KCMP_PROG_ENTER": "tracepoint__syscalls__sys_enter_kcmp",
+    "KCMP_PROG_EXIT": "tracepoint__syscalls__sys_exit_kcmp",
+    "KCMP_PROG_NEWTASK": "tracepoint__task__task_newtask",
+    "KCMP_PROG_RENAME": "tracepoint__task__task_rename",
+    "KCMP_PROG_TASK_EXIT": "tracepoint__sched__sched_process_exit",
+    "KCMP_PROG_NEWTASK_RAW": "raw_tracepoint__task_newtask",
+    "KCMP_PROG_RAW_ENTER": "raw_tracepoint__sys_enter",
+    "KCMP_PROG_RAW_EXIT": "raw_tracepoint__sys_exit",
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +43,7 @@ def c_layout(tmp_path_factory):
         ("prog_stats", "sizeof(struct kcmp_prog_stats)"),
         ("prog_timed_ns", "offsetof(struct kcmp_prog_stats, timed_ns)"),
         ("PROGS", "KCMP_PROGS"), ("SAMPLE_SHIFT", "KCMP_SAMPLE_SHIFT"),
-        ("PROG_RAW_EXIT", "KCMP_PROG_RAW_EXIT"), ("PROG_TASK_EXIT", "KCMP_PROG_TASK_EXIT"),
-    ]
+    ] + [(name, name) for name in ENUM_PROGRAMS]
     return c_facts(tmp_path_factory.mktemp("counters"), [f'"{ROOT / "bpf" / "kcmp.h"}"'], facts)
 
 
@@ -55,10 +67,9 @@ def test_map_key_and_value_layouts(c_layout):
 
 def test_program_stats_layout_and_names(c_layout):
     assert counters.PROG_STATS.size == c_layout["prog_stats"] and c_layout["prog_timed_ns"] == 16
-    assert (len(counters.PROGRAMS), counters.SAMPLE_SHIFT) == (
+    assert (len(PROGRAMS), counters.SAMPLE_SHIFT) == (
         c_layout["PROGS"], c_layout["SAMPLE_SHIFT"])
-    assert counters.PROGRAMS[c_layout["PROG_RAW_EXIT"]] == "raw_tracepoint__sys_exit"
-    assert counters.PROGRAMS[c_layout["PROG_TASK_EXIT"]] == "tracepoint__sched__sched_process_exit"
+    assert {name: PROGRAMS[c_layout[name]] for name in ENUM_PROGRAMS} == ENUM_PROGRAMS
 
 
 def test_program_cost_is_the_timed_mean_times_every_run():

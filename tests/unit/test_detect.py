@@ -348,13 +348,12 @@ def test_the_elf_class_is_read_from_the_executable(tmp_path):
 
 
 def test_the_exporters_detection_counts_the_sweep_in_the_kernel_as_the_rules_say():
-    from kcmp_monitor import cli
-    from kcmp_monitor.wiring import program_options
+    from kcmp_monitor import parsers, plan
+    from kcmp_monitor.wiring import kernel_options
 
     def options(argv, conf=None):
-        args = cli.build_parser().parse_args(argv)
-        return program_options(args, not args.trace,
-                               Detector(rules.parse({"signatures": conf or {}}, "test")))
+        the_plan = plan.from_flags(vars(parsers.build_parser().parse_args(argv)))
+        return kernel_options(the_plan, Detector(rules.parse({"signatures": conf or {}}, "test")))
 
     detect = options(["--detect"], {"KCMP-002": {"distinct_fds": 40, "window_s": 5}})
     assert (detect.sweep, detect.trace, detect.urgent_only) == ((40, 5), True, True)

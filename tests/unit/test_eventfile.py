@@ -5,7 +5,7 @@ import gzip
 import json
 import os
 
-from kcmp_monitor.sinks.eventfile import FileSink, RotatingLines, Tee
+from kcmp_monitor.sinks.eventfile import FileSink, RotatingLines
 
 
 def _lines(path):
@@ -59,32 +59,13 @@ def test_an_existing_file_is_appended_to(tmp_path):
     assert _lines(path) == ["old", "new"]
 
 
-class Recorder:
-    def __init__(self):
-        self.calls = []
-
-    def start(self, notes):
-        self.calls.append(("start", notes))
-
-    def event(self, event, ctx, wall_ns):
-        self.calls.append(("event", wall_ns))
-
-    def lost(self, count, wall_ns, lane="bulk"):
-        self.calls.append(("lost", count, lane))
-
-    def flush(self):
-        self.calls.append(("flush",))
-
-
-def test_the_file_sink_writes_the_losses_and_tee_feeds_both(tmp_path):
+def test_the_file_sink_writes_the_losses(tmp_path):
     out = RotatingLines(str(tmp_path / "e"), max_bytes=1 << 20, backups=1, compress=False)
-    first = Recorder()
-    tee = Tee(first, FileSink(out))
-    tee.start(["note"])
-    tee.lost(7, 123, "priority")
-    tee.flush()
+    sink = FileSink(out)
+    sink.start(["note"])
+    sink.lost(7, 123, "priority")
+    sink.flush()
     out.close()
-    assert first.calls == [("start", ["note"]), ("lost", 7, "priority"), ("flush",)]
     (line,) = _lines(tmp_path / "e")
     assert json.loads(line) == {"timestamp": 123, "eventName": "events_lost", "lostEvents": 7,
                                 "reason": "ring buffer full", "lane": "priority"}

@@ -7,6 +7,7 @@ import pytest
 from kcmp_monitor.kernel import counters, events, folds, proctable
 from kcmp_monitor.kernel.events import Args, EpollSlot, Event, KernelFile, KernelTask
 from tests.helpers import ROOT, c_facts
+from tests.records import encode
 
 HEADER = ROOT / "bpf" / "kcmp.h"
 
@@ -134,10 +135,10 @@ def _event(**changes):
                            4242, b"a" * 63, True)),
 ])
 def test_byte_round_trip(event):
-    raw = events.encode(event)
+    raw = encode(event)
     assert len(raw) == events.RECORD_SIZE
     assert events.decode(raw) == event
-    assert events.encode(events.decode(raw)) == raw
+    assert encode(events.decode(raw)) == raw
 
 
 def _call(raw):
@@ -150,7 +151,7 @@ def _record(values):
 
 
 def test_decode_truncates_like_the_kernel():
-    values = _call(events.encode(_event()))
+    values = _call(encode(_event()))
     names = [name for name, _ in events.LAYOUT]
     values[names.index("pid1")] = 0xDEADCA75FACE1057
     values[names.index("type")] = 0xFFFFFFFF00000001
@@ -162,7 +163,7 @@ def test_decode_truncates_like_the_kernel():
 
 
 def test_decode_without_entry_has_no_arguments_or_duration():
-    values = _call(events.encode(_event()))
+    values = _call(encode(_event()))
     names = [name for name, _ in events.LAYOUT]
     values[names.index("flags")] = 0
     event = events.decode(_record(values))
@@ -176,7 +177,7 @@ def test_decode_without_entry_has_no_arguments_or_duration():
 def test_kernel_task_of_a_record():
     task = KernelTask(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 3, 12, 13, 14, 15,
                       (1 << 19) | 1, 99, b"sleep", False)
-    assert events.decode(events.encode(_event(task=task))).task == task
+    assert events.decode(encode(_event(task=task))).task == task
     assert task.may_ptrace and not task._replace(cap_effective=1).may_ptrace
 
 
@@ -211,6 +212,6 @@ def test_a_kernel_file_shows_as_proc_fd_would(file, path):
 
 def test_files_round_trip():
     files = (_file(b"/etc/hostname"), None, _file(b"x" * 255, cut=True))
-    raw = events.encode(_event(files=files))
+    raw = encode(_event(files=files))
     assert len(raw) == events.FILES_RECORD_SIZE
     assert events.decode(raw).files == files

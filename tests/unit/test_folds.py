@@ -5,6 +5,7 @@ import ctypes
 from kcmp_monitor import abi
 from kcmp_monitor.kernel import events, folds
 from kcmp_monitor.kernel.events import Args, Event
+from tests.records import encode
 
 WINDOW = 1_000_000_000
 
@@ -26,7 +27,7 @@ class FakeMap:
 
 
 def _first(tid=7, ret=0):
-    return events.encode(Event(
+    return encode(Event(
         ts_ns=100, duration_ns=40, cgroup_id=1, tgid=7, tid=tid, uid=0, gid=0, comm=b"loop",
         ret=ret, compat=False, priority=True,
         args=Args(pid1=7, pid2=7, type=abi.KcmpType.KCMP_VM, idx1=0, idx2=0, slot=None,
@@ -77,7 +78,7 @@ def test_the_kernels_record_of_a_swept_run_is_dropped_once():
 
 
 def test_a_run_of_a_call_naming_fds_keeps_the_kernels_view_of_them():
-    record = events.encode(Event(
+    record = encode(Event(
         ts_ns=100, duration_ns=40, cgroup_id=1, tgid=7, tid=9, uid=0, gid=0, comm=b"criu",
         ret=0, compat=False, files=(None, None, None),
         args=Args(pid1=7, pid2=7, type=abi.KcmpType.KCMP_FILE, idx1=3, idx2=3, slot=None,

@@ -6,8 +6,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kcmp_monitor import abi, cli
-from kcmp_monitor.exporter import daemon
+from kcmp_monitor import abi, parsers, plan
 from tests.helpers import ROOT
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -68,11 +67,9 @@ def test_everything_lives_in_the_namespace_and_selects_the_daemonsets_pods():
 
 
 def test_the_daemonsets_arguments_are_the_monitors_and_listen_on_its_port():
-    args = cli.build_parser().parse_args(_container()["args"])
-    cli.check_flags(args)
-    assert args.trace is False  # the exporter
-    assert daemon.parse_listen_address(args.listen).port == _container()["ports"][0][
-        "containerPort"]
+    the_plan = plan.from_flags(vars(parsers.build_parser().parse_args(_container()["args"])))
+    assert the_plan.trace is None and the_plan.exporter is not None  # the exporter
+    assert the_plan.exporter.address.port == _container()["ports"][0]["containerPort"]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert _container()[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
 

@@ -1,14 +1,17 @@
 """The house: each room of monitor/ imports only the rooms before it (the README's layout)."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
+from radon.complexity import cc_visit
 
+from kcmp_monitor.flags import FLAGS
 from tests.helpers import ROOT
 
 PACKAGE = ROOT / "monitor"
-CORE = {"abi", "errors", "escape", "caps", "memo"}
+CORE = {"abi", "errors", "escape", "caps", "memo", "flags"}
 # room -> the rooms it may import (besides the core and itself)
 ALLOWED = {
     "core": set(),
@@ -19,9 +22,16 @@ ALLOWED = {
     "exporter": {"kernel"},
     "probe": {"context", "sinks"},
     "trace": {"kernel", "context", "detect", "sinks"},
-    "wiring": {"kernel", "context", "detect", "sinks", "exporter", "trace"},
-    "cli": {"kernel", "context", "detect", "sinks", "exporter", "probe", "trace", "wiring"},
+    "plan": {"kernel", "sinks", "exporter"},
+    "wiring": {"kernel", "context", "detect", "sinks", "exporter", "trace", "plan"},
+    "parsers": {"kernel", "sinks", "exporter"},
+    "cli": {"kernel", "context", "detect", "sinks", "exporter", "probe", "trace", "plan",
+            "wiring", "parsers"},
 }
+# The boundary: the only modules that know argparse or write a flag's spelling.
+BOUNDARY = {"cli.py", "parsers.py", "flags.py"}
+MOST_LINES = 400
+MOST_COMPLEXITY = 20  # radon's grade C at most
 
 
 def _room(parts: tuple[str, ...]) -> str:
@@ -59,3 +69,38 @@ def test_imports_point_one_way(path):
 def test_every_room_is_known():
     rooms = {_room(p.relative_to(PACKAGE).with_suffix("").parts) for p in PACKAGE.rglob("*.py")}
     assert rooms == set(ALLOWED)
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def _name(path):
+    return str(path.relative_to(PACKAGE))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_name)
+def test_only_the_boundary_knows_the_flags(path):
+    """Below cli.py no module imports argparse or spells a flag: messages take it from
+    flags.FLAGS."""
+    if _name(path) in BOUNDARY:
+        return
+    tree = ast.parse(path.read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "argparse" not in imported
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)}
+    spelled = {flag for node in ast.walk(tree) if isinstance(node, ast.Constant)
+               and isinstance(node.value, str) and id(node) not in docstrings
+               for flag in FLAGS.values()
+               if re.search(re.escape(flag) + r"(?![\w.=-])", node.value)}
+    assert not spelled
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_name)
+def test_modules_are_small_and_functions_simple(path):
+    text = path.read_text()
+    assert text.count("\n") <= MOST_LINES
+    complex_ = {f"{block.name}: {block.complexity}" for block in cc_visit(text)
+                if block.complexity > MOST_COMPLEXITY}
+    assert not complex_

@@ -6,14 +6,22 @@ import pytest
 
 from kcmp_monitor import abi
 from kcmp_monitor.caps import check_privileges
+from kcmp_monitor.kernel import features, probes
 from kcmp_monitor.kernel import kcmp as loader
 from kcmp_monitor.errors import NoPermission, NoSuchTarget, Unavailable
-from kcmp_monitor.kernel.kcmp import Filters, ProgramOptions
+from kcmp_monitor.kernel.btf import VMLINUX
+from kcmp_monitor.kernel.home import Home, home_namespaces
+from kcmp_monitor.kernel.options import Filters, ProgramOptions
 
 
-def _defines(options, compat=False):
+def _defines(options, extra=(), btf=None):
+    """The -D flags of the rows the options want, but those a probe or the BTF decides
+    (unless in extra)."""
+    on = [f.name for f in features.FEATURES
+          if f.wanted(options) and not (f.probe or f.btf or f.requires)] + list(extra)
+    build = features.Build(options, home_namespaces(options.home), btf or {})
     return {f.split("=")[0][2:]: (f.split("=", 1)[1] if "=" in f else None)
-            for f in loader.cflags(options, compat) if f.startswith("-D")}
+            for f in features.cflags(on, build, "/bpf") if f.startswith("-D")}
 
 
 def test_default_flags_carry_the_abi_values_and_the_trace_stream():
@@ -42,12 +50,12 @@ def test_callers_may_be_held_to_another_process_s_namespaces(of):
     assert (d["OWN_PIDNS_DEV"], d["OWN_PIDNS_INO"], d["OWN_MNTNS_INO"], d["OWN_NETNS_INO"]) == (
         f"{init.st_dev}ULL", f"{init.st_ino}ULL", str(os.stat("/proc/2/ns/mnt").st_ino),
         str(os.stat("/proc/2/ns/net").st_ino))
-    assert loader.home_namespaces(of).inodes()["net"] == os.stat("/proc/2/ns/net").st_ino
+    assert home_namespaces(of).inodes()["net"] == os.stat("/proc/2/ns/net").st_ino
 
 
 def test_a_process_not_there_is_one_clear_error():
     with pytest.raises(NoSuchTarget, match="^--namespaces-of 4194304: no such process$"):
-        loader.home_namespaces(4194304)
+        home_namespaces(4194304)
 
 
 def test_exporter_flags():
@@ -76,7 +84,7 @@ def test_comm_is_packed_as_the_kernel_pads_it():
 
 
 def test_compat_flags():
-    d = _defines(ProgramOptions(), compat=True)
+    d = _defines(ProgramOptions(), extra=("compat",))
     assert d["IA32_NR_KCMP"] == "349" and d["ENOSYS_ERRNO"] == "38" and "CAPTURE_COMPAT" in d
 
 
@@ -107,32 +115,35 @@ def test_privileges_missing(tmp_path, caps, missing):
 
 def test_tracefs_not_mounted(tmp_path):
     with pytest.raises(Unavailable, match="tracefs is not mounted.*make setup") as info:
-        loader.check_kernel(str(tmp_path), str(tmp_path))
+        probes.check_kernel(str(tmp_path), str(tmp_path))
     assert info.value.exit_code == 69
 
 
 def test_kcmp_tracepoint_missing(tmp_path):
     (tmp_path / "events").mkdir()
     with pytest.raises(Unavailable, match="CONFIG_FTRACE_SYSCALLS"):
-        loader.check_kernel(str(tmp_path), str(tmp_path))
+        probes.check_kernel(str(tmp_path), str(tmp_path))
 
 
 def test_headers_missing(tmp_path):
     (tmp_path / "events/syscalls/sys_enter_kcmp").mkdir(parents=True)
     with pytest.raises(Unavailable, match="no kernel headers.*make setup"):
-        loader.check_kernel(str(tmp_path), str(tmp_path / "modules"))
+        probes.check_kernel(str(tmp_path), str(tmp_path / "modules"))
     (tmp_path / "modules/build").mkdir(parents=True)
-    loader.check_kernel(str(tmp_path), str(tmp_path / "modules"))
+    probes.check_kernel(str(tmp_path), str(tmp_path / "modules"))
 
 
 def test_kernel_features_bring_their_offsets_and_abi_values():
-    kernel = ["-DBTF_TASK_STACK=32", "-DKERNEL_SECCOMP"]
-    d = {f.split("=")[0][2:]: (f.split("=", 1)[1] if "=" in f else None)
-         for f in loader.cflags(ProgramOptions(), False, kernel) if f.startswith("-D")}
+    d = _defines(ProgramOptions(), extra=("seccomp",),
+                 btf={"seccomp": ["-DBTF_TASK_STACK=32"]})
     assert d["BTF_TASK_STACK"] == "32" and "KERNEL_SECCOMP" in d
     assert (d["NR_KCMP"], d["SECCOMP_MODE_FILTER_VALUE"], d["THREAD_SIZE_VALUE"]) == (
         "312", "2", "16384")
     assert "NR_KCMP" not in _defines(ProgramOptions())
+
+
+def _kernel_rows(selected):
+    return tuple(f for f in selected.on if features.BY_NAME[f].btf)
 
 
 def test_kernel_features_wanted(tmp_path):
@@ -140,19 +151,20 @@ def test_kernel_features_wanted(tmp_path):
 
     from tests.helpers import skip_or_fail
 
-    if not os.path.exists(loader.VMLINUX):
-        skip_or_fail(f"the kernel has no BTF at {loader.VMLINUX}")
-    streamed = loader.kernel_features(ProgramOptions())
-    assert streamed.on == ("caller", "files", "cgroup", "seccomp") and streamed.off == {}
+    if not os.path.exists(VMLINUX):
+        skip_or_fail(f"the kernel has no BTF at {VMLINUX}")
+    streamed, flags = loader.selected(ProgramOptions())
+    assert _kernel_rows(streamed) == ("caller", "files", "cgroup", "seccomp")
+    assert not set(streamed.off) & set(features.KERNEL_FEATURES)
     # This machine mounts cgroup v1 controllers: the caller's cgroup is read in one of them.
-    subsys = [f for f in streamed.flags if f.startswith("-DCGROUP_V1_SUBSYS=")]
-    assert len(subsys) == (loader.v1_controller() is not None)
-    counted = loader.kernel_features(ProgramOptions(trace=False, count=True))
+    subsys = [f for f in flags["cgroup"] if f.startswith("-DCGROUP_V1_SUBSYS=")]
+    assert len(subsys) == (probes.v1_controller() is not None)
+    counted, _ = loader.selected(ProgramOptions(trace=False, count=True))
     # The caller's namespaces count calls from elsewhere; its fds are read only for records.
-    assert counted.on == ("caller", "seccomp")
-    none = loader.kernel_features(ProgramOptions(btf=str(tmp_path / "none")))
-    assert none.on == () and none.flags == []
-    assert set(none.off) == {"caller", "files", "cgroup", "seccomp"}
+    assert _kernel_rows(counted) == ("caller", "seccomp")
+    none, flags = loader.selected(ProgramOptions(btf=str(tmp_path / "none")))
+    assert _kernel_rows(none) == () and flags == {}
+    assert set(none.off) >= {"caller", "files", "cgroup", "seccomp"}
 
 
 @pytest.mark.parametrize("rows, controller", [
@@ -163,8 +175,8 @@ def test_kernel_features_wanted(tmp_path):
 def test_the_v1_hierarchy_read_is_a_mounted_controllers(tmp_path, rows, controller):
     cgroups = tmp_path / "cgroups"
     cgroups.write_text("#subsys_name\thierarchy\tnum_cgroups\tenabled\n" + rows)
-    assert loader.v1_controller(str(cgroups)) == controller
-    assert loader.v1_controller(str(tmp_path / "none")) is None
+    assert probes.v1_controller(str(cgroups)) == controller
+    assert probes.v1_controller(str(tmp_path / "none")) is None
 
 
 @pytest.mark.parametrize("config, cmdline, reason", [
@@ -186,7 +198,7 @@ def test_no_ia32_says_why_32_bit_capture_would_buy_nothing(tmp_path, config, cmd
         with gzip.open(path, "wt") as f:
             f.write("\n".join(config) + "\n")
     (tmp_path / "cmdline").write_text(cmdline + "\n")
-    found = loader.no_ia32(str(path), str(tmp_path / "cmdline"))
+    found = probes.no_ia32(str(path), str(tmp_path / "cmdline"))
     assert (found is None) if reason is None else (reason in found), found
 
 
@@ -215,18 +227,19 @@ class _Kernel:
 
 
 FEATURES = ("caller", "files", "cgroup", "seccomp")
-HOME = loader.Home(1, 2, 3, 4)
+HOME = Home(1, 2, 3, 4)
 
 
-def _resolved(on=FEATURES):
-    return loader.fields.Resolved([f"-DKERNEL_{f.upper()}" for f in on], tuple(on), {})
+def _load(kernel):
+    wanted = features.Selected(("core", "stream", "compat") + FEATURES, {})
+    return loader.load(kernel, wanted, features.Build(ProgramOptions(), HOME, {}))
 
 
 def test_a_refused_program_gives_up_only_the_features_it_must():
     kernel = _Kernel(too_heavy={"files"})
-    got = loader.load(kernel, ProgramOptions(), True, _resolved(), HOME)
-    assert got.compat and got.compat_error is None
-    assert got.on == ("caller", "cgroup", "seccomp") and list(got.off) == ["files"]
+    got = _load(kernel)
+    assert "compat" in got.on and "compat" not in got.off
+    assert _kernel_rows(got) == ("caller", "cgroup", "seccomp") and list(got.off) == ["files"]
     assert got.off["files"].startswith("the kernel refused the program with it (")
     assert "Argument list too long" in got.off["files"]
     assert len(kernel.tried) == 2
@@ -236,17 +249,18 @@ def test_features_go_costliest_first_and_the_32_bit_hook_last():
     kernel = _Kernel(too_heavy={"files", "cgroup", "seccomp", "caller"},
                      refuse_compat="Failed to load BPF program b'raw_tracepoint__sys_exit': "
                                    "Permission denied")
-    got = loader.load(kernel, ProgramOptions(), True, _resolved(), HOME)
-    assert got.on == () and list(got.off) == ["files", "cgroup", "seccomp", "caller"]
-    assert not got.compat and "Permission denied" in got.compat_error
+    got = _load(kernel)
+    assert _kernel_rows(got) == ()
+    assert list(got.off) == ["files", "cgroup", "seccomp", "caller", "compat"]
+    assert "compat" not in got.on and "Permission denied" in got.off["compat"]
     assert len(kernel.tried) == 6
 
 
 def test_a_32_bit_hook_that_cannot_attach_costs_no_feature():
     kernel = _Kernel(refuse_compat="Failed to attach BPF to raw tracepoint")
-    got = loader.load(kernel, ProgramOptions(), True, _resolved(), HOME)
-    assert got.on == FEATURES and not got.off
-    assert not got.compat and "raw tracepoint" in got.compat_error
+    got = _load(kernel)
+    assert _kernel_rows(got) == FEATURES and list(got.off) == ["compat"]
+    assert "compat" not in got.on and "raw tracepoint" in got.off["compat"]
 
 
 def test_a_refused_core_is_the_error():
@@ -256,4 +270,4 @@ def test_a_refused_core_is_the_error():
                             "kcmp' to tracepoint syscalls:sys_exit_kcmp")
 
     with pytest.raises(loader.Refused, match="sys_exit_kcmp"):
-        loader.load(Core(), ProgramOptions(), True, _resolved(), HOME)
+        _load(Core())

@@ -11,6 +11,7 @@ import pytest
 
 from kcmp_monitor.probe import logic as probe
 from kcmp_monitor.probe import views as probeview
+from kcmp_monitor.probe.freeze import frozen
 from kcmp_monitor.probe.kcmpcall import KcmpError
 
 FILE = 0
@@ -150,7 +151,7 @@ def test_freeze_stops_and_always_resumes(tmp_path):
     while proc.task(sleeper.pid).state != "S":  # started and asleep
         time.sleep(0.01)
     try:
-        with pytest.raises(RuntimeError), probe.frozen([sleeper.pid], proc) as stopped:
+        with pytest.raises(RuntimeError), frozen([sleeper.pid], proc) as stopped:
             assert stopped == [sleeper.pid]
             assert proc.task(sleeper.pid).state == "T"
             raise RuntimeError("midway")

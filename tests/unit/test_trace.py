@@ -1,9 +1,10 @@
 """The tracing loop against a fake event source: order, batching and lost-event accounting."""
 
-from kcmp_monitor.kernel import counters, events
+from kcmp_monitor.kernel import counters
 from kcmp_monitor.context.processes import ProcReader
 from kcmp_monitor.kernel.events import Args, Event
 from kcmp_monitor.trace import Tracer
+from tests.records import encode
 
 
 class FakeSource:
@@ -39,7 +40,7 @@ class RecordingSink:
 
 
 def _raw(pid1):
-    return events.encode(Event(
+    return encode(Event(
         ts_ns=1000, duration_ns=5, cgroup_id=1, tgid=1, tid=1, uid=0, gid=0, comm=b"x", ret=0,
         compat=False, args=Args(pid1=pid1, pid2=1, type=1, idx1=0, idx2=0, slot=None,
                                 slot_fault=False)))
@@ -48,7 +49,7 @@ def _raw(pid1):
 def test_events_in_order_then_new_losses_then_flush(tmp_path):
     source = FakeSource([([_raw(1), _raw(2)], 0), ([_raw(3)], 7), ([], 7), ([_raw(4)], 10)])
     sink = RecordingSink()
-    tracer = Tracer(source, ProcReader(str(tmp_path)), sink=sink)
+    tracer = Tracer(source, ProcReader(str(tmp_path)), sinks=[sink])
     stops = iter([False, False, False, True])
     summary = tracer.run(lambda: next(stops))
     assert sink.seen == [
@@ -58,6 +59,15 @@ def test_events_in_order_then_new_losses_then_flush(tmp_path):
         ("event", 4, True), ("lost", 3), ("flush",),
     ]
     assert (summary.events, summary.lost) == (4, 10)
+
+
+def test_every_sink_sees_each_event_loss_and_flush_in_order(tmp_path):
+    """The console and the event file, side by side."""
+    source = FakeSource([([_raw(1)], 2)])
+    first, second = RecordingSink(), RecordingSink()
+    Tracer(source, ProcReader(str(tmp_path)), sinks=[first, second]).run(
+        iter([False, True]).__next__)
+    assert first.seen == second.seen == [("event", 1, True), ("lost", 2), ("flush",), ("flush",)]
 
 
 def test_context_is_counted_without_a_sink(tmp_path):
@@ -79,7 +89,7 @@ def test_losses_of_the_priority_lane_are_said_apart(tmp_path):
                     counters.STAT_DROPPED_PRIORITY: self.dropped // 2}.get(index, 0)
 
     sink = RecordingSink()
-    tracer = Tracer(TwoLanes([([_raw(1)], 4), ([], 10)]), ProcReader(str(tmp_path)), sink=sink)
+    tracer = Tracer(TwoLanes([([_raw(1)], 4), ([], 10)]), ProcReader(str(tmp_path)), sinks=[sink])
     tracer.step(0)
     tracer.step(0)
     assert [s for s in sink.seen if s[0] == "lost"] == [
