@@ -11,18 +11,14 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-from .. import abi
 from .events import (
-    EV_COMPAT,
-    EV_ENTRY,
     EV_FOLDED,
-    EV_REGS,
-    EV_SECCOMP,
     FILES_RECORD_SIZE,
     OFFSETS,
     RECORD_SIZE,
     folded,
 )
+from .kinds import names_files, urgent_call
 
 # run_ns, first_ns, last_ns, duration_ns, repeat, outside.
 FOLD_TAIL = struct.Struct("<QQQQII")
@@ -72,16 +68,15 @@ class Folds:
             self._swept[tid] = first_ns
             ret = _S64.unpack_from(raw, OFFSETS["ret"])[0]
             flags = _U32.unpack_from(raw, OFFSETS["flags"])[0]
-            urgent = ret == -abi.EPERM or bool(flags & (EV_COMPAT | EV_SECCOMP)) or outside != 0
+            urgent = urgent_call(flags, ret, outside)
             record = raw[:self._size(raw, flags)]
             records.append(folded(record, repeat, first_ns, last_ns, duration_ns, urgent))
         return records
 
     def _size(self, raw: bytes, flags: int) -> int:
-        """A files record's where the call names fds (the kernel's names_files())."""
+        """A files record's where the program records files and the call names them."""
         kcmp_type = _S32.unpack_from(raw, OFFSETS["type"])[0]
-        names = kcmp_type in (abi.KcmpType.KCMP_FILE, abi.KcmpType.KCMP_EPOLL_TFD)
-        return FILES_RECORD_SIZE if self.files and names and flags & (EV_ENTRY | EV_REGS) \
+        return FILES_RECORD_SIZE if self.files and names_files(flags, kcmp_type) \
             else RECORD_SIZE
 
     def unswept(self, records: Iterable[bytes]) -> list[bytes]:

@@ -38,6 +38,25 @@ from .proctable import ProcessTable
 # Package data (bpf/ in the source tree), found the same way installed or editable.
 BPF_DIR = Path(str(resources.files("kcmp_monitor.bpf")))
 BPF_SOURCE = BPF_DIR / "kcmp.bpf.c"
+_INCLUDE = re.compile(r'#include "([\w.]+)"')
+
+
+def source(path: Path = BPF_SOURCE, seen: set[str] | None = None) -> str:
+    """The program's text with the headers of bpf/ it includes inlined, each once, behind
+    #line directives that keep BCC's and the verifier's messages at their own file and line:
+    BCC rewrites map calls (`map.lookup()`) in its main file alone (BCC 0.26 loads a lookup
+    written in an included header as a call that the kernel refuses: "Invalid argument")."""
+    seen = set() if seen is None else seen
+    lines = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        header = _INCLUDE.fullmatch(line)
+        if header is None or not (path.parent / header[1]).is_file():
+            lines.append(line)
+        elif header[1] not in seen:
+            seen.add(header[1])
+            lines += [f'#line 1 "{path.parent / header[1]}"',
+                      source(path.parent / header[1], seen), f'#line {number + 1} "{path}"']
+    return "\n".join(lines)
 
 
 def selected(options: ProgramOptions) -> tuple[Selected, dict[str, list[str]]]:
@@ -73,8 +92,7 @@ COMPAT = ("compat", "compat_entry")
 def _load(bcc, on: tuple[str, ...], build: Build):
     """Compile and attach (BCC attaches every probe it finds) or raise Refused."""
     try:
-        return bcc.BPF(src_file=str(BPF_SOURCE),
-                       cflags=features.cflags(on, build, str(BPF_DIR)))
+        return bcc.BPF(text=source(), cflags=features.cflags(on, build, str(BPF_DIR)))
     except Exception as exc:  # BCC raises bare Exception for compile and attach failures
         text = str(exc)
         named = re.search(r"Failed to (load|attach) BPF program b?'?([A-Za-z0-9_]+)", text)

@@ -215,7 +215,7 @@ class _Kernel:
     def __init__(self, too_heavy=(), refuse_compat=None):
         self.too_heavy, self.refuse_compat, self.tried = set(too_heavy), refuse_compat, []
 
-    def BPF(self, src_file, cflags):
+    def BPF(self, text, cflags):
         defines = {f[2:] for f in cflags if f.startswith("-D")}
         self.tried.append(defines)
         if defines & {f"KERNEL_{f.upper()}" for f in self.too_heavy}:
@@ -265,7 +265,7 @@ def test_a_32_bit_hook_that_cannot_attach_costs_no_feature():
 
 def test_a_refused_core_is_the_error():
     class Core(_Kernel):
-        def BPF(self, src_file, cflags):
+        def BPF(self, text, cflags):
             raise Exception("Failed to attach BPF program b'tracepoint__syscalls__sys_exit_"
                             "kcmp' to tracepoint syscalls:sys_exit_kcmp")
 
