@@ -1,7 +1,6 @@
 /* The priority lane: a ring buffer of its own, which floods of benign calls cannot fill, for
- * what a person must not miss: the urgent calls (urgent_call(), kinds.h: permission failures,
- * seccomp refusals, 32-bit calls, calls from another namespace), counted fd sweeps, and the
- * first call of each caller. TRACE_URGENT streams those kinds of call alone. */
+ * what a person must not miss: the urgent calls (urgent_call(), kinds.h), counted fd sweeps,
+ * and the first call of each caller. TRACE_URGENT streams the urgent calls alone. */
 BPF_RINGBUF_OUTPUT(priority, PRIORITY_PAGES);
 BPF_TABLE("lru_hash", u32, u8, callers_seen, 16384);
 

@@ -29,15 +29,6 @@ class KcmpType(enum.IntEnum):
 # A count of types, not a type: the kernel answers EINVAL for it like any other unknown value.
 KCMP_TYPES = 8
 
-# FreeBSD 14.1+ numbers its types differently; kept apart so nothing mistakes them for Linux's.
-FREEBSD_TYPES = {
-    100: "KCMP_FILE",
-    101: "KCMP_FILEOBJ",
-    102: "KCMP_FILES",
-    103: "KCMP_SIGHAND",
-    104: "KCMP_VM",
-}
-
 # Types whose idx1/idx2 the kernel reads; the others ignore both.
 FD_TYPES = frozenset({KcmpType.KCMP_FILE, KcmpType.KCMP_EPOLL_TFD})
 IDX_IGNORED_TYPES = frozenset(KcmpType) - FD_TYPES
@@ -120,6 +111,11 @@ CAP_LAST_CAP = 40
 MAX_ERRNO = 4095
 
 
+def may_ptrace(cap_effective: int) -> bool:
+    """Whether capabilities hold CAP_SYS_PTRACE, which lets kcmp compare any process."""
+    return bool(cap_effective >> CAP_SYS_PTRACE & 1)
+
+
 def ns_link_inode(text: str) -> int | None:
     """The inode in what a /proc/PID/ns link reads ("pid:[4026531836]"); None if not that."""
     kind, _, rest = text.partition(":[")
@@ -145,10 +141,6 @@ def type_name(kcmp_type: int) -> str | None:
         return KcmpType(kcmp_type).name
     except ValueError:
         return None
-
-
-def freebsd_type_name(kcmp_type: int) -> str | None:
-    return FREEBSD_TYPES.get(kcmp_type)
 
 
 def parse_type(text: str) -> int:

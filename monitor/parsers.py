@@ -29,6 +29,7 @@ from .flags import FLAGS
 from .kernel.btf import VMLINUX
 from .kernel.folds import DEFAULT_WINDOW_S, MAX_WINDOW_S as MAX_FOLD_WINDOW_S
 from .kernel.home import HOST
+from .kernel.kinds import URGENT
 from .sinks.eventfile import DEFAULT_BACKUPS, DEFAULT_MAX_MB
 
 COMM_MAX = 15  # TASK_COMM_LEN - 1: the kernel keeps no more of a process name
@@ -200,8 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         "event file (for a log shipper: JSON lines, rotated by size)")
     _add(events, "events_file", metavar="PATH",
                         help="also write events there: with --trace every traced call, else "
-                             "permission failures, seccomp refusals, 32-bit calls and calls "
-                             "from other namespaces")
+                             f"{URGENT}")
     _add(events, "events_file_max_size_mb", type=_positive_int,
                         default=DEFAULT_MAX_MB, metavar="MB",
                         help=f"rotate past this size (default: {DEFAULT_MAX_MB})")
@@ -211,9 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="gzip the rotated files but the newest")
     detect = parser.add_argument_group("detections (kcmp signatures; see the README)")
     _add(detect, "detect", action="store_true",
-                        help="exporter: run the signatures on the priority lane's calls "
-                             "(permission failures, seccomp refusals, 32-bit calls, other "
-                             "namespaces): findings to the log and kcmp_detections_total")
+                        help=f"exporter: run the signatures on the priority lane's calls "
+                             f"({URGENT}): findings to the log and kcmp_detections_total")
     _add(detect, "no_detect", action="store_true",
                         help="--trace: run no signatures (they run on every traced call)")
     _add(detect, "rules", metavar="FILE",

@@ -1,5 +1,8 @@
-"""Records as the kernel streams them, made from Events: the inverse of the monitor's decode,
-for the tests that feed the loop, the folds and the sinks without a kernel."""
+"""Records as the kernel streams them, made from Events (the inverse of the monitor's decode),
+and events as a JSON reader of the stream gets them: for the tests that feed the loop, the
+folds, the sinks and the signatures without a kernel."""
+
+import json
 
 from kcmp_monitor.kernel.events import (
     EV_COMPAT,
@@ -25,6 +28,7 @@ from kcmp_monitor.kernel.events import (
     EpollSlot,
     Event,
 )
+from kcmp_monitor.sinks.jsonout import event_line
 
 
 def encode(event: Event) -> bytes:
@@ -69,3 +73,8 @@ def encode(event: Event) -> bytes:
         event.tgid, event.tid, event.uid, event.gid, slot.efd, slot.tfd, slot.toff, flags,
         event.comm, event.ppid, event.repeat if event.folded else 0, event.last_ns or 0,
     ) + task + files
+
+
+def json_record(event: Event, ctx, wall_ns: int, runtime=None) -> dict:
+    """The event as the JSON stream writes it, read back."""
+    return json.loads(event_line(event, ctx, wall_ns, runtime))

@@ -9,6 +9,16 @@ _CONTAINER = re.compile(rb"(?:docker|cri-containerd|crio|libpod|kubepods)[^\n]*?
                         rb"([0-9a-f]{64})(?:\.scope)?(?:/|$)", re.M)
 
 
+def short_id(cid: str) -> str:
+    """A container's id as docker shows it (12 hex digits)."""
+    return cid[:12]
+
+
+def display_name(cid: str, name: str | None) -> str:
+    """A container by the name its runtime gives it, else by its short id."""
+    return short_id(cid) if name is None else name
+
+
 def container_in(cgroups: bytes) -> str:
     """The container id in cgroup paths, or "" for none."""
     found = _CONTAINER.search(cgroups)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import abi
+from .. import abi, schema
 from ..context.types import Containers, Context
 from ..escape import json_text
 from ..kernel.events import Event
@@ -78,6 +78,11 @@ def _who_of(comm: bytes, c, targets, pids) -> tuple:
             c.exe_bits if c is not None else None)
 
 
+# The fields a call's observation cannot be made without (the rest: read where present).
+_REQUIRED = ("timestamp", "hostProcessId", "hostThreadId", "processName", "userId",
+             "returnValue", "args")
+
+
 class NotAnEvent(ValueError):
     """A JSON line that is not a kcmp event of this monitor's schema."""
 
@@ -87,6 +92,10 @@ def from_record(r: dict[str, Any]) -> Observation | None:
     does not have the fields a call has."""
     if r.get("eventName") != "kcmp":
         return None
+    bad = schema.mistyped(r, _REQUIRED)
+    if bad:
+        raise NotAnEvent(f"not a kcmp event of this monitor ({', '.join(bad)} missing or "
+                         "wrong)")
     try:
         exe = r.get("executable") or {}
         args = {a["name"]: a["value"] for a in r["args"]}

@@ -7,12 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -23,7 +18,6 @@ from ..kernel.counters import (
     NS_KINDS,
     OUTCOMES,
     SLOT_NAMES,
-    SAMPLE_SHIFT,
     SLOT_UNSEEN,
     STAT_COMM_OVERFLOW,
     STAT_COMM_OVERFLOW_DENIED,
@@ -35,6 +29,7 @@ from ..kernel.counters import (
     Snapshot,
     ns_index,
 )
+from . import families as f
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +86,8 @@ class KcmpCollector(Collector):
         self._top_denied = StickyTop(top)
 
     def describe(self) -> list[Metric]:
-        return []  # no collect() at registration: that would read the maps
+        """The families it serves (without them, registration would collect: read the maps)."""
+        return f.described(f.KCMP, top=self._top_calls.n)
 
     def collect(self) -> Iterator[Metric]:
         yield from self._self_metrics()
@@ -99,19 +95,14 @@ class KcmpCollector(Collector):
             snap = self._snapshot()
         except Exception as exc:  # a map that cannot be read: report it, never a wrong number
             log.error("reading the kernel counters failed: %s", exc)
-            yield GaugeMetricFamily("kcmp_monitor_scrape_error",
-                                    "1 if the kernel counters could not be read", value=1)
+            yield f.SCRAPE_ERROR.make(value=1)
             return
-        yield GaugeMetricFamily("kcmp_monitor_scrape_error",
-                                "1 if the kernel counters could not be read", value=0)
+        yield f.SCRAPE_ERROR.make(value=0)
         yield from self._kcmp_metrics(snap)
 
     @staticmethod
     def _namespaced(counts: list[int]) -> Metric:
-        family = CounterMetricFamily(
-            "kcmp_namespaced_calls", "kcmp calls made from outside the monitor's pid, mount or "
-            "network namespace (a container's), by namespace kind, type and outcome",
-            labels=["namespace", "kcmp_type", "outcome"])
+        family = f.NAMESPACED.make()
         for kind, ns in enumerate(NS_KINDS):
             for slot, name in enumerate(SLOT_NAMES):
                 for outcome, label in enumerate(OUTCOMES):
@@ -119,16 +110,8 @@ class KcmpCollector(Collector):
         return family
 
     def _kcmp_metrics(self, snap: Snapshot) -> Iterator[Metric]:
-        calls = CounterMetricFamily("kcmp_calls", "kcmp calls by type and outcome",
-                                    labels=["kcmp_type", "outcome"])
-        errors = CounterMetricFamily("kcmp_errors", "Failed kcmp calls by type and errno",
-                                     labels=["kcmp_type", "errno"])
-        duration = HistogramMetricFamily(
-            "kcmp_call_duration_seconds", "Time spent in kcmp, entry to exit",
-            labels=["kcmp_type"])
-        seccomp = CounterMetricFamily(
-            "kcmp_seccomp_refused", "kcmp calls refused before entry by the caller's seccomp "
-            "filter, by type (read from the saved registers)", labels=["kcmp_type"])
+        calls, errors, duration, seccomp = (
+            f.CALLS.make(), f.ERRORS.make(), f.DURATION.make(), f.SECCOMP.make())
         for slot, stats in enumerate(snap.types):
             name = SLOT_NAMES[slot]
             for outcome, value in zip(OUTCOMES, stats.outcome):
@@ -148,40 +131,26 @@ class KcmpCollector(Collector):
         if snap.namespaced is not None:
             yield self._namespaced(snap.namespaced)
 
-        denied = CounterMetricFamily(
-            "kcmp_permission_denied", "kcmp calls refused with EPERM, by type and caller uid",
-            labels=["kcmp_type", "uid"])
+        denied = f.DENIED.make()
         for (slot, uid), value in sorted(snap.denied.items()):
             denied.add_metric([SLOT_NAMES[slot], str(uid)], value)
         if snap.stats[STAT_DENIED_OVERFLOW]:
             denied.add_metric([OTHER, OTHER], snap.stats[STAT_DENIED_OVERFLOW])
         yield denied
 
-        yield CounterMetricFamily("kcmp_compat_calls", "kcmp calls from 32-bit callers",
-                                  value=snap.stats[STAT_COMPAT])
-        dropped = CounterMetricFamily(
-            "kcmp_events_dropped", "Events the stream lost (ring buffer full), by lane: "
-            "priority (permission failures, seccomp refusals, 32-bit calls, other namespaces, "
-            "new callers) or bulk; counts stay exact", labels=["lane"])
+        yield f.COMPAT.make(value=snap.stats[STAT_COMPAT])
+        dropped = f.DROPPED.make()
         dropped.add_metric(["bulk"], snap.stats[STAT_DROPPED])
         dropped.add_metric(["priority"], snap.stats[STAT_DROPPED_PRIORITY])
         yield dropped
-        yield CounterMetricFamily(
-            "kcmp_monitor_unpaired_exits",
-            "Entries the in-flight map could not keep: their calls count as unseen",
-            value=snap.stats[STAT_INFLIGHT])
+        yield f.UNPAIRED.make(value=snap.stats[STAT_INFLIGHT])
 
-        by_comm = CounterMetricFamily(
-            "kcmp_caller_calls", f"kcmp calls by process name (the first {self._top_calls.n}"
-            " names seen; the rest under other)", labels=["comm"])
+        by_comm = f.CALLER_CALLS.make(top=self._top_calls.n)
         for comm, value in self._top_calls.split(
                 {c: v[0] for c, v in snap.comms.items()}, snap.stats[STAT_COMM_OVERFLOW]):
             by_comm.add_metric([comm], value)
         yield by_comm
-        denied_by_comm = CounterMetricFamily(
-            "kcmp_caller_permission_denied", "kcmp calls refused with EPERM by process name "
-            f"(the first {self._top_denied.n} names refused; the rest under other)",
-            labels=["comm"])
+        denied_by_comm = f.CALLER_DENIED.make(top=self._top_denied.n)
         for comm, value in self._top_denied.split(
                 {c: v[1] for c, v in snap.comms.items()},
                 snap.stats[STAT_COMM_OVERFLOW_DENIED]):
@@ -190,24 +159,15 @@ class KcmpCollector(Collector):
 
     def _self_metrics(self) -> Iterator[Metric]:
         s = self._state
-        info = GaugeMetricFamily("kcmp_monitor_build_info", "Versions, always 1",
-                                 labels=["version", "bcc_version", "kernel"])
+        info = f.BUILD_INFO.make()
         info.add_metric([s.version, s.bcc_version, s.kernel], 1)
         yield info
-        attached = GaugeMetricFamily("kcmp_monitor_program_attached",
-                                     "1 if the program on this tracepoint is attached",
-                                     labels=["tracepoint"])
+        attached = f.ATTACHED.make()
         for tracepoint, ok in s.attached().items():
             attached.add_metric([tracepoint], 1 if ok else 0)
         yield attached
         costs = s.program_costs()
-        runs_own = CounterMetricFamily(
-            "kcmp_monitor_program_runs", "Runs of each of the monitor's BPF programs, as they "
-            "count themselves (the raw_syscalls ones: for 32-bit kcmp only)", labels=["program"])
-        time_own = CounterMetricFamily(
-            "kcmp_monitor_program_run_seconds", "Time spent in each of the monitor's BPF "
-            f"programs, estimated from one run in {1 << SAMPLE_SHIFT} timed",
-            labels=["program"])
+        runs_own, time_own = f.PROGRAM_RUNS.make(), f.PROGRAM_SECONDS.make()
         for program, (count, ns) in sorted(costs.items()):
             runs_own.add_metric([program], count)
             time_own.add_metric([program], ns / 1e9)
@@ -215,11 +175,7 @@ class KcmpCollector(Collector):
         yield time_own
         if not s.bpf_stats_enabled():
             return
-        run_time = CounterMetricFamily(
-            "kcmp_monitor_bpf_run_seconds", "Time the kernel spent in each BPF program "
-            "(while kernel.bpf_stats_enabled is 1)", labels=["program"])
-        runs = CounterMetricFamily("kcmp_monitor_bpf_runs", "Runs of each BPF program "
-                                   "(while kernel.bpf_stats_enabled is 1)", labels=["program"])
+        run_time, runs = f.BPF_SECONDS.make(), f.BPF_RUNS.make()
         for program, (run_ns, count) in sorted(s.run_stats().items()):
             run_time.add_metric([program], run_ns / 1e9)
             runs.add_metric([program], count)
@@ -244,22 +200,16 @@ class ContextCollector(Collector):
         self._summary = summary
 
     def describe(self) -> list[Metric]:
-        return []
+        return f.described(f.CONTEXT)
 
     def collect(self) -> Iterator[Metric]:
         s = self._summary()
-        yield CounterMetricFamily("kcmp_context_events", "Streamed kcmp calls given context",
-                                  value=s.events)
-        crossings = CounterMetricFamily(
-            "kcmp_boundary_crossings", "Streamed kcmp calls whose caller and a target sat in "
-            "different pid, mount or network namespaces or containers, by kind",
-            labels=["kind"])
+        yield f.CONTEXT_EVENTS.make(value=s.events)
+        crossings = f.CROSSINGS.make()
         for kind, value in s.crossings.items():
             crossings.add_metric([kind], value)
         yield crossings
-        yield CounterMetricFamily(
-            "kcmp_context_unresolved", "Streamed kcmp calls whose caller or a target could "
-            "not be found in /proc or the process table", value=s.unresolved)
+        yield f.UNRESOLVED.make(value=s.unresolved)
 
 
 class RuntimeCounts(Protocol):
@@ -278,16 +228,11 @@ class RuntimeCollector(Collector):
         self._runtime = runtime
 
     def describe(self) -> list[Metric]:
-        return []
+        return f.described(f.RUNTIME)
 
     def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily("kcmp_monitor_containers_known", "Containers whose names the "
-                                "runtimes have told (remembered after they are gone)",
-                                value=self._runtime.known)
-        yield CounterMetricFamily(
-            "kcmp_monitor_container_misses", "Container ids met in a streamed event before "
-            "their runtime had named them (then looked up on the side)",
-            value=self._runtime.misses)
+        yield f.CONTAINERS_KNOWN.make(value=self._runtime.known)
+        yield f.CONTAINER_MISSES.make(value=self._runtime.misses)
 
 
 class DetectionCounts(Protocol):
@@ -306,18 +251,14 @@ class DetectionCollector(Collector):
         self._detector = detector
 
     def describe(self) -> list[Metric]:
-        return []
+        return f.described(f.DETECTION)
 
     def collect(self) -> Iterator[Metric]:
-        found = CounterMetricFamily("kcmp_detections", "Findings of the kcmp signatures",
-                                    labels=["signature", "severity"])
+        found = f.DETECTIONS.make()
         for (signature, severity), count in sorted(self._detector.counts.items()):
             found.add_metric([signature, severity], count)
         yield found
-        evicted = CounterMetricFamily(
-            "kcmp_detection_keys_evicted", "Callers or pairs a signature stopped following to "
-            "stay within its bound (the least recently seen): a behaviour spread over more "
-            "may go unseen", labels=["signature"])
+        evicted = f.KEYS_EVICTED.make()
         for signature, count in sorted(self._detector.evicted.items()):
             evicted.add_metric([signature], count)
         yield evicted

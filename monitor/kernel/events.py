@@ -204,11 +204,6 @@ class KernelTask(NamedTuple):
     exe_name_cut: bool  # longer than the record holds
     cgroup: bytes = b""  # its cgroup's own name (the leaf of its path); b"": not read
 
-    @property
-    def may_ptrace(self) -> bool:
-        """Whether it holds CAP_SYS_PTRACE, which lets kcmp compare any process."""
-        return bool(self.cap_effective >> abi.CAP_SYS_PTRACE & 1)
-
 
 class Event(NamedTuple):
     ts_ns: int  # CLOCK_MONOTONIC

@@ -8,6 +8,9 @@ from .. import abi
 from .events import EV_COMPAT, EV_ENTRY, EV_REGS, EV_SECCOMP
 
 _NAMING_FILES = (abi.KcmpType.KCMP_FILE, abi.KcmpType.KCMP_EPOLL_TFD)
+# What urgent_call() takes, and what the priority lane carries besides, as people read it.
+URGENT = "permission failures, seccomp refusals, 32-bit calls, calls from other namespaces"
+PRIORITY_LANE = f"{URGENT}, counted fd sweeps, each process's first call"
 
 
 def urgent_call(flags: int, ret: int, outside: int) -> bool:

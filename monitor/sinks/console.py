@@ -6,6 +6,7 @@ import time
 from typing import TextIO
 
 from .. import PROG, abi
+from ..context.containers import display_name
 from ..context.types import Caller, Containers, Context, Target
 from ..detect.types import SEVERITIES, Finding
 from ..escape import escape, escape_word
@@ -13,6 +14,7 @@ from ..flags import flag
 from ..kernel.events import Args, Event
 from ..kernel.features import KERNEL_FEATURES
 from ..kernel.home import Home, home_namespaces
+from ..kernel.kinds import PRIORITY_LANE
 
 START_LINE = "Tracing kcmp()... Ctrl-C to end."
 DENIED_MARK = "!! DENIED"
@@ -109,7 +111,7 @@ def _container(cid: str | None, runtime: Containers | None = None) -> str:
     if not cid:
         return ""
     info = runtime.get(cid) if runtime is not None else None
-    return f" ctr={escape_word(info.name.encode())}" if info is not None else f" ctr={cid[:12]}"
+    return f" ctr={escape_word(display_name(cid, info and info.name).encode())}"
 
 
 def format_namespaces(c: Caller, own: dict[str, int | None]) -> str:
@@ -205,9 +207,8 @@ def format_finding(finding: Finding) -> str:
 
 def format_lost(count: int, lane: str = "bulk") -> str:
     if lane == "priority":
-        return (f"{PROG}: lost {count} events of the priority lane (permission failures, "
-                "seccomp refusals, 32-bit calls, other namespaces, new callers): both ring "
-                f"buffers were full (raise {flag('ringbuf_pages')})")
+        return (f"{PROG}: lost {count} events of the priority lane ({PRIORITY_LANE}): both "
+                f"ring buffers were full (raise {flag('ringbuf_pages')})")
     return (f"{PROG}: lost {count} events: the ring buffer was full "
             f"(raise {flag('ringbuf_pages')} or narrow the filters)")
 

@@ -1,4 +1,4 @@
-"""JSON lines: Tracee's v0.24 event field names where Tracee has the field, ours beside them."""
+"""JSON lines of the event schema (schema.py), written out directly: the stream's hot path."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import functools
 import json
 from typing import Any, TextIO
 
-from .. import abi
+from .. import abi, schema
 from ..context.types import Caller, ContainerInfo, Containers, Context, Target
 from ..detect.types import Finding
 from ..kernel.events import Args, Event, KernelFile
@@ -39,9 +39,9 @@ _BOOL = ("false", "true")
 _LANES = ("bulk", "priority")
 _PIDNS = {True: '"host"', False: '"other"', None: "null"}
 _UNKNOWN = Caller(None, None, None, None, None, None, None, None)
-_NO_TARGET = ('"hostPid":null,"processName":null,"userId":null,"hostParentProcessId":null,'
-              '"pidNamespace":null,"mountNamespace":null,"networkNamespace":null,'
-              '"containerId":null,"exited":null')
+# A target no process could be found for: all but its pid and its container's names.
+_NO_TARGET = schema.nulls({k: v for k, v in schema.TARGET.items()
+                           if k != "pid" and k not in schema.CONTAINER})
 
 
 @functools.lru_cache(maxsize=4096)
@@ -101,8 +101,7 @@ def _container_fields(info: ContainerInfo | None) -> str:
             f'"podNamespace":{_str(info.pod_namespace)},"podUID":{_str(info.pod_uid)}')
 
 
-_NO_CONTAINER = (',"containerName":null,"containerImage":null,"containerImageId":null,'
-                 '"podName":null,"podNamespace":null,"podUID":null')
+_NO_CONTAINER = "," + schema.nulls(schema.CONTAINER)
 
 
 def _container_of(runtime: Containers | None, cid: str | None) -> str:
@@ -123,7 +122,7 @@ def _caller(c: Caller, tgid: int, tid: int) -> str:
                f'"elfClass":{_int(c.exe_bits)}}}')
     caps = "null" if c.caps is None else (
         f'{{"effective":"{c.caps:#x}",'
-        f'"sysPtrace":{_BOOL[bool(c.caps >> abi.CAP_SYS_PTRACE & 1)]}}}')
+        f'"sysPtrace":{_BOOL[abi.may_ptrace(c.caps)]}}}')
     return (f'"processId":{pid},"threadId":{ns_tid},"hostProcessId":{tgid},'
             f'"hostThreadId":{tid},"parentProcessId":{_int(c.ns_ppid)},'
             f'"hostParentProcessId":{_int(c.host_ppid)},"pidNamespace":{_int(c.pidns)},'
@@ -224,12 +223,6 @@ def event_line(event: Event, ctx: Context, wall_ns: int,
             f'"callerPidNamespace":{_PIDNS[ctx.same_pidns]},'
             f'"targets":{targets},"crossesBoundary":{_names(ctx.crossings)},'
             f'"contextUnresolved":{_names(ctx.unresolved)}}}')
-
-
-def event_record(event: Event, ctx: Context, wall_ns: int,
-                 runtime: Containers | None = None) -> dict[str, Any]:
-    """The record as a dict (what a JSON reader of the stream gets)."""
-    return json.loads(event_line(event, ctx, wall_ns, runtime))
 
 
 def lost_record(count: int, wall_ns: int, lane: str = "bulk") -> dict[str, Any]:

@@ -9,7 +9,8 @@ import logging
 import time
 from typing import Callable
 
-from ..abi import CAP_SYS_PTRACE
+from ..abi import may_ptrace
+from ..context.containers import display_name
 from ..context.types import Containers, Context
 from ..detect.types import SEVERITIES, Finding
 from ..kernel.counters import SLOT_NAMES, SLOT_UNSEEN, slot_of
@@ -40,7 +41,6 @@ class RateLimited:
         self.last = clock()
         self.suppressed = 0  # since the last line that said so
         self.suppressed_total = 0
-        self.logged = 0
         self._reported = self.last
 
     def ready(self) -> bool:
@@ -91,7 +91,7 @@ class PermissionLog(RateLimited):
         c = ctx.caller
         # The caller as the kernel saw it at the call, where the program read it.
         kernel = {} if c is None or c.caps is None else dict(
-            euid=c.euid, cap_sys_ptrace=bool(c.caps >> CAP_SYS_PTRACE & 1),
+            euid=c.euid, cap_sys_ptrace=may_ptrace(c.caps),
             exe=_name(c.exe_name), pidns=c.pidns, mntns=c.mntns, netns=c.netns)
         log.warning(logfmt(
             msg="kcmp refused by seccomp" if event.seccomp else "kcmp permission denied",
@@ -102,7 +102,6 @@ class PermissionLog(RateLimited):
             pid2_uid=t2 and t2.uid, pid2_comm=t2 and _name(t2.name), compat=event.compat,
             seccomp=event.seccomp or None, crosses=",".join(ctx.crossings) or None,
             **self._containers(ctx)))
-        self.logged += 1
 
     def _containers(self, ctx: Context) -> dict[str, str | None]:
         """The caller's container by its runtime's name (else its short id), its image and
@@ -115,7 +114,7 @@ class PermissionLog(RateLimited):
             if not cid:
                 continue
             info = self.runtime.get(cid) if self.runtime is not None else None
-            found[key] = cid[:12] if info is None else info.name
+            found[key] = display_name(cid, info and info.name)
             if key == "container" and info is not None:
                 found["container_image"] = info.image
                 found["pod"] = info.pod_name and f"{info.pod_namespace}/{info.pod_name}"
@@ -138,4 +137,3 @@ class FindingLog(RateLimited):
         log.warning(logfmt(msg="kcmp finding", signature=m.id, name=m.name,
                            severity=SEVERITIES[m.severity], technique=m.technique,
                            summary=finding.summary))
-        self.logged += 1

@@ -18,13 +18,6 @@ def test_kcmp_types_and_anything_else_is_unknown(value):
     assert abi.type_name(value) is None
 
 
-def test_freebsd_types_are_their_own_table():
-    assert abi.FREEBSD_TYPES == {100: "KCMP_FILE", 101: "KCMP_FILEOBJ", 102: "KCMP_FILES",
-                                 103: "KCMP_SIGHAND", 104: "KCMP_VM"}
-    assert abi.freebsd_type_name(104) == "KCMP_VM"
-    assert abi.type_name(104) is None and abi.freebsd_type_name(1) is None
-
-
 def test_idx_usage_by_type():
     assert abi.FD_TYPES == {abi.KcmpType.KCMP_FILE, abi.KcmpType.KCMP_EPOLL_TFD}
     assert abi.IDX_IGNORED_TYPES == {1, 2, 3, 4, 5, 6}

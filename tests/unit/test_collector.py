@@ -241,3 +241,24 @@ def test_detection_metrics_every_signature_from_zero():
     assert 'kcmp_detections_total{severity="high",signature="KCMP-001"} 0.0' in lines
     assert 'kcmp_detections_total{severity="medium",signature="KCMP-002"} 2.0' in lines
     assert 'kcmp_detection_keys_evicted_total{signature="KCMP-002"} 5.0' in lines
+
+
+def test_collectors_say_the_families_they_serve_without_reading_the_maps():
+    """describe() is what registration reads: the very families collect() yields (with the
+    kernel's namespaced counts and its own statistics), and no map read to say them."""
+    snap = _snapshot()
+    snap.namespaced = [0] * counters.NS_COUNTERS
+    reads = []
+    collector = KcmpCollector(lambda: reads.append(1) or snap, _state(bpf_stats=True))
+    registry = CollectorRegistry()
+    registry.register(collector)
+    assert reads == []
+    assert sorted(m.name for m in collector.describe()) == sorted(
+        m.name for m in collector.collect())
+
+
+def test_a_family_served_twice_is_refused_at_registration():
+    registry = CollectorRegistry()
+    registry.register(ContextCollector(lambda: None))
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        registry.register(ContextCollector(lambda: None))

@@ -19,7 +19,8 @@ from kcmp_monitor.detect.types import Observation, Seen
 from kcmp_monitor.errors import UsageError
 from kcmp_monitor.kernel.events import Args, Event
 from kcmp_monitor.sinks.console import format_finding
-from kcmp_monitor.sinks.jsonout import dumps, event_record
+from kcmp_monitor.sinks.jsonout import dumps
+from tests.records import json_record
 
 S = 1_000_000_000
 CTR = "c" * 64
@@ -214,7 +215,7 @@ def test_an_observation_is_the_same_live_and_from_its_json_line():
                                         slot=EpollSlot(9, 11, 0), slot_fault=False))
     for event in (_event(), _event(ret=-EPERM, compat=True), epoll):
         live = from_event(event, ctx, 1_700_000_000 * S, Runtime())
-        recorded = from_record(json.loads(dumps(event_record(event, ctx, 1_700_000_000 * S,
+        recorded = from_record(json.loads(dumps(json_record(event, ctx, 1_700_000_000 * S,
                                                              Runtime()))))
         assert live == recorded
         assert live.container_name == "web" and live.targets[1] == Seen(1, 1, 0, "")
@@ -267,6 +268,14 @@ def test_a_recorded_stream_gzipped_or_not_gives_the_findings_and_counts_bad_line
         found = list(offline.findings(stream, "rec", detector(), skipped))
         assert [f.meta.id for f in found] == ["KCMP-002"]
         assert skipped.count == 3 and skipped.first == "rec:42: not JSON"
+
+
+def test_a_record_without_the_fields_of_a_call_is_said_to_be_no_event():
+    from kcmp_monitor.detect.observe import NotAnEvent
+
+    with pytest.raises(NotAnEvent, match=r"\(hostThreadId, userId missing or wrong\)"):
+        from_record({"eventName": "kcmp", "timestamp": 1, "hostProcessId": 2,
+                     "hostThreadId": True, "processName": "x", "returnValue": 0, "args": []})
 
 
 def test_the_detect_command_prints_findings_and_says_what_it_skipped(tmp_path, capsys):

@@ -1,34 +1,13 @@
 import io
 import json
 
+from kcmp_monitor import schema
 from kcmp_monitor.sinks import jsonout
 from kcmp_monitor.context.types import Caller, Context, Target
 from kcmp_monitor.kernel.events import Args, EpollSlot, Event, KernelFile
+from tests.records import json_record
 
-NO_CONTAINER = dict.fromkeys(("containerName", "containerImage", "containerImageId", "podName",
-                              "podNamespace", "podUID"))
-SCHEMA = {
-    "timestamp": int, "processId": int, "threadId": int, "cgroupId": int, "userId": int,
-    "groupId": int, "processName": str, "eventName": str, "syscall": str, "returnValue": int,
-    "argsNum": int, "args": list, "kcmpType": (str, type(None)), "result": str,
-    "errno": (str, type(None)), "errnoMessage": (str, type(None)), "permissionDenied": bool,
-    "compat": bool, "argsKnown": bool,
-    **dict.fromkeys(NO_CONTAINER, (str, type(None))),
-    "durationNs": (int, type(None)), "repeat": int, "fdSweep": bool,
-    "lastTimestamp": (int, type(None)),
-    "epollSlot": (dict, type(None)), "epollSlotFault": bool,
-    "fdPaths": dict, "callerPidNamespace": (str, type(None)),
-    "targets": (list, type(None)), "crossesBoundary": list, "contextUnresolved": list,
-    "callerExited": bool, "hostProcessId": int, "hostThreadId": int,
-    "parentProcessId": (int, type(None)), "hostParentProcessId": (int, type(None)),
-    "pidNamespace": (int, type(None)), "mountNamespace": (int, type(None)),
-    "containerId": (str, type(None)), "executable": (dict, type(None)),
-    "networkNamespace": (dict, type(None)), "userNamespace": (int, type(None)),
-    "utsNamespace": (int, type(None)), "ipcNamespace": (int, type(None)),
-    "cgroupNamespace": (int, type(None)), "effectiveUserId": (int, type(None)),
-    "effectiveGroupId": (int, type(None)), "capabilities": (dict, type(None)),
-    "callerContext": str, "refusedBySeccomp": bool, "fdFiles": dict, "lane": str,
-}
+NO_CONTAINER = dict.fromkeys(schema.CONTAINER)
 
 
 def _event(ret=0, args="default", comm=b"criu", **kw):
@@ -43,14 +22,16 @@ def _event(ret=0, args="default", comm=b"criu", **kw):
 
 def _record(event, ctx=None, wall=1_700_000_000_000_000_000):
     ctx = ctx if ctx is not None else Context()
-    return json.loads(jsonout.dumps(jsonout.event_record(event, ctx, wall)))
+    return json.loads(jsonout.dumps(json_record(event, ctx, wall)))
 
 
 def test_schema_fields_and_types():
     record = _record(_event())
-    assert set(record) == set(SCHEMA)
-    for key, kind in SCHEMA.items():
-        assert isinstance(record[key], kind), key
+    assert list(record) == list(schema.EVENT)
+    assert schema.mistyped(record, tuple(schema.EVENT)) == []
+    target = _record(_event(), Context(targets=(None, None)))["targets"][0]
+    assert list(target) == list(schema.TARGET)
+    assert schema.mistyped(target, tuple(schema.TARGET), schema.TARGET) == []
 
 
 def test_tracee_fields_and_args():
@@ -131,7 +112,7 @@ def test_unknown_type_and_slot_fault():
 
 def test_output_is_ascii_with_every_control_escaped():
     event = _event(comm=b"\x1b[2J\x7f\x9b\xff")
-    line = jsonout.dumps(jsonout.event_record(
+    line = jsonout.dumps(json_record(
         event, Context(paths={"idx1": "/t/\u202e\x07\udcfe"}), 0))
     raw = line.encode("ascii")
     assert not any(b < 0x20 or b == 0x7F for b in raw)

@@ -4,6 +4,7 @@ container, a view across the boundary its runtime drew."""
 
 from __future__ import annotations
 
+from ...context.containers import display_name, short_id
 from ..signature import Signature
 from ..types import Finding, Meta, Observation
 
@@ -20,9 +21,9 @@ class CrossContainer(Signature):
         for t in obs.targets:
             if t.container_id is None or t.container_id == own:
                 continue  # unknown, or the same container
-            where = f"container {t.container_id[:12]}" if t.container_id else "the host"
+            where = f"container {short_id(t.container_id)}" if t.container_id else "the host"
             return self.once((obs.host_pid, t.host_pid), obs,
                              f"{obs.comm} (pid {obs.host_pid}) in container "
-                             f"{obs.container_name or own[:12]} compared pid {t.host_pid} "
+                             f"{display_name(own, obs.container_name)} compared pid {t.host_pid} "
                              f"of {where}")
         return None

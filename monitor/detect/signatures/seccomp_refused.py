@@ -3,6 +3,7 @@ forbids (Docker's default profile refuses kcmp to a container without CAP_SYS_PT
 
 from __future__ import annotations
 
+from ...context.containers import display_name
 from ..signature import Signature
 from ..types import Finding, Meta, Observation
 
@@ -15,7 +16,7 @@ class SeccompRefused(Signature):
     def look(self, obs: Observation) -> Finding | None:
         if not obs.seccomp or self.allowed(obs):
             return None
-        where = f" in container {obs.container_name or obs.container_id[:12]}" \
+        where = f" in container {display_name(obs.container_id, obs.container_name)}" \
             if obs.container_id else ""
         return self.once(obs.host_pid, obs, f"{obs.comm} (pid {obs.host_pid}){where} tried "
                          f"kcmp {obs.kcmp_type or '?'}, refused by its seccomp filter")
