@@ -15,14 +15,11 @@ from .errors import (
     EXIT_INTERRUPTED,
     EXIT_IOERR,
     EXIT_OK,
-    BadData,
     MonitorError,
-    NoSuchTarget,
     OutputFailed,
     UsageError,
 )
 from .escape import escape
-from .flags import flag
 from .parsers import build_detect_parser, build_parser, build_probe_parser
 
 _STDOUT_CLOSED = ("standard output is closed: what this prints has nowhere to go (redirect it, "
@@ -39,39 +36,11 @@ def run(the_plan: plan.Plan) -> int:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from .detect import offline, rules
-    from .detect.engine import Detector
-    from .sinks.console import format_finding
-    from .sinks.jsonout import dumps
+    """`detect` (imported here, like the monitor)."""
+    from .replay import run as replay
 
-    if args.print_rules:
-        if args.files or args.rules:
-            raise UsageError(f"{flag('print_rules')} prints the shipped rules alone: leave out "
-                             "the rest")
-        sys.stdout.write(rules.default_text())
-        return EXIT_OK
-    if not args.files:
-        raise UsageError("name the recorded events: a FILE, or - for standard input")
-    detector = Detector(rules.load(args.rules))
-    skipped = offline.Skipped()
-    for path in args.files:
-        try:
-            stream = offline.open_events(path, sys.stdin.buffer)
-        except FileNotFoundError:
-            raise NoSuchTarget(f"{path}: no such file") from None
-        except OSError as exc:
-            raise UsageError(f"{path}: {exc.strerror}") from None
-        with stream:
-            try:
-                for finding in offline.findings(stream, path, detector, skipped):
-                    print(dumps(finding.record()) if args.output == "json"
-                          else format_finding(finding))
-            except (OSError, EOFError) as exc:  # a gzip cut short, a read error
-                skipped.add(path, f"unreadable past this point ({exc})")
-    if skipped.count:
-        raise BadData(f"{skipped.count} line{'s' if skipped.count > 1 else ''} skipped, not "
-                      f"events (first: {skipped.first})")
-    return EXIT_OK
+    return replay(args.files, args.rules, args.output, args.print_rules)
+
 
 def run_probe(args: argparse.Namespace) -> int:
     """The probe (imported here, like the monitor)."""
