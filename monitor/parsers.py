@@ -171,97 +171,97 @@ def build_parser() -> argparse.ArgumentParser:
     # Not argparse's version action, which exits before the rest of the line is parsed.
     _add(parser, "version", action="store_true", help="print the version and exit")
     _add(parser, "trace", action="store_true",
-                        help="print every kcmp call live, strace-style, instead of exporting "
-                             "metrics (both, with --web.listen-address)")
+         help="print every kcmp call live, strace-style, instead of exporting "
+              "metrics (both, with --web.listen-address)")
     _add(parser, "listen", metavar="HOST:PORT",
-                        help="where to serve /metrics (default: 127.0.0.1:9041; "
-                             ":PORT for every interface)")
+         help="where to serve /metrics (default: 127.0.0.1:9041; "
+              ":PORT for every interface)")
     limits = DEFAULT_LIMITS
     _add(parser, "max_connections", type=_positive_int,
-                        default=limits.connections, metavar="N",
-                        help="connections to /metrics open at once; beyond, the one idle "
-                             f"longest is closed (default: {limits.connections})")
+         default=limits.connections, metavar="N",
+         help="connections to /metrics open at once; beyond, the one idle "
+              f"longest is closed (default: {limits.connections})")
     _add(parser, "max_requests", type=_positive_int,
-                        default=limits.requests, metavar="N",
-                        help=f"/metrics requests answered at once (default: {limits.requests})")
+         default=limits.requests, metavar="N",
+         help=f"/metrics requests answered at once (default: {limits.requests})")
     _add(parser, "read_timeout", type=_seconds,
-                        default=limits.read_timeout_s, metavar="SECONDS",
-                        help="for a client to send its request "
-                             f"(default: {limits.read_timeout_s:g})")
+         default=limits.read_timeout_s, metavar="SECONDS",
+         help="for a client to send its request "
+              f"(default: {limits.read_timeout_s:g})")
     _add(parser, "context", action="store_true",
-                        help="exporter: also stream every call to give it context and export "
-                             "kcmp_boundary_crossings_total (costs a stream; --trace does it "
-                             "for the traced calls)")
+         help="exporter: also stream every call to give it context and export "
+              "kcmp_boundary_crossings_total (costs a stream; --trace does it "
+              "for the traced calls)")
     _add(parser, "check", action="store_true",
-                        help="load and attach, report what works, and exit (0: all works)")
+         help="load and attach, report what works, and exit (0: all works)")
     _add(parser, "eperm_log_rate", type=_rate, default=10.0, metavar="LINES",
-                        help="permission failures logged per second at most, in bursts of "
-                             "up to 5x that (0: none; the counters count all; default: 10)")
+         help="permission failures logged per second at most, in bursts of "
+              "up to 5x that (0: none; the counters count all; default: 10)")
     events = parser.add_argument_group(
         "event file (for a log shipper: JSON lines, rotated by size)")
     _add(events, "events_file", metavar="PATH",
-                        help="also write events there: with --trace every traced call, else "
-                             f"{URGENT}")
+         help="also write events there: with --trace every traced call, else "
+              f"{URGENT}")
     _add(events, "events_file_max_size_mb", type=_positive_int,
-                        default=DEFAULT_MAX_MB, metavar="MB",
-                        help=f"rotate past this size (default: {DEFAULT_MAX_MB})")
+         default=DEFAULT_MAX_MB, metavar="MB",
+         help=f"rotate past this size (default: {DEFAULT_MAX_MB})")
     _add(events, "events_file_max_backups", type=_backups, default=DEFAULT_BACKUPS,
-                        metavar="N", help=f"rotated files kept (default: {DEFAULT_BACKUPS})")
+         metavar="N", help=f"rotated files kept (default: {DEFAULT_BACKUPS})")
     _add(events, "events_file_compress", action="store_true",
-                        help="gzip the rotated files but the newest")
+         help="gzip the rotated files but the newest")
     detect = parser.add_argument_group("detections (kcmp signatures; see the README)")
     _add(detect, "detect", action="store_true",
-                        help=f"exporter: run the signatures on the priority lane's calls "
-                             f"({URGENT}): findings to the log and kcmp_detections_total")
+         help=f"exporter: run the signatures on the priority lane's calls "
+              f"({URGENT}): findings to the log and kcmp_detections_total")
     _add(detect, "no_detect", action="store_true",
-                        help="--trace: run no signatures (they run on every traced call)")
+         help="--trace: run no signatures (they run on every traced call)")
     _add(detect, "rules", metavar="FILE",
-                        help="the rule file: which signatures run, thresholds, windows, "
-                             "allowlists (default: the shipped one; `kcmp-monitor detect "
-                             "--print-rules` shows it)")
+         help="the rule file: which signatures run, thresholds, windows, "
+              "allowlists (default: the shipped one; `kcmp-monitor detect "
+              "--print-rules` shows it)")
     _add(parser, "own_paths_only", action="store_true",
-                        help="fd paths only for the caller's own fds: other processes' show as "
-                             "numbers (what a stream shipped elsewhere need not carry)")
+         help="fd paths only for the caller's own fds: other processes' show as "
+              "numbers (what a stream shipped elsewhere need not carry)")
     _add(parser, "output", choices=("text", "json"), default="text",
-                        help="text lines for people, or JSON lines (Tracee field names)")
+         help="text lines for people, or JSON lines (Tracee field names)")
     filters = parser.add_argument_group("filters (applied in the kernel)")
     _add(filters, "pid", type=_pid, help="only calls made by this process")
     _add(filters, "comm", type=_comm,
-                         help="only calls made by processes of this name (first 15 bytes)")
+         help="only calls made by processes of this name (first 15 bytes)")
     _add(filters, "uid", type=_uid, help="only calls made by this user (name or uid)")
     _add(filters, "types", type=_types, default=frozenset(),
-                         help="only these types: names or numbers, comma-separated; "
-                              "'unknown' for invalid ones")
+         help="only these types: names or numbers, comma-separated; "
+              "'unknown' for invalid ones")
     _add(filters, "errors_only", action="store_true", help="only calls that failed")
     tuning = parser.add_argument_group("tuning")
     _add(tuning, "compat", action="store_false",
-                        help="do not capture 32-bit (int 0x80) callers; their hook runs on "
-                             "every syscall of the machine")
+         help="do not capture 32-bit (int 0x80) callers; their hook runs on "
+              "every syscall of the machine")
     _add(tuning, "compat_timing", action="store_true",
-                        help="time 32-bit calls and copy their epoll slot at entry: hooks "
-                             "every syscall's entry too, not only its exit (about twice the "
-                             "32-bit capture's cost)")
+         help="time 32-bit calls and copy their epoll slot at entry: hooks "
+              "every syscall's entry too, not only its exit (about twice the "
+              "32-bit capture's cost)")
     _add(tuning, "fold", action="store_false",
-                        help="--trace: stream every call, instead of a thread's identical "
-                             "calls folded into one record with their count")
+         help="--trace: stream every call, instead of a thread's identical "
+              "calls folded into one record with their count")
     _add(tuning, "fold_window", type=_fold_window, default=DEFAULT_WINDOW_S,
-                        metavar="SECONDS",
-                        help="--trace: how long after a call the same call from its thread "
-                             f"is folded into it (default: {DEFAULT_WINDOW_S:g}, at most "
-                             f"{MAX_FOLD_WINDOW_S:g})")
+         metavar="SECONDS",
+         help="--trace: how long after a call the same call from its thread "
+              f"is folded into it (default: {DEFAULT_WINDOW_S:g}, at most "
+              f"{MAX_FOLD_WINDOW_S:g})")
     _add(tuning, "ringbuf_pages", type=_ringbuf_pages, default=1024,
-                        help="ring buffer size in pages, a power of two (default: 1024 = 4 MiB, "
-                             f"at most {MAX_RINGBUF_PAGES})")
+         help="ring buffer size in pages, a power of two (default: 1024 = 4 MiB, "
+              f"at most {MAX_RINGBUF_PAGES})")
     _add(tuning, "btf", metavar="PATH", default=VMLINUX,
-                        help="the running kernel's BTF, where the program finds the kernel "
-                             f"structs it reads (default: {VMLINUX}); without it, caller "
-                             "context comes from /proc")
+         help="the running kernel's BTF, where the program finds the kernel "
+              f"structs it reads (default: {VMLINUX}); without it, caller "
+              "context comes from /proc")
     _add(tuning, "namespaces_of", metavar="PID|host", type=_pid_or_host,
-                        help="hold callers to this process's pid, mount and network namespaces "
-                             "instead of the monitor's own (the namespaced counters, the "
-                             "console's [ns ...]); 'host': the kernel's initial ones, for a "
-                             "monitor in a container sharing the host's pid namespace (needs "
-                             "CAP_SYS_PTRACE at start)")
+         help="hold callers to this process's pid, mount and network namespaces "
+              "instead of the monitor's own (the namespaced counters, the "
+              "console's [ns ...]); 'host': the kernel's initial ones, for a "
+              "monitor in a container sharing the host's pid namespace (needs "
+              "CAP_SYS_PTRACE at start)")
     return parser
 
 
@@ -306,9 +306,9 @@ def build_detect_parser() -> argparse.ArgumentParser:
                         help="JSON lines, gzipped or not; - for standard input")
     _add(parser, "rules", metavar="FILE", help="the rule file (default: the shipped)")
     _add(parser, "output", choices=("json", "text"), default="json",
-                        help="findings as JSON lines (Tracee's finding shape) or marked lines")
+         help="findings as JSON lines (Tracee's finding shape) or marked lines")
     _add(parser, "print_rules", action="store_true",
-                        help="print the shipped rule file and exit")
+         help="print the shipped rule file and exit")
     return parser
 
 
@@ -347,18 +347,18 @@ def build_probe_parser() -> argparse.ArgumentParser:
                         help="two processes (or threads) to compare; with --shared-files, any")
     mode = parser.add_mutually_exclusive_group()
     _add(mode, "fd", nargs=2, metavar=("PID1:FD1", "PID2:FD2"),
-                      type=lambda t: _fd_ref(t, 2), help="compare two file descriptors")
+         type=lambda t: _fd_ref(t, 2), help="compare two file descriptors")
     _add(mode, "epoll", nargs=2, metavar=("PID1:FD", "PID2:EFD:TFD[:TOFF]"),
-                      action=_EpollRefs,
-                      help="is PID1's FD the target TFD registered in PID2's epoll EFD")
+         action=_EpollRefs,
+         help="is PID1's FD the target TFD registered in PID2's epoll EFD")
     _add(mode, "shared_files", action="store_true",
-                      help="group every fd of the PIDs into shared open file descriptions")
+         help="group every fd of the PIDs into shared open file descriptions")
     _add(parser, "all", action="store_true",
-                        help="with --shared-files: every process on the machine")
+         help="with --shared-files: every process on the machine")
     _add(parser, "freeze", action="store_true",
-                        help="SIGSTOP the targets during the probe (always resumed) so the "
-                             "answer is exact rather than a snapshot")
+         help="SIGSTOP the targets during the probe (always resumed) so the "
+              "answer is exact rather than a snapshot")
     _add(parser, "json", action="store_true", help="JSON instead of a table")
     _add(parser, "timeout", type=_seconds, default=5.0, metavar="SECONDS",
-                        help="give up when one kcmp call blocks this long (default: 5)")
+         help="give up when one kcmp call blocks this long (default: 5)")
     return parser
