@@ -53,6 +53,11 @@ class Plan:
         return self.signatures and self.trace is None
 
     @property
+    def stays_root(self) -> bool:
+        """The exporter stays uid 0: rotating the event file makes files as root did."""
+        return self.events is not None
+
+    @property
     def keeps_root(self) -> bool:
         """Other users' /proc is read for context after attach."""
         return self.trace is not None or self.exporter is not None and self.exporter.context

@@ -128,8 +128,7 @@ def run(plan: Plan) -> int:
             finding_logs=[FindingLog(FINDINGS_PER_S)] if plan.findings_logged else [],
             count_context=plan.exporter is not None and plan.exporter.context)
         server = _server(plan, program, tracer, runtime, detector)
-        # Rotating makes files where the event file is: the exporter then stays uid 0.
-        caps.drop_after_attach(plan.keeps_root, stay_root=events is not None)
+        caps.drop_after_attach(plan.keeps_root, stay_root=plan.stays_root)
         if runtime is not None:
             runtime.start()
         if server is not None:
