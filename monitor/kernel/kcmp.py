@@ -84,15 +84,15 @@ class Refused(MonitorError):
         self.program, self.verifier = program, verifier
 
 
-# The 32-bit hooks' programs: a failure naming one costs 32-bit capture alone.
-COMPAT_PROGRAMS = tuple(h.program for h in HOOKS if h.feature in ("compat", "compat_entry"))
+# The 32-bit rows, and their hooks' programs: a failure naming one costs 32-bit capture alone.
 COMPAT = ("compat", "compat_entry")
+COMPAT_PROGRAMS = tuple(h.program for h in HOOKS if h.feature in COMPAT)
 
 
-def _load(bcc, on: tuple[str, ...], build: Build):
+def _load(bcc, text: str, on: tuple[str, ...], build: Build):
     """Compile and attach (BCC attaches every probe it finds) or raise Refused."""
     try:
-        return bcc.BPF(text=source(), cflags=features.cflags(on, build, str(BPF_DIR)))
+        return bcc.BPF(text=text, cflags=features.cflags(on, build, str(BPF_DIR)))
     except Exception as exc:  # BCC raises bare Exception for compile and attach failures
         text = str(exc)
         named = re.search(r"Failed to (load|attach) BPF program b?'?([A-Za-z0-9_]+)", text)
@@ -127,9 +127,10 @@ def load(bcc, wanted: Selected, build: Build) -> Loaded:
     """The program with every row the kernel takes. The 64-bit capture is the core: what the
     kernel refuses beside it is given up, one row at a time, and said."""
     on, off = wanted.on, dict(wanted.off)
+    text = source()
     while True:
         try:
-            return Loaded(_load(bcc, on, build), on, off)
+            return Loaded(_load(bcc, text, on, build), on, off)
         except Refused as exc:
             shed = _shed(exc, on)
             if shed is None:
