@@ -1,7 +1,8 @@
 /* CAPTURE_COMPAT (features "compat", x86_64): 32-bit (int 0x80) calls, on the raw syscall
  * tracepoints; COMPAT_ENTRY ("compat_entry") hooks their entry too. Needs IA32_NR_KCMP and
- * ENOSYS_ERRNO. Included last: it runs the core's on_enter() and on_exit(). */
-#ifdef CAPTURE_COMPAT
+ * ENOSYS_ERRNO. Included last: it runs the core's on_enter() and on_exit(). Under HOOK_FENTRY
+ * the 32-bit calls are caught on __ia32_sys_kcmp instead (fentry.h). */
+#if defined(CAPTURE_COMPAT) && !defined(HOOK_FENTRY)
 /* The per-syscall tracepoints skip compat calls, so 32-bit kcmp is caught on the raw syscall
  * tracepoints, which fire for every syscall on the machine: the number test comes first.
  * On x86_64 the i386 number IA32_NR_KCMP is unassigned, so a 64-bit caller using it always
@@ -12,18 +13,12 @@
  * in the registers there; COMPAT_ENTRY adds the entry, for the duration and the slot as it
  * was at entry. */
 #ifdef COMPAT_ENTRY
-static __always_inline void compat_enter(struct pt_regs *regs)
-{
-	/* i386 argument order: ebx, ecx, edx, esi, edi; the kernel uses the low 32 bits. */
-	on_enter(reg32(&regs->bx), reg32(&regs->cx), reg32(&regs->dx), reg32(&regs->si),
-		 reg32(&regs->di), KCMP_EV_COMPAT);
-}
-
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
 	if (ctx->args[1] != IA32_NR_KCMP)
 		return 0;
-	SAMPLED(KCMP_PROG_RAW_ENTER, compat_enter((struct pt_regs *)ctx->args[0]));
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	SAMPLED(KCMP_PROG_RAW_ENTER, on_enter(ARGS32(regs), KCMP_EV_COMPAT));
 	return 0;
 }
 #endif

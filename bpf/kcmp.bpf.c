@@ -16,8 +16,10 @@
  * OWN_PIDNS_DEV/INO, OWN_MNTNS_INO, OWN_NETNS_INO: the namespaces a caller is held to.
  *
  * Kernel structs are read only at the offsets BTF_* resolved from the running kernel's BTF,
- * never at the ones of the (possibly mismatched) headers BCC compiles with; pt_regs on the
- * compat path has the ptrace ABI's layout. */
+ * never at the ones of the (possibly mismatched) headers BCC compiles with; the saved user
+ * registers a hook is handed have the ptrace ABI's layout.
+ *
+ * HOOK_FENTRY (fentry.h) hooks the kcmp syscall functions instead of the syscall tracepoints. */
 #include <uapi/linux/ptrace.h>
 #include "kcmp.h"
 #include "kinds.h"
@@ -115,13 +117,34 @@ static __always_inline bool type_wanted(s32 type)
 #endif
 }
 
-/* A register of the raw syscall tracepoints' pt_regs (the ptrace ABI's layout), as a 32-bit
- * caller's argument. */
-static __always_inline u64 reg32(unsigned long *reg)
+/* A register the caller's syscall entry saved (the ptrace ABI's layout of pt_regs). */
+static __always_inline u64 reg64(unsigned long *reg)
 {
 	unsigned long v = 0;
 	bpf_probe_read_kernel(&v, sizeof(v), reg);
-	return (u32)v;
+	return v;
+}
+
+/* The same, as a 32-bit caller's argument: the kernel uses the low 32 bits. */
+static __always_inline u64 reg32(unsigned long *reg)
+{
+	return (u32)reg64(reg);
+}
+
+/* kcmp's five arguments in the saved registers: the 64-bit syscall ABI's order, and i386's. */
+#define ARGS64(regs) reg64(&(regs)->di), reg64(&(regs)->si), reg64(&(regs)->dx), \
+		     reg64(&(regs)->r10), reg64(&(regs)->r8)
+#define ARGS32(regs) reg32(&(regs)->bx), reg32(&(regs)->cx), reg32(&(regs)->dx), \
+		     reg32(&(regs)->si), reg32(&(regs)->di)
+
+static __always_inline void set_args(struct kcmp_event *e, u64 pid1, u64 pid2, u64 type,
+				     u64 idx1, u64 idx2)
+{
+	e->pid1 = pid1;
+	e->pid2 = pid2;
+	e->type = type;
+	e->idx1 = idx1;
+	e->idx2 = idx2;
 }
 
 static __always_inline void read_slot(struct kcmp_event *e)
@@ -182,11 +205,7 @@ static __always_inline void on_enter(u64 pid1, u64 pid2, u64 type, u64 idx1, u64
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct kcmp_event e = {};
 	e.ts_ns = bpf_ktime_get_ns();
-	e.pid1 = pid1;
-	e.pid2 = pid2;
-	e.type = type;
-	e.idx1 = idx1;
-	e.idx2 = idx2;
+	set_args(&e, pid1, pid2, type, idx1, idx2);
 	e.flags = flags | KCMP_EV_ENTRY;
 	/* The slot lives in the caller's memory and may change after the call: copy it now. */
 	read_slot(&e);
@@ -220,21 +239,21 @@ static __always_inline bool trace_wanted_before(struct kcmp_event *before)
 }
 
 
-/* A call with no entry: refused before the syscall tracepoints ran (seccomp), or one whose
- * entry the in-flight map could not keep. Its arguments, where the registers still hold
- * them: the saved ones for a 64-bit caller, those of the raw tracepoint for a 32-bit one. */
-static __always_inline void read_before(struct kcmp_event *before, struct pt_regs *compat_regs)
+/* A call with no entry: refused before the entry hooks ran (seccomp), or one whose entry the
+ * in-flight map could not keep. Its arguments, where the registers still hold them: regs, the
+ * saved ones the hook was handed (a 32-bit caller's, or any caller's under HOOK_FENTRY), else
+ * those read_refused() finds. */
+static __always_inline void read_before(struct kcmp_event *before, struct pt_regs *regs)
 {
-	if (compat_regs) {
-		before->pid1 = reg32(&compat_regs->bx);
-		before->pid2 = reg32(&compat_regs->cx);
-		before->type = reg32(&compat_regs->dx);
-		before->idx1 = reg32(&compat_regs->si);
-		before->idx2 = reg32(&compat_regs->di);
+	if (regs) {
+		if (before->flags & KCMP_EV_COMPAT)
+			set_args(before, ARGS32(regs));
+		else
+			set_args(before, ARGS64(regs));
 		before->flags |= KCMP_EV_REGS;
 		read_slot(before);
 	}
-	read_refused(before, compat_regs);
+	read_refused(before, regs);
 }
 
 #include "lane.h"
@@ -247,7 +266,7 @@ static __always_inline void read_before(struct kcmp_event *before, struct pt_reg
  * verifier walk the caller's and its files' reading once more, past what 5.10 and 6.1 allow. */
 BPF_PERCPU_ARRAY(record_scratch, struct kcmp_record_files, 1);
 
-static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_regs)
+static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *regs)
 {
 	u64 pid_tgid = bpf_get_current_pid_tgid();
 	u32 tid = (u32)pid_tgid, tgid = pid_tgid >> 32;
@@ -271,7 +290,7 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_r
 	} else {
 		__builtin_memset(e, 0, sizeof(*e));
 		e->flags = flags;
-		read_before(e, compat_regs);
+		read_before(e, regs);
 		e->ts_ns = now;
 	}
 	e->duration_ns = duration;
@@ -334,6 +353,7 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *compat_r
 	events.ringbuf_submit(r, 0);
 }
 
+#ifndef HOOK_FENTRY
 TRACEPOINT_PROBE(syscalls, sys_enter_kcmp)
 {
 	SAMPLED(KCMP_PROG_ENTER,
@@ -346,5 +366,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_kcmp)
 	SAMPLED(KCMP_PROG_EXIT, on_exit(args->ret, 0, NULL));
 	return 0;
 }
+#endif
 
 #include "compat.h"
+#include "fentry.h"

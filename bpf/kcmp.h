@@ -41,6 +41,12 @@ enum kcmp_prog {
 	KCMP_PROG_NEWTASK_RAW, /* the raw task_newtask (pid numbers: PROC_TABLE, KERNEL_CALLER) */
 	KCMP_PROG_RAW_ENTER,   /* raw_syscalls:sys_enter (COMPAT_ENTRY), its 32-bit kcmp runs */
 	KCMP_PROG_RAW_EXIT,    /* raw_syscalls:sys_exit (CAPTURE_COMPAT), the same */
+	KCMP_PROG_FENTRY,      /* fentry:__x64_sys_kcmp (HOOK_FENTRY) */
+	KCMP_PROG_FEXIT,       /* fexit:__x64_sys_kcmp (HOOK_FENTRY) */
+	KCMP_PROG_IA32_FENTRY, /* fentry:__ia32_sys_kcmp (HOOK_FENTRY, CAPTURE_COMPAT) */
+	KCMP_PROG_IA32_FEXIT,  /* fexit:__ia32_sys_kcmp (HOOK_FENTRY, CAPTURE_COMPAT) */
+	KCMP_PROG_SECCOMP,     /* fexit:__secure_computing (HOOK_FENTRY), its runs for a
+				* refused kcmp */
 	KCMP_PROGS
 };
 #define KCMP_SAMPLE_SHIFT 6

@@ -1,17 +1,22 @@
 /* KERNEL_SECCOMP (features "seccomp", x86_64): a call refused before entry (by seccomp) has
  * no entry record; its arguments are taken from the user registers saved at the top of the
- * task's kernel stack, and the task's seccomp mode says whether a filter refused it. */
+ * task's kernel stack. On the syscall tracepoints the task's seccomp mode says whether a filter
+ * may have refused it; under HOOK_FENTRY the fexit on __secure_computing (fentry.h) sees the
+ * refusal itself. */
 #ifdef KERNEL_SECCOMP
-/* The user registers saved at syscall entry sit at the top of the task's kernel stack.
- * THREAD_SIZE is not in BTF: the saved syscall number must be kcmp's, or nothing is taken. */
+/* The user registers saved at syscall entry, at the top of the task's kernel stack (0 where
+ * the task has none). THREAD_SIZE is not in BTF: the callers check the saved syscall number. */
+static __always_inline u64 saved_regs(u64 task)
+{
+	u64 stack = kread64(task + BTF_TASK_STACK);
+	return stack ? stack + THREAD_SIZE_VALUE - BTF_PT_REGS_SIZE : 0;
+}
+
+/* A 64-bit caller's arguments, if the saved syscall number is kcmp's. */
 static __always_inline void read_regs(struct kcmp_event *e)
 {
-	u64 task = bpf_get_current_task();
-	u64 regs = kread64(task + BTF_TASK_STACK);
-	if (!regs)
-		return;
-	regs += THREAD_SIZE_VALUE - BTF_PT_REGS_SIZE;
-	if (kread64(regs + BTF_PT_REGS_ORIG_AX) != NR_KCMP)
+	u64 regs = saved_regs(bpf_get_current_task());
+	if (!regs || kread64(regs + BTF_PT_REGS_ORIG_AX) != NR_KCMP)
 		return;
 	e->pid1 = kread64(regs + BTF_PT_REGS_DI);
 	e->pid2 = kread64(regs + BTF_PT_REGS_SI);
@@ -22,14 +27,23 @@ static __always_inline void read_regs(struct kcmp_event *e)
 	read_slot(e);
 }
 
+#ifdef HOOK_FENTRY
+/* A call without entry: a 64-bit one the seccomp hook saw refused (it has no registers to
+ * hand), or one the syscall function's hook was handed the registers of. */
+static __always_inline void read_refused(struct kcmp_event *before, struct pt_regs *regs)
+{
+	if (!regs)
+		read_regs(before);
+}
+#else
 /* A call without entry: its arguments from the saved registers (a 64-bit caller's), and
  * whether the caller runs under a seccomp filter that may have refused it. */
-static __always_inline void read_refused(struct kcmp_event *before, struct pt_regs *compat_regs)
+static __always_inline void read_refused(struct kcmp_event *before, struct pt_regs *regs)
 {
-	if (!compat_regs)
+	if (!regs)
 		read_regs(before);
 #if !defined(COMPAT_ENTRY)
-	if (compat_regs) /* a 32-bit call never has an entry here: refused or not, it cannot say */
+	if (regs) /* a 32-bit call never has an entry here: refused or not, it cannot say */
 		return;
 #endif
 	u64 task = bpf_get_current_task();
@@ -37,8 +51,9 @@ static __always_inline void read_refused(struct kcmp_event *before, struct pt_re
 	    kread32(task + BTF_TASK_SECCOMP_MODE) == SECCOMP_MODE_FILTER_VALUE)
 		before->flags |= KCMP_EV_SECCOMP;
 }
+#endif
 #else
-static __always_inline void read_refused(struct kcmp_event *before, struct pt_regs *compat_regs)
+static __always_inline void read_refused(struct kcmp_event *before, struct pt_regs *regs)
 {
 }
 #endif

@@ -188,6 +188,20 @@ BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_PROG_INFO_RUN_TIME_NS = 192
 BPF_PROG_INFO_RUN_CNT = 200
 BPF_PROG_INFO_SIZE = 208  # through run_cnt: older kernels accept a shorter struct
+# Loading and attaching an fexit program, to ask whether BPF trampolines work here: commands,
+# the program and attach types, and the offsets of union bpf_attr's members for them.
+BPF_PROG_LOAD = 5
+BPF_RAW_TRACEPOINT_OPEN = 17
+BPF_PROG_TYPE_TRACING = 26
+BPF_TRACE_FEXIT = 25
+BPF_ATTR_EXPECTED_ATTACH_TYPE = 68
+BPF_ATTR_ATTACH_BTF_ID = 108
+BPF_ATTR_SIZE = 128
+BTF_KIND_FUNC = 12
+
+# A task in a 32-bit syscall (x86's thread_info.status, <asm/thread_info.h>): what the kernel's
+# in_ia32_syscall() tests, the same from 4.x to 6.18.
+TS_COMPAT = 0x0002
 
 
 # The widths the kernel holds ids in: pid_t up to PID_MAX_LIMIT (2^22 on 64-bit), uid_t 32

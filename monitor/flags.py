@@ -32,6 +32,7 @@ FLAGS = {
     # tuning
     "compat": "--no-compat",
     "compat_timing": "--compat-timing",
+    "hooks": "--hooks",
     "fold": "--no-fold",
     "fold_window": "--fold-window",
     "ringbuf_pages": "--ringbuf-pages",

@@ -30,6 +30,7 @@ from .kernel.btf import VMLINUX
 from .kernel.folds import DEFAULT_WINDOW_S, MAX_WINDOW_S as MAX_FOLD_WINDOW_S
 from .kernel.home import HOST
 from .kernel.kinds import URGENT
+from .kernel.options import HOOK_KINDS
 from .sinks.eventfile import DEFAULT_BACKUPS, DEFAULT_MAX_MB
 
 COMM_MAX = 15  # TASK_COMM_LEN - 1: the kernel keeps no more of a process name
@@ -241,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
          help="time 32-bit calls and copy their epoll slot at entry: hooks "
               "every syscall's entry too, not only its exit (about twice the "
               "32-bit capture's cost)")
+    _add(tuning, "hooks", choices=HOOK_KINDS, default="auto",
+         help="where kcmp is caught: fentry, BPF trampolines on the kcmp syscall functions "
+              "(no cost to any other syscall; Linux 5.5+ with BTF, where the kernel allows "
+              "them), tracepoint, the syscall tracepoints (every syscall of the machine takes "
+              "their slow path), or auto: fentry where the kernel allows it (default)")
     _add(tuning, "fold", action="store_false",
          help="--trace: stream every call, instead of a thread's identical "
               "calls folded into one record with their count")

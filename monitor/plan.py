@@ -132,6 +132,7 @@ def _program(f: Flags, trace: bool, counts: bool, log_eperm: bool, urgent: bool)
         filters=Filters(tgid=f["pid"], uid=f["uid"], comm=f["comm"], types=f["types"],
                         errors_only=f["errors_only"]),
         ringbuf_pages=f["ringbuf_pages"], compat=f["compat"], compat_entry=f["compat_timing"],
+        hooks=f["hooks"],
         trace=trace or f["context"] or urgent, urgent_only=urgent and not f["context"],
         count=counts, log_eperm=log_eperm, btf=f["btf"], home=f["namespaces_of"],
         fold_ns=round(f["fold_window"] * 1e9) if trace and f["fold"] else 0)

@@ -163,6 +163,8 @@ def _server(plan: Plan, program: KcmpProgram, tracer: Tracer,
 def _exporting(plan: Plan, program: KcmpProgram) -> str:
     assert plan.exporter is not None
     return logfmt(msg="exporting kcmp metrics", address=str(plan.exporter.address),
+                  hooks="fentry" if program.fentry else "tracepoint",
+                  no_fentry=program.fentry_error,
                   compat=program.compat, compat_error=program.compat_error,
                   context=plan.exporter.context,
                   events_file=None if plan.events is None else plan.events.path,

@@ -23,6 +23,14 @@ def in_guest() -> bool:
     return os.environ.get("KCMP_TEST_GUEST") == "1"
 
 
+def trampolines() -> bool:
+    """Whether this kernel takes the fentry hooks (what --hooks auto picks), as the monitor
+    asks it: an fexit program attached to each function they need."""
+    from kcmp_monitor.kernel import trampolines as probe
+
+    return probe.refused() is None
+
+
 def patience(seconds: float) -> float:
     """A test's wait for the monitor: ten times as long in a guest, which emulates its CPU."""
     return seconds * (10 if in_guest() else 1)

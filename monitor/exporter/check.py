@@ -11,10 +11,11 @@ from .daemon import bpf_stats_enabled
 def check(program) -> int:
     """What is attached and readable, on stdout; 0 only if all of it works."""
     ok = True
-    for tracepoint, attached in program.attached().items():
+    print(escape(program.hooks()))
+    for hook, attached in program.attached().items():
         ok &= attached
-        print(f"tracepoint {tracepoint}: {'attached' if attached else 'NOT ATTACHED'}")
-    hooks = " (entry and exit)" if program.compat_entry else " (exit only)"
+        print(f"hook {hook}: {'attached' if attached else 'NOT ATTACHED'}")
+    hooks = " (entry and exit)" if program.compat_entry or program.fentry else " (exit only)"
     print(f"32-bit capture: {'on' + hooks if program.compat else 'off'}"
           + (f" ({escape(program.compat_error)})" if program.compat_error else ""))
     for feature, what in KERNEL_FEATURES.items():

@@ -37,10 +37,12 @@ C, G, H = CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 BUILD_INFO = Family(G, "kcmp_monitor_build_info", "Versions, always 1",
                     ("version", "bcc_version", "kernel"))
 ATTACHED = Family(G, "kcmp_monitor_program_attached",
-                  "1 if the program on this tracepoint is attached", ("tracepoint",))
+                  "1 if the program on this hook is attached (the label names a tracepoint, "
+                  "or fentry:/fexit: and a kernel function)", ("tracepoint",))
 PROGRAM_RUNS = Family(C, "kcmp_monitor_program_runs", "Runs of each of the monitor's BPF "
                       "programs, as they count themselves (the raw_syscalls ones: for 32-bit "
-                      "kcmp only)", ("program",))
+                      "kcmp only; the __secure_computing one: for refused kcmp only)",
+                      ("program",))
 PROGRAM_SECONDS = Family(C, "kcmp_monitor_program_run_seconds", "Time spent in each of the "
                          "monitor's BPF programs, estimated from one run in "
                          f"{1 << SAMPLE_SHIFT} timed", ("program",))

@@ -14,6 +14,8 @@ import ctypes.util
 import os
 from typing import NamedTuple
 
+from .. import abi
+
 VMLINUX = "/sys/kernel/btf/vmlinux"
 
 # BTF kinds (<linux/btf.h>) the walk meets.
@@ -93,6 +95,13 @@ class Btf:
             if found > 0:
                 return found
         raise BtfMissing(f"struct {name}")
+
+    def function(self, name: str) -> int:
+        """The BTF id of a kernel function (what an fentry program attaches to)."""
+        found = self._lib.btf__find_by_name_kind(self._btf, name.encode(), abi.BTF_KIND_FUNC)
+        if found <= 0:
+            raise BtfMissing(f"function {name}")
+        return int(found)
 
     def size(self, struct: str) -> int:
         """sizeof(struct name)."""

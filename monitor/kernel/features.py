@@ -15,6 +15,7 @@ from typing import Any, Callable, NamedTuple
 from .. import abi
 from .home import Home
 from .options import ProgramOptions, priority_pages
+from . import trampolines
 from .probes import no_compat, no_seccomp
 from .proctable import PROC_TABLE_SIZE
 
@@ -89,7 +90,8 @@ def _seccomp(_: Build) -> list[str]:
     machine = platform.machine()
     return [f"-DNR_KCMP={abi.SYSCALL_NR.get(machine, -1)}",
             f"-DSECCOMP_MODE_FILTER_VALUE={abi.SECCOMP_MODE_FILTER}",
-            f"-DTHREAD_SIZE_VALUE={abi.THREAD_SIZE.get(machine, 0)}"]
+            f"-DTHREAD_SIZE_VALUE={abi.THREAD_SIZE.get(machine, 0)}",
+            f"-DTS_COMPAT_VALUE={abi.TS_COMPAT}"]
 
 
 def _counted_or_streamed(o: ProgramOptions) -> bool:
@@ -136,8 +138,14 @@ FEATURES: tuple[Feature, ...] = (
             lambda o: o.streams, ("CGROUP_V1_SUBSYS",), requires="caller", btf=True,
             header="cgroup.h"),
     Feature("seccomp", "KERNEL_SECCOMP", "arguments of calls refused by seccomp",
-            lambda o: True, ("NR_KCMP", "SECCOMP_MODE_FILTER_VALUE", "THREAD_SIZE_VALUE"),
+            lambda o: True,
+            ("NR_KCMP", "SECCOMP_MODE_FILTER_VALUE", "THREAD_SIZE_VALUE", "TS_COMPAT_VALUE"),
             _seccomp, probe=no_seccomp, btf=True, header="seccomp.h"),
+    # The seccomp row's saved registers are what the trampolines read the arguments from, and
+    # what their seccomp hook needs: without it the tracepoints, which see refused calls.
+    Feature("fentry", "HOOK_FENTRY", "BPF trampolines on the kcmp syscall functions",
+            lambda o: o.hooks != "tracepoint", requires="seccomp", probe=trampolines.refused,
+            header="fentry.h"),
 )
 BY_NAME = {f.name: f for f in FEATURES}
 # The features read from the kernel's structs, in the order the start line and --check say them.
@@ -152,24 +160,37 @@ class Hook(NamedTuple):
     program: str  # BCC's name of its function (and the kernel's run-time statistics')
     feature: str  # the row that attaches it
     needs: str | None = None  # a second row it needs on
+    without: str | None = None  # a row in whose place it is not attached
 
     def attached(self, bpf: Any) -> bool:
         kind, event = self.name.split(":")
         if kind in ("raw", "raw_syscalls"):  # BCC keys a raw tracepoint by its event alone
             return event.encode() in bpf.raw_tracepoint_fds
+        if kind == "fentry":
+            return self.program.encode() in bpf.kfunc_entry_fds
+        if kind == "fexit":
+            return self.program.encode() in bpf.kfunc_exit_fds
         return self.name.encode() in bpf.tracepoint_fds
 
 
 # In enum kcmp_prog's order (bpf/kcmp.h): a program's run counts are kept at its index.
 HOOKS = (
-    Hook("syscalls:sys_enter_kcmp", "tracepoint__syscalls__sys_enter_kcmp", "core"),
-    Hook("syscalls:sys_exit_kcmp", "tracepoint__syscalls__sys_exit_kcmp", "core"),
+    Hook("syscalls:sys_enter_kcmp", "tracepoint__syscalls__sys_enter_kcmp", "core",
+         without="fentry"),
+    Hook("syscalls:sys_exit_kcmp", "tracepoint__syscalls__sys_exit_kcmp", "core",
+         without="fentry"),
     Hook("task:task_newtask", "tracepoint__task__task_newtask", "proc_table"),
     Hook("task:task_rename", "tracepoint__task__task_rename", "proc_table"),
     Hook("sched:sched_process_exit", "tracepoint__sched__sched_process_exit", "fold"),
     Hook("raw:task_newtask", "raw_tracepoint__task_newtask", "proc_table", "caller"),
-    Hook("raw_syscalls:sys_enter", "raw_tracepoint__sys_enter", "compat_entry"),
-    Hook("raw_syscalls:sys_exit", "raw_tracepoint__sys_exit", "compat"),
+    Hook("raw_syscalls:sys_enter", "raw_tracepoint__sys_enter", "compat_entry",
+         without="fentry"),
+    Hook("raw_syscalls:sys_exit", "raw_tracepoint__sys_exit", "compat", without="fentry"),
+    Hook("fentry:__x64_sys_kcmp", "kfunc____x64_sys_kcmp", "fentry"),
+    Hook("fexit:__x64_sys_kcmp", "kretfunc____x64_sys_kcmp", "fentry"),
+    Hook("fentry:__ia32_sys_kcmp", "kfunc____ia32_sys_kcmp", "compat", "fentry"),
+    Hook("fexit:__ia32_sys_kcmp", "kretfunc____ia32_sys_kcmp", "compat", "fentry"),
+    Hook("fexit:__secure_computing", "kretfunc____secure_computing", "fentry"),
 )
 PROGRAMS = tuple(hook.program for hook in HOOKS)
 
@@ -210,4 +231,18 @@ def cflags(on: Iterable[str], build: Build, include: str) -> list[str]:
 def hooks(on: Iterable[str]) -> tuple[Hook, ...]:
     """The hooks the rows on attach."""
     built = set(on)
-    return tuple(h for h in HOOKS if h.feature in built and (h.needs is None or h.needs in built))
+    return tuple(h for h in HOOKS if h.feature in built and (h.needs is None or h.needs in built)
+                 and h.without not in built)
+
+
+def said(on: Iterable[str], fentry_off: str | None = None) -> str:
+    """Where the rows on catch kcmp, as the start line and --check say it; why not on
+    trampolines where they were wanted."""
+    attached = hooks(on)
+    functions = dict.fromkeys(h.name.split(":")[1] for h in attached
+                              if h.name.startswith(("fentry:", "fexit:")))
+    if functions:
+        return f"hooks: fentry ({', '.join(functions)})"
+    raw = [h.name.split(":")[1] for h in attached if h.name.startswith("raw_syscalls:")]
+    line = "hooks: tracepoints" + (f" (+ raw {' and '.join(raw)} for 32-bit)" if raw else "")
+    return line + (f"; no fentry: {fentry_off}" if fentry_off else "")

@@ -93,6 +93,8 @@ MEMBERS: dict[str, dict[str, tuple[str, str, int | None]]] = {
     "seccomp": {
         "TASK_STACK": ("task_struct", "stack", P),
         "TASK_SECCOMP_MODE": ("task_struct", "seccomp.mode", 4),
+        "TASK_TI_STATUS": ("task_struct", "thread_info.status", 4),  # TS_COMPAT (fentry)
+        "PT_REGS_AX": ("pt_regs", "ax", 8),  # a refused call's result (fentry)
         "PT_REGS_DI": ("pt_regs", "di", 8),
         "PT_REGS_SI": ("pt_regs", "si", 8),
         "PT_REGS_DX": ("pt_regs", "dx", 8),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-import platform
 import re
 import select
 import struct
@@ -17,7 +16,8 @@ from typing import Any, NamedTuple
 from .. import abi
 from ..caps import check_privileges
 from ..errors import MonitorError, Unavailable
-from . import features, fields, ringbuf
+from ..flags import flag
+from . import bpfcall, features, fields, ringbuf
 from .counters import (
     COMM_STATS,
     DENIED_KEY,
@@ -104,10 +104,20 @@ def _load(bcc, text: str, on: tuple[str, ...], build: Build):
         raise Refused(f"could not load the BPF program: {exc}", program, verifier) from None
 
 
-def _shed(refused: Refused, on: tuple[str, ...]) -> str | None:
+# The programs of the fentry hooks: a failure to attach one costs the trampolines (BCC names
+# none of them when it fails to attach one).
+FENTRY_PROGRAMS = tuple(h.program for h in HOOKS if "fentry" in (h.feature, h.needs))
+_FENTRY_ATTACH = re.compile(r"Failed to attach BPF to (entry|exit) kernel func")
+
+
+def _shed(refused: Refused, on: tuple[str, ...], hooks: str) -> str | None:
     """The row to do without after the kernel refused the program: a kernel-side feature
-    (where the verifier refused it), "compat" (a 32-bit hook that cannot be had), or None
-    (nothing left to give up: the core itself is refused)."""
+    (where the verifier refused it), "fentry" (a trampoline that cannot be had, unless asked
+    for by name: then the tracepoints are not what was asked), "compat" (a 32-bit hook that
+    cannot be had), or None (nothing left to give up: the core itself is refused)."""
+    if "fentry" in on and hooks == "auto" and (
+            refused.program in FENTRY_PROGRAMS or _FENTRY_ATTACH.search(str(refused))):
+        return "fentry"
     if refused.verifier:
         feature = next((f for f in SHED_ORDER if f in on), None)
         if feature is not None:
@@ -132,7 +142,7 @@ def load(bcc, wanted: Selected, build: Build) -> Loaded:
         try:
             return Loaded(_load(bcc, text, on, build), on, off)
         except Refused as exc:
-            shed = _shed(exc, on)
+            shed = _shed(exc, on, build.options.hooks)
             if shed is None:
                 raise
             if shed == "compat":
@@ -141,6 +151,17 @@ def load(bcc, wanted: Selected, build: Build) -> Loaded:
                 continue
             on = tuple(f for f in on if f != shed)
             off[shed] = f"the kernel refused the program with it ({exc})"
+            for row in on:  # what needs the row shed goes with it (fentry: seccomp)
+                if BY_NAME[row].requires == shed:
+                    on = tuple(f for f in on if f != row)
+                    off[row] = f"it needs {shed}, which is off"
+
+
+def _fentry_had(options: ProgramOptions, off: dict[str, str]) -> None:
+    """Raise Unavailable where the trampolines were asked for by name and are off."""
+    if options.hooks == "fentry" and "fentry" in off:
+        raise Unavailable(f"{flag('hooks')} fentry cannot be had here: {off['fentry']}; "
+                          f"use {flag('hooks')} auto or tracepoint")
 
 
 class KcmpProgram:
@@ -153,10 +174,17 @@ class KcmpProgram:
         bcc = _import_bcc()
         self.bcc_version = getattr(bcc, "__version__", "unknown")
         wanted, btf = selected(options)
+        _fentry_had(options, wanted.off)
         loaded = load(bcc, wanted, Build(options, self.home, btf))
+        try:
+            _fentry_had(options, loaded.off)
+        except Unavailable:
+            loaded.bpf.cleanup()
+            raise
         self._bpf, self.on = loaded.bpf, loaded.on
         self.compat, self.compat_entry = "compat" in self.on, "compat_entry" in self.on
         self.compat_error = loaded.off.get("compat")
+        self.fentry, self.fentry_error = "fentry" in self.on, loaded.off.get("fentry")
         self.kernel_on = tuple(f for f in self.on if BY_NAME[f].btf)
         self.kernel_off = {f: why for f, why in loaded.off.items() if BY_NAME[f].btf}
         self._stats = self._bpf["stats"]
@@ -216,6 +244,10 @@ class KcmpProgram:
         """A counter of the stats map, summed over CPUs."""
         return int(self._stats.sum(self._stats.Key(index)).value)
 
+    def hooks(self) -> str:
+        """Where kcmp is caught (and why not on trampolines, where they were wanted)."""
+        return features.said(self.on, self.fentry_error)
+
     def attached(self) -> dict[str, bool]:
         """Each hook of the rows built in, and whether it is attached."""
         return {hook.name: hook.attached(self._bpf) for hook in features.hooks(self.on)}
@@ -254,16 +286,17 @@ class KcmpProgram:
     def run_stats(self) -> dict[str, tuple[int, int]]:
         """Per program: (run time in ns, run count), as the kernel keeps them while
         kernel.bpf_stats_enabled is 1; empty where the bpf(2) call is not known here."""
-        nr = abi.BPF_SYSCALL_NR.get(platform.machine())
-        if nr is None:
+        if not bpfcall.available():
             return {}
-        libc = ctypes.CDLL(None, use_errno=True)
         result = {}
         for name, fn in self._bpf.funcs.items():
             info = ctypes.create_string_buffer(abi.BPF_PROG_INFO_SIZE)
-            attr = struct.pack("<IIQ", fn.fd, abi.BPF_PROG_INFO_SIZE, ctypes.addressof(info))
-            attr_buf = ctypes.create_string_buffer(attr, 128)
-            if libc.syscall(nr, abi.BPF_OBJ_GET_INFO_BY_FD, attr_buf, 128) != 0:
+            attr = ctypes.create_string_buffer(abi.BPF_ATTR_SIZE)
+            struct.pack_into("<IIQ", attr, 0, fn.fd, abi.BPF_PROG_INFO_SIZE,
+                             ctypes.addressof(info))
+            try:
+                bpfcall.bpf(abi.BPF_OBJ_GET_INFO_BY_FD, attr)
+            except OSError:
                 continue
             run_ns, runs = struct.unpack_from("<QQ", info, abi.BPF_PROG_INFO_RUN_TIME_NS)
             label = name.decode() if isinstance(name, bytes) else name

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 from .btf import VMLINUX
 
+# Where kcmp is caught (features "fentry"): auto takes fentry where the kernel allows it.
+HOOK_KINDS = ("auto", "fentry", "tracepoint")
+
 
 @dataclass(frozen=True)
 class Filters:
@@ -34,6 +37,7 @@ class ProgramOptions:
     home: int | str | None = None  # whose namespaces a caller is held to (home_namespaces)
     # count fd sweeps in the kernel: (distinct fds of one other process, window in seconds)
     sweep: tuple[int, float] | None = None
+    hooks: str = "auto"  # one of HOOK_KINDS
 
     @property
     def streams(self) -> bool:

@@ -215,7 +215,9 @@ def format_lost(count: int, lane: str = "bulk") -> str:
 
 def start_notes(program) -> list[str]:
     """What the start line says of 32-bit capture and of what the kernel side cannot give."""
-    if program.compat and program.compat_entry:
+    if program.compat and program.fentry:
+        notes = ["32-bit: on, timed"]
+    elif program.compat and program.compat_entry:
         notes = [f"32-bit: on, timed: two programs on every syscall; {flag('compat')}"]
     elif program.compat:
         notes = [f"32-bit: on, untimed: a program on every syscall's exit; {flag('compat')}"]
@@ -226,7 +228,7 @@ def start_notes(program) -> list[str]:
     if program.folds is not None:
         notes.append(f"identical calls folded within {program.folds.window_ns / 1e9:g} s; "
                      f"{flag('fold')}")
-    return notes + [f"no {KERNEL_FEATURES[feature]}: {reason}"
+    return [program.hooks()] + notes + [f"no {KERNEL_FEATURES[feature]}: {reason}"
                     for feature, reason in program.kernel_off.items()]
 
 

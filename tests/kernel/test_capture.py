@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.helpers import in_guest, monitor_command, skip_or_fail
+from tests.helpers import in_guest, monitor_command, skip_or_fail, trampolines
 
 from .conftest import HOSTILE_FILE, REPEAT, Monitor, Workload, strace_calls
 
@@ -23,6 +23,9 @@ pytestmark = pytest.mark.kernel
 
 NOBODY = 65534
 GUEST_MONITORS = ("json", "text", "folded")
+# The hooks each of those monitors runs on: auto's pick first (under the monitor's own name),
+# then, where the kernel has trampolines, the tracepoints asked for (name.tracepoint).
+HOOKS = ("fentry", "tracepoint") if trampolines() else ("tracepoint",)
 # What each case must decode to: (kcmpType, errno name or None).
 EXPECTED = {
     "file_same": ("KCMP_FILE", None),
@@ -74,6 +77,10 @@ def case_key(case):
             (int32(case.pid1), int32(case.pid2), int32(case.type), case.idx1, case.idx2))
 
 
+def monitor(name, hooks):
+    return name if hooks == HOOKS[0] else f"{name}.{hooks}"
+
+
 def event_key(record):
     args = tuple(a["value"] for a in record["args"]) or None
     return (record["processId"], record["compat"], args)
@@ -98,7 +105,9 @@ def traced(kcmpload, tmp_path_factory):
     }
     if in_guest():  # each start compiles, the slow part under TCG: the unfiltered ones only
         wanted = {name: wanted[name] for name in GUEST_MONITORS}
-    monitors = {name: Monitor(args, work, name, fold=name == "folded")
+    wanted |= {monitor(name, hooks): wanted[name] + ["--hooks", hooks]
+               for hooks in HOOKS[1:] for name in GUEST_MONITORS}
+    monitors = {name: Monitor(args, work, name, fold=name.startswith("folded"))
                 for name, args in wanted.items()}
     head = None
     if not in_guest():
@@ -115,8 +124,8 @@ def traced(kcmpload, tmp_path_factory):
     start_ns = time.time_ns()
     wl.go()
     expected_total = REPEAT * len(EXPECTED)
-    for m in monitors.values():
-        m.wait_lines(expected_total if m in (monitors["json"], monitors["text"]) else 1)
+    for name, m in monitors.items():
+        m.wait_lines(expected_total if name.startswith(("json", "text")) else 1)
     # The filtered monitors get no more than the unfiltered ones; give them the same time.
     monitors["json"].wait_lines(expected_total)
     pipe_path = os.readlink(f"/proc/{wl.pid}/fd/{wl.fds['pipe']}")
@@ -170,19 +179,21 @@ def test_workload_made_every_case(traced):
 
 
 @pytest.mark.guest
-def test_json_has_exactly_the_calls_made(traced):
-    assert _counted(traced, "json") == {name: REPEAT for name in EXPECTED}
+@pytest.mark.parametrize("hooks", HOOKS)
+def test_json_has_exactly_the_calls_made(traced, hooks):
+    assert _counted(traced, monitor("json", hooks)) == {name: REPEAT for name in EXPECTED}
 
 
 @pytest.mark.guest
-def test_folded_stream_has_each_case_as_its_first_call_and_the_rest_counted(traced):
+@pytest.mark.parametrize("hooks", HOOKS)
+def test_folded_stream_has_each_case_as_its_first_call_and_the_rest_counted(traced, hooks):
     """A case's 23 calls come from one thread in a row: a record, then one standing for 22
     with the same decoding (seccomp refusals and 32-bit calls too) and the kernel's view of
     the caller's fds at the first; the first call of a caller takes the priority lane where
     the rest need not."""
     by_key = {case_key(c): c.name for c in traced.wl.cases}
     runs: dict[str, list] = {}
-    for record in traced.records["folded"]:
+    for record in traced.records[monitor("folded", hooks)]:
         runs.setdefault(by_key[event_key(record)], []).append(record)
     assert set(runs) == set(EXPECTED)
     for name, records in runs.items():
@@ -223,10 +234,11 @@ def _expected_slot(traced, case):
 
 
 @pytest.mark.guest
-def test_json_fields_are_decoded_exactly(traced):
+@pytest.mark.parametrize("hooks", HOOKS)
+def test_json_fields_are_decoded_exactly(traced, hooks):
     by_key = {case_key(c): c for c in traced.wl.cases}
     end_ns = time.time_ns()
-    for record in traced.records["json"]:
+    for record in traced.records[monitor("json", hooks)]:
         case = by_key[event_key(record)]
         type_name, errno_name = EXPECTED[case.name]
         assert record["processName"] == "kcmpload"
@@ -255,7 +267,8 @@ def test_json_fields_are_decoded_exactly(traced):
             ("idx1", "unsigned long"), ("idx2", "unsigned long")]
         refused = case.name.startswith("seccomp")
         assert record["refusedBySeccomp"] == refused
-        if refused or case.compat:  # refused before entry, or seen at exit only: no duration
+        # refused before entry, or 32-bit and seen at exit only: no duration
+        if refused or (case.compat and hooks == "tracepoint"):
             assert record["durationNs"] is None
         else:
             assert 0 < record["durationNs"] < 10**9
@@ -312,10 +325,12 @@ def test_truncated_pid_decodes_like_strace(traced):
 
 
 @pytest.mark.guest
-def test_console_call_equals_strace(traced):
+@pytest.mark.parametrize("hooks", HOOKS)
+def test_console_call_equals_strace(traced, hooks):
     """From `kcmp(` to the return value, every console line is strace's line for that call,
     those refused by seccomp included."""
-    text = [line for line in traced.monitors["text"].lines() if "evil" not in line]
+    text = [line for line in traced.monitors[monitor("text", hooks)].lines()
+            if "evil" not in line]
     ours = [re.search(r"kcmp\(.*?\) = (?:-1 E[A-Z]+ \([^)]*\)|\d+)", line).group(0)
             for line in text]
     theirs = [line for line in strace_calls(traced.monitors["text"].out_path.parent / "strace.txt")
@@ -325,8 +340,9 @@ def test_console_call_equals_strace(traced):
 
 
 @pytest.mark.guest
-def test_console_lines_carry_context_and_markers(traced):
-    lines = traced.monitors["text"].lines()
+@pytest.mark.parametrize("hooks", HOOKS)
+def test_console_lines_carry_context_and_markers(traced, hooks):
+    lines = traced.monitors[monitor("text", hooks)].lines()
     assert len(lines) == REPEAT * len(EXPECTED)
     wl = traced.wl
     eperm = next(c for c in wl.cases if c.name == "eperm")
@@ -347,9 +363,10 @@ def test_console_lines_carry_context_and_markers(traced):
     same = sum(name.endswith("same") or name in ("epoll_hit", "compat_vm", "compat_file",
                                                    "hostile_path", "thread_vm")
                for name in EXPECTED)
-    # (a 32-bit call, seen at exit only, shows no duration after its meaning)
+    # (a 32-bit call seen at exit only, on the tracepoints, shows no duration after it)
     assert sum(bool(re.search(r" <same>( |$)", line)) for line in lines) == same * REPEAT
-    assert all(line.endswith(" <same>") for line in lines if "[compat] kcmp(" in line)
+    timed = [not line.endswith(" <same>") for line in lines if "[compat] kcmp(" in line]
+    assert timed == [hooks == "fentry"] * len(timed)
     prefix = re.compile(r"\d\d:\d\d:\d\d\.\d{6} kcmpload/\d+(/\d+)? uid=\d+ ")
     assert all(prefix.match(line) for line in lines)
     thread = next(c for c in wl.cases if c.name == "thread_vm")
@@ -358,12 +375,14 @@ def test_console_lines_carry_context_and_markers(traced):
 
 
 @pytest.mark.guest
-def test_console_escapes_hostile_paths(traced):
-    raw = traced.monitors["text"].out_path.read_bytes()
+@pytest.mark.parametrize("hooks", HOOKS)
+def test_console_escapes_hostile_paths(traced, hooks):
+    raw = traced.monitors[monitor("text", hooks)].out_path.read_bytes()
     assert b"\x1b" not in raw
     hostile = str(traced.wl.dir / "evil")
     expected = f"{hostile}\\x1b[31mred"
-    assert sum(f"<{expected}>, " in line for line in traced.monitors["text"].lines()) == REPEAT
+    lines = traced.monitors[monitor("text", hooks)].lines()
+    assert sum(f"<{expected}>, " in line for line in lines) == REPEAT
 
 
 def test_errors_only_filter(traced):
@@ -392,6 +411,16 @@ def test_no_compat_sees_no_32_bit_call(traced):
     assert "[32-bit: off]" in traced.monitors["nocompat"].stderr()
     assert ("[32-bit: on, untimed: a program on every syscall's exit; --no-compat]"
             in traced.monitors["json"].stderr())
+
+
+@pytest.mark.guest
+def test_each_monitor_says_its_hooks_auto_takes_fentry_where_the_kernel_has_it(traced):
+    said = {"fentry": "[hooks: fentry (__x64_sys_kcmp, __ia32_sys_kcmp, __secure_computing)]",
+            "tracepoint": "[hooks: tracepoints (+ raw sys_exit for 32-bit)"}
+    for hooks in HOOKS:
+        for name in GUEST_MONITORS:
+            m = traced.monitors[monitor(name, hooks)]  # the console's start line: on stdout
+            assert said[hooks] in m.stderr() + m.out_path.read_text(), (name, hooks)
 
 
 @pytest.mark.guest

@@ -8,6 +8,7 @@ import pwd
 import re
 import socket
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from kcmp_monitor import caps
-from tests.helpers import ROOT, monitor_command, patience, skip_or_fail
+from kcmp_monitor.kernel import features
+from tests.helpers import ROOT, monitor_command, patience, skip_or_fail, trampolines
 
 from .conftest import (REPEAT, Daemon, Prometheus, Workload, free_port, http_get,
                        kept_mask, thread_credentials)
@@ -23,6 +25,7 @@ from .test_capture import EXPECTED, int32
 
 pytestmark = pytest.mark.kernel
 
+FENTRY = trampolines()  # where the kernel has them, the default exporter's hooks
 SLOT_NAMES = ("KCMP_FILE", "KCMP_VM", "KCMP_FILES", "KCMP_FS", "KCMP_SIGHAND", "KCMP_IO",
               "KCMP_SYSVSEM", "KCMP_EPOLL_TFD", "unknown", "unseen")
 
@@ -60,7 +63,8 @@ def expected_counts(cases):
             errors[slot_of(c), errno.errorcode[-c.ret]] += REPEAT
         if c.ret == -errno.EPERM:
             denied[slot_of(c), str(c.uid)] += REPEAT
-        if not c.name.startswith("seccomp") and not c.compat:  # no entry, no duration
+        # no entry, no duration: refused calls, and 32-bit ones on the tracepoints
+        if not c.name.startswith("seccomp") and (FENTRY or not c.compat):
             durations[slot_of(c)] += REPEAT
     return calls, errors, denied, durations
 
@@ -89,11 +93,45 @@ def scraped(kcmpload, prometheus_bin, tmp_path_factory):
             "kcmp_monitor_build_info", "up")}
         wl.finish()
         status = thread_credentials(daemon.proc.pid)
+        getppid = _runs_during_getppid(daemon)
     finally:
         prom.stop()
     code, seconds = daemon.stop()
     return dict(wl=wl, results=results, metrics=metrics, status=status, code=code,
-                seconds=seconds, stderr=daemon.stderr())
+                seconds=seconds, stderr=daemon.stderr(), getppid=getppid)
+
+
+GETPPID_CALLS = 1_000_000
+# Started, then told to go: its fork and start are behind the first count.
+GETPPID = (f"import os, sys\nprint('ready', flush=True)\nsys.stdin.readline()\n"
+           f"for _ in range({GETPPID_CALLS}): os.getppid()\nprint('done', flush=True)\n"
+           "sys.stdin.readline()\n")
+
+
+def _bpf_runs(metrics: str) -> dict[str, float]:
+    return {m[1]: float(m[2]) for m in re.finditer(
+        r'^kcmp_monitor_bpf_runs_total\{program="([^"]+)"\} (\S+)$', metrics, re.M)}
+
+
+def _runs_during_getppid(daemon) -> dict[str, float]:
+    """How often the kernel ran each of the exporter's programs (kernel.bpf_stats_enabled)
+    while a process made a million getppid calls."""
+    child = subprocess.Popen([sys.executable, "-c", GETPPID], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    sysctl = Path("/proc/sys/kernel/bpf_stats_enabled")
+    before_value = sysctl.read_text()
+    try:
+        assert child.stdout.readline() == "ready\n"
+        sysctl.write_text("1")
+        before = _bpf_runs(daemon.metrics())
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "done\n"
+        after = _bpf_runs(daemon.metrics())
+    finally:
+        sysctl.write_text(before_value)
+        child.communicate("end\n", timeout=60)
+    return {program: runs - before.get(program, 0) for program, runs in after.items()}
 
 
 def _by(results, *labels):
@@ -136,13 +174,31 @@ def test_prometheus_sees_durations_compat_and_callers(scraped):
     assert _by(results["kcmp_events_dropped_total"], "lane") == {("bulk",): 0, ("priority",): 0}
 
 
+@pytest.mark.guest
+def test_no_program_runs_for_a_million_getppid_calls_where_trampolines_are(scraped):
+    """The kernel's own run counts: on trampolines no program of the default exporter runs
+    for another syscall; on the tracepoints the 32-bit hook runs for each (the control). The
+    process table's hooks run for the machine's forks alone, whichever the hooks."""
+    runs = scraped["getppid"]
+    assert runs, "kcmp_monitor_bpf_runs_total was not exported"
+    per_call = {program for program, n in runs.items() if n >= GETPPID_CALLS}
+    assert per_call == (set() if FENTRY else {"raw_tracepoint__sys_exit"})
+    syscall_hooks = {h.program for h in features.HOOKS if h.feature not in ("proc_table", "fold")}
+    assert {p: n for p, n in runs.items() if p in syscall_hooks and p not in per_call} == {
+        p: 0 for p in runs if p in syscall_hooks and p not in per_call}
+    assert all(n < 1000 for p, n in runs.items() if p not in per_call), runs
+
+
+@pytest.mark.guest
 def test_self_metrics(scraped):
     results = scraped["results"]
+    hooks = ({"fentry:__x64_sys_kcmp", "fexit:__x64_sys_kcmp", "fentry:__ia32_sys_kcmp",
+              "fexit:__ia32_sys_kcmp", "fexit:__secure_computing"} if FENTRY else
+             {"syscalls:sys_enter_kcmp", "syscalls:sys_exit_kcmp", "raw_syscalls:sys_exit"})
     assert _by(results["kcmp_monitor_program_attached"], "tracepoint") == {
-        ("syscalls:sys_enter_kcmp",): 1, ("syscalls:sys_exit_kcmp",): 1,
-        ("raw_syscalls:sys_exit",): 1,
-        ("task:task_newtask",): 1, ("task:task_rename",): 1,  # the EPERM log's process table
-        ("raw:task_newtask",): 1}  # and its table of pid numbers
+        (hook,): 1 for hook in hooks | {
+            "task:task_newtask", "task:task_rename",  # the EPERM log's process table
+            "raw:task_newtask"}}  # and its table of pid numbers
     info = results["kcmp_monitor_build_info"][0]["metric"]
     assert info["kernel"] == os.uname().release and info["bcc_version"] and info["version"]
     assert float(results["up"][0]["value"][1]) == 1
@@ -335,9 +391,20 @@ def test_check_reports_what_works(kernel_ready):
     result = subprocess.run([monitor_command(), "--check"], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "tracepoint syscalls:sys_enter_kcmp: attached" in result.stdout
-    assert "tracepoint raw_syscalls:sys_exit: attached" in result.stdout
+    assert "hook syscalls:sys_enter_kcmp: attached" in result.stdout
+    assert "hook raw_syscalls:sys_exit: attached" in result.stdout
+    assert result.stdout.startswith("hooks: tracepoints (+ raw sys_exit for 32-bit); no fentry: ")
     assert "counters: readable" in result.stdout and result.stdout.endswith("check: ok\n")
+
+
+def test_fentry_asked_for_where_the_kernel_refuses_it_is_one_line_and_attaches_nothing(
+        kernel_ready):
+    result = subprocess.run([monitor_command(), "--hooks", "fentry"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 69 and result.stdout == ""
+    assert result.stderr == (
+        "kcmp-monitor: error: --hooks fentry cannot be had here: the kernel refused an fexit "
+        "program on __x64_sys_kcmp (Operation not permitted); use --hooks auto or tracepoint\n")
 
 
 def test_address_in_use_is_one_line_and_exit_75(kernel_ready):

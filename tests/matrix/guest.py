@@ -297,7 +297,8 @@ def accelerator(k: Kernel) -> str:
 
 RESULTS = CACHE / "results"
 # --check's lines for the README's columns.
-FEATURES = {"caller view": "caller context from the kernel",
+FEATURES = {"hooks": "hooks",
+            "caller view": "caller context from the kernel",
             "own-fd paths": "the caller's own fds from the kernel",
             "cgroup": "the caller's cgroup from the kernel",
             "32-bit": "32-bit capture",

@@ -117,6 +117,25 @@ def test_bpf_prog_info_offsets_match_the_uapi_header(tmp_path):
     assert (facts["attr_fd"], facts["attr_len"], facts["attr_info"]) == (0, 4, 8)
 
 
+def test_the_fexit_probes_attr_matches_the_uapi_header(tmp_path):
+    from tests.helpers import c_facts
+
+    facts = c_facts(tmp_path, ["<linux/bpf.h>", "<linux/btf.h>"], [
+        ("load", "BPF_PROG_LOAD"), ("open", "BPF_RAW_TRACEPOINT_OPEN"),
+        ("tracing", "BPF_PROG_TYPE_TRACING"), ("fexit", "BPF_TRACE_FEXIT"),
+        ("func", "BTF_KIND_FUNC"),
+        ("attach_type", "offsetof(union bpf_attr, expected_attach_type)"),
+        ("btf_id", "offsetof(union bpf_attr, attach_btf_id)"),
+        ("prog_fd", "offsetof(union bpf_attr, raw_tracepoint.prog_fd)"),
+    ])
+    assert (facts["load"], facts["open"]) == (abi.BPF_PROG_LOAD, abi.BPF_RAW_TRACEPOINT_OPEN)
+    assert (facts["tracing"], facts["fexit"]) == (abi.BPF_PROG_TYPE_TRACING, abi.BPF_TRACE_FEXIT)
+    assert facts["func"] == abi.BTF_KIND_FUNC
+    assert facts["attach_type"] == abi.BPF_ATTR_EXPECTED_ATTACH_TYPE
+    assert facts["btf_id"] == abi.BPF_ATTR_ATTACH_BTF_ID
+    assert facts["prog_fd"] == 8
+
+
 def test_clone_flags_and_nsfs_ioctl_match_the_uapi_headers(tmp_path):
     from tests.helpers import c_facts
 

@@ -62,6 +62,31 @@ def test_hooks_follow_their_rows():
     assert features.PROGRAMS == tuple(h.program for h in features.HOOKS)
 
 
+def test_on_trampolines_no_hook_runs_for_another_syscall():
+    on = ("core", "fentry", "proc_table", "compat", "compat_entry", "caller", "seccomp")
+    names = [h.name for h in features.hooks(on)]
+    assert not [n for n in names if n.startswith(("syscalls:", "raw_syscalls:"))]
+    assert [n for n in names if n.startswith(("fentry:", "fexit:"))] == [
+        "fentry:__x64_sys_kcmp", "fexit:__x64_sys_kcmp", "fentry:__ia32_sys_kcmp",
+        "fexit:__ia32_sys_kcmp", "fexit:__secure_computing"]
+    assert features.said(on) == (
+        "hooks: fentry (__x64_sys_kcmp, __ia32_sys_kcmp, __secure_computing)")
+
+
+def test_on_tracepoints_the_hooks_say_what_runs_on_every_syscall_and_why_not_fentry():
+    assert features.said(("core", "compat"), "EPERM") == (
+        "hooks: tracepoints (+ raw sys_exit for 32-bit); no fentry: EPERM")
+    assert features.said(("core", "compat", "compat_entry")) == (
+        "hooks: tracepoints (+ raw sys_enter and sys_exit for 32-bit)")
+    assert features.said(("core",)) == "hooks: tracepoints"
+
+
+def test_the_program_enum_holds_a_slot_for_every_hook_in_its_order():
+    enum = (BPF / "kcmp.h").read_text().split("enum kcmp_prog {")[1].split("}")[0]
+    slots = re.findall(r"^\s*(KCMP_PROG_\w+),", enum, re.M)
+    assert len(slots) == len(features.HOOKS) and slots[-1] != "KCMP_PROGS"
+
+
 def test_a_row_the_kernel_lacks_is_off_with_its_reason_and_so_are_those_needing_it():
     selected = features.select(ProgramOptions(compat_entry=True),
                                btf_off={"caller": "the kernel's BTF has no task_struct.pid"})

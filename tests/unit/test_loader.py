@@ -271,3 +271,29 @@ def test_a_refused_core_is_the_error():
 
     with pytest.raises(loader.Refused, match="sys_exit_kcmp"):
         _load(Core())
+
+
+class _NoTrampolines(_Kernel):
+    def BPF(self, text, cflags):
+        if "-DHOOK_FENTRY" in cflags:
+            self.tried.append({f[2:] for f in cflags if f.startswith("-D")})
+            raise Exception("Failed to attach BPF to exit kernel func")
+        return super().BPF(text, cflags)
+
+
+def _load_fentry(kernel, hooks):
+    wanted = features.Selected(("core", "fentry", "stream", "compat") + FEATURES, {})
+    return loader.load(kernel, wanted, features.Build(ProgramOptions(hooks=hooks), HOME, {}))
+
+
+def test_a_trampoline_that_cannot_attach_falls_back_to_the_tracepoints_under_auto():
+    kernel = _NoTrampolines()
+    got = _load_fentry(kernel, "auto")
+    assert "fentry" not in got.on and list(got.off) == ["fentry"]
+    assert "exit kernel func" in got.off["fentry"]
+    assert _kernel_rows(got) == FEATURES and "compat" in got.on and len(kernel.tried) == 2
+
+
+def test_a_trampoline_asked_for_by_name_that_cannot_attach_is_the_error():
+    with pytest.raises(loader.Refused, match="exit kernel func"):
+        _load_fentry(_NoTrampolines(), "fentry")
