@@ -35,6 +35,10 @@ COMM = "kcmpbench"
 # The program as it was before it read kernel structs: no BTF, so no kernel-side context.
 NO_KERNEL = ("--btf", "/nonexistent")
 EXIT_PROGRAM = "tracepoint__syscalls__sys_exit_kcmp"
+# The kernel matrix's newest kernel (tests/matrix/kernels.toml): the hook table is measured in
+# its QEMU guest, where the kernel has BPF trampolines and this machine's has not.
+GUEST = "debian13"
+GUEST_START, GUEST_END = "<!-- hooks-table -->", "<!-- /hooks-table -->"
 
 
 def free_port() -> int:
@@ -221,6 +225,7 @@ class Row:
     getppid: float
     counted: float | None
     delivered: float | None
+    confined: float | None = None  # getppid/s under a seccomp filter (the hook table's)
 
 
 def rate(argv: list[str]) -> float:
@@ -254,8 +259,24 @@ def tools(tmp: Path, perf: str | None) -> dict[str, tuple]:
     return table
 
 
-def overhead(loop: str, rounds: int, calls: int, tmp: Path, perf: str | None) -> list[Row]:
-    configs = tools(tmp, perf)
+def hook_tools(tmp: Path) -> dict[str, tuple]:
+    """Both hook kinds side by side in each configuration, and the peer."""
+    table: dict[str, tuple] = {"unmonitored": (lambda: Tool(tmp), 1)}
+    configs = (("kcmp-monitor exporter", (), {}),
+               ("kcmp-monitor exporter --no-compat", ("--no-compat",), {}),
+               ("kcmp-monitor exporter + JSON stream, folded", (), {"stream": True, "fold": True}))
+    for name, args, kw in configs:
+        for hooks in ("fentry", "tracepoint"):
+            table[f"{name}, --hooks {hooks}"] = (
+                lambda args=args, kw=kw, hooks=hooks: Daemon(tmp, "--hooks", hooks, *args, **kw),
+                1)
+    table["bpftrace (enter/exit count map)"] = (lambda: Bpftrace(tmp), 1)
+    return table
+
+
+def overhead(loop: str, rounds: int, calls: int, configs: dict[str, tuple],
+             confined: bool = False) -> list[Row]:
+    """confined: getppid under a seccomp filter too."""
     results: dict[str, list] = {name: [] for name in configs}
     for _ in range(rounds):
         for name, (make, divide) in configs.items():
@@ -264,12 +285,14 @@ def overhead(loop: str, rounds: int, calls: int, tmp: Path, perf: str | None) ->
             tool.start()
             kcmp = rate(tool.wrap([loop, "kcmp", str(n)]))
             getppid = rate(tool.wrap([loop, "getppid", str(3 * n)]))
+            in_seccomp = rate(tool.wrap([loop, "confined-getppid", str(3 * n)])) \
+                if confined else None
             counted, delivered = tool.finish(n)
-            results[name].append((kcmp, getppid, counted, delivered))
+            results[name].append((kcmp, getppid, counted, delivered, in_seccomp))
     rows = []
     for name, runs in results.items():
         med = [None if runs[0][i] is None else statistics.median(r[i] for r in runs)
-               for i in range(4)]
+               for i in range(5)]
         rows.append(Row(name, *med))
     return rows
 
@@ -382,23 +405,45 @@ def soak(loop: str, tmp: Path, seconds: int) -> tuple[int, int, float]:
     return early, late, daemon.attach_s
 
 
-def report(rows, costs, forked, steps, lanes, soaked, args) -> str:
+def overhead_table(rows: list[Row]) -> list[str]:
     bare = rows[0]
-    lines = [f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} CPUs, "
-             f"Linux {platform.release()}, {args.rounds} rounds interleaved, medians; "
-             f"{args.calls:,} kcmp calls per run (a tenth under perf and strace), 3x as many "
-             "getppid.", "",
-             "| configuration | kcmp calls/s | kcmp ratio | cost per kcmp call | getppid ratio | "
-             "cost per other syscall | counted exactly | events delivered |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    confined = bare.confined is not None
+    lines = ["| configuration | kcmp calls/s | kcmp ratio | cost per kcmp call | getppid ratio | "
+             "cost per other syscall | " + ("getppid ratio under seccomp | cost per "
+                                            "confined syscall | " if confined else "")
+             + "counted exactly | events delivered |",
+             "|---|" + "---:|" * (9 if confined else 7)]
     for r in rows:
         extra = 1e9 / r.kcmp - 1e9 / bare.kcmp
         tax = 1e9 / r.getppid - 1e9 / bare.getppid
         counted = "–" if r.counted is None else f"{r.counted:.2%}"
         delivered = "–" if r.delivered is None else f"{r.delivered:.1%}"
+        seccomp = ""
+        if confined and r.confined is not None and bare.confined is not None:
+            seccomp = (f"{r.confined / bare.confined:.2f} | "
+                       f"{1e9 / r.confined - 1e9 / bare.confined:+.0f} ns | ")
         lines.append(f"| {r.name} | {r.kcmp / 1e6:.2f} M | {r.kcmp / bare.kcmp:.2f} | "
                      f"{extra:+.0f} ns | {r.getppid / bare.getppid:.2f} | {tax:+.0f} ns | "
-                     f"{counted} | {delivered} |")
+                     f"{seccomp}{counted} | {delivered} |")
+    return lines
+
+
+def hooks_report(rows: list[Row], args) -> str:
+    """The hook table, as measured where it ran (a guest: its kernel named)."""
+    return "\n".join([
+        f"Measured by `make bench` on {time.strftime('%Y-%m-%d')} in the kernel matrix's "
+        f"newest guest (QEMU, TCG, one vCPU): Linux {platform.release()}, {args.rounds} rounds "
+        f"interleaved, medians; {args.calls:,} kcmp calls per run, 3x as many getppid. "
+        "32-bit capture is on unless --no-compat. Under seccomp: the same getppid loop in a "
+        "process whose seccomp filter refuses kcmp, as a container's does.", "",
+        *overhead_table(rows)])
+
+
+def report(rows, costs, forked, steps, lanes, soaked, args) -> str:
+    lines = [f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} CPUs, "
+             f"Linux {platform.release()}, {args.rounds} rounds interleaved, medians; "
+             f"{args.calls:,} kcmp calls per run (a tenth under perf and strace), 3x as many "
+             "getppid.", "", *overhead_table(rows)]
     lines += ["", "The exit program's own run time per call (`kernel.bpf_stats_enabled`), "
               "with the kernel-side context (caller, own fds, saved registers, namespaced "
               "counts; offsets from BTF) and without it (`--btf` pointing nowhere: the program "
@@ -434,10 +479,23 @@ def report(rows, costs, forked, steps, lanes, soaked, args) -> str:
     return "\n".join(lines)
 
 
-def rewrite_readme(text: str) -> None:
+def rewrite_readme(text: str, start: str = START, end: str = END) -> None:
     readme = README.read_text()
-    a, b = readme.index(START) + len(START), readme.index(END)
+    a, b = readme.index(start) + len(start), readme.index(end)
     README.write_text(readme[:a] + "\n" + text + "\n" + readme[b:])
+
+
+def in_guest(args) -> str:
+    """The hook table, measured in the newest kernel's guest (its own run of this script)."""
+    argv = [sys.executable, "-m", "tests.matrix.guest", "run", "--timeout", "7200", GUEST, "--",
+            ".venv/bin/python", "bench/bench.py", "--hooks-table", "--rounds", str(args.rounds),
+            "--calls", str(args.guest_calls)]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    out = done.stdout
+    if done.returncode or GUEST_START not in out:
+        raise SystemExit(f"bench: the guest's run failed ({done.returncode}):\n"
+                         f"{out[-3000:]}{done.stderr[-3000:]}")
+    return out[out.index(GUEST_START) + len(GUEST_START):out.index(GUEST_END)].strip()
 
 
 def main() -> int:
@@ -451,9 +509,16 @@ def main() -> int:
                         help="permission failures made during the flood")
     parser.add_argument("--quick", action="store_true", help="one round, short steps")
     parser.add_argument("--no-readme", action="store_true", help="print only")
+    parser.add_argument("--guest-calls", type=int, default=200_000,
+                        help="kcmp calls per run in the guest (TCG runs them 10x slower)")
+    parser.add_argument("--no-guest", action="store_true",
+                        help="leave out the hook table (measured in a QEMU guest)")
+    parser.add_argument("--hooks-table", action="store_true",
+                        help="only the hook table, here (what the guest runs)")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.calls, args.seconds, args.soak, args.forks = 1, 300_000, 3, 10, 5000
+        args.guest_calls = 50_000
     if os.geteuid() != 0:
         print("bench: needs root (sudo make bench)", file=sys.stderr)
         return 77
@@ -467,7 +532,11 @@ def main() -> int:
         tmp = Path(tmp)
         loop = str(tmp / "loop")
         subprocess.run(["gcc", "-O2", "-o", loop, str(HERE / "loop.c")], check=True)
-        rows = overhead(loop, args.rounds, args.calls, tmp, perf)
+        if args.hooks_table:
+            rows = overhead(loop, args.rounds, args.calls, hook_tools(tmp), confined=True)
+            print(f"{GUEST_START}\n{hooks_report(rows, args)}\n{GUEST_END}")
+            return 0
+        rows = overhead(loop, args.rounds, args.calls, tools(tmp, perf))
         costs = program_cost(loop, args.rounds, args.calls // 5, tmp)
         forked = fork_tax(loop, args.rounds, args.forks, tmp)
         steps = steady(loop, tmp, [50_000, 75_000, 100_000, 125_000, 150_000, 200_000],
@@ -476,8 +545,13 @@ def main() -> int:
         soaked = soak(loop, tmp, args.soak)
     text = report(rows, costs, forked, steps, lanes, soaked, args)
     print(text)
+    hooks = None if args.no_guest else in_guest(args)
+    if hooks is not None:
+        print(f"\n{hooks}")
     if not args.no_readme:
         rewrite_readme(text)
+        if hooks is not None:
+            rewrite_readme(hooks, GUEST_START, GUEST_END)
     return 0
 
 

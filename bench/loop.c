@@ -4,10 +4,16 @@
  *                                       kcmpfile compares an open file of its own with itself
  *        loop paced RATE SECONDS     -> kcmp at RATE calls/s in 1 ms batches; prints the calls
  *        loop eperm N                -> as uid 65534, N calls comparing itself with pid 1,
- *                                       each refused with EPERM; prints the refusals */
+ *                                       each refused with EPERM; prints the refusals
+ *        loop confined-getppid N     -> getppid under a seccomp filter that refuses kcmp (as a
+ *                                       container's would); prints the calls per second */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/kcmp.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +43,22 @@ static int paced(long rate, long seconds, pid_t me)
 	return 0;
 }
 
+/* Every syscall of this process from now on runs its seccomp filter: kcmp refused, the rest
+ * allowed. */
+static int confine(void)
+{
+	struct sock_filter code[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_kcmp, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		return -1;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3 && !(argc == 4 && strcmp(argv[1], "paced") == 0))
@@ -55,6 +77,8 @@ int main(int argc, char **argv)
 		printf("%ld\n", refused);
 		return 0;
 	}
+	if (strcmp(argv[1], "confined-getppid") == 0 && confine() != 0)
+		return 1;
 	int kcmp = strcmp(argv[1], "kcmp") == 0, forks = strcmp(argv[1], "fork") == 0;
 	int file = strcmp(argv[1], "kcmpfile") == 0 ? open("/etc/hostname", O_RDONLY) : -1;
 	pid_t me = getpid();
