@@ -8,12 +8,8 @@
  *        loop confined-getppid N     -> getppid under a seccomp filter that refuses kcmp (as a
  *                                       container's would); prints the calls per second */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <fcntl.h>
-#include <linux/filter.h>
 #include <linux/kcmp.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +18,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "../tests/refuse_kcmp.h"
 
 static int paced(long rate, long seconds, pid_t me)
 {
@@ -43,22 +41,6 @@ static int paced(long rate, long seconds, pid_t me)
 	return 0;
 }
 
-/* Every syscall of this process from now on runs its seccomp filter: kcmp refused, the rest
- * allowed. */
-static int confine(void)
-{
-	struct sock_filter code[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_kcmp, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-		return -1;
-	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
-}
-
 int main(int argc, char **argv)
 {
 	if (argc != 3 && !(argc == 4 && strcmp(argv[1], "paced") == 0))
@@ -77,7 +59,7 @@ int main(int argc, char **argv)
 		printf("%ld\n", refused);
 		return 0;
 	}
-	if (strcmp(argv[1], "confined-getppid") == 0 && confine() != 0)
+	if (strcmp(argv[1], "confined-getppid") == 0 && refuse_kcmp() != 0)
 		return 1;
 	int kcmp = strcmp(argv[1], "kcmp") == 0, forks = strcmp(argv[1], "fork") == 0;
 	int file = strcmp(argv[1], "kcmpfile") == 0 ? open("/etc/hostname", O_RDONLY) : -1;

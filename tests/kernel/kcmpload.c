@@ -11,9 +11,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/filter.h>
 #include <linux/kcmp.h>
-#include <linux/seccomp.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -28,6 +26,7 @@
 #include <unistd.h>
 
 #include "../lazy_resources.h"
+#include "../refuse_kcmp.h"
 
 #define REPEAT 23
 #define IA32_NR_KCMP 349
@@ -147,14 +146,7 @@ static void unprivileged(int report)
 static void seccomp_refused(int report)
 {
 	(void)report;
-	struct sock_filter code[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_kcmp, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+	if (refuse_kcmp() != 0)
 		die("seccomp");
 	run_case("seccomp", ABI_64, getpid(), getpid(), KCMP_VM, 0, 0);
 	/* Every register its own value, as the saved registers must give them back. */
