@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 from .. import abi
+from . import trampolines
 from .home import Home
 from .options import ProgramOptions, priority_pages
-from . import trampolines
 from .probes import no_compat, no_seccomp
 from .proctable import PROC_TABLE_SIZE
 

@@ -297,3 +297,9 @@ def test_a_trampoline_that_cannot_attach_falls_back_to_the_tracepoints_under_aut
 def test_a_trampoline_asked_for_by_name_that_cannot_attach_is_the_error():
     with pytest.raises(loader.Refused, match="exit kernel func"):
         _load_fentry(_NoTrampolines(), "fentry")
+
+
+def test_the_trampolines_go_with_the_saved_registers_they_read():
+    got = _load_fentry(_Kernel(too_heavy={"seccomp"}), "fentry")
+    assert "fentry" not in got.on and "seccomp" not in got.on
+    assert got.off["fentry"] == "it needs seccomp, which is off"
