@@ -18,7 +18,9 @@ KERNELS = guest.kernels()
 # Every guest at once: QEMU's TCG runs a guest's CPU on one host thread, and a guest left to run
 # alone after the others would leave the second core idle.
 PARALLEL = 3
-TIMEOUT = 3000  # seconds a guest may take, boot to power-off (about 1,000 s on an idle machine)
+# Seconds a guest may take, boot to power-off: about 1,000 s on an idle machine, 2,000 to 2,700
+# with three at once on CI's two cores.
+TIMEOUT = 3600
 IN_GUEST = (
     "export CI=true KCMP_TEST_GUEST=1 PYTHONUNBUFFERED=1\n"
     ".venv/bin/kcmp-monitor --check >/run/guest/check.txt 2>&1; echo $? >/run/guest/check.rc\n"
