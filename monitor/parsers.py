@@ -239,9 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
          help="do not capture 32-bit (int 0x80) callers; their hook runs on "
               "every syscall of the machine")
     _add(tuning, "compat_timing", action="store_true",
-         help="time 32-bit calls and copy their epoll slot at entry: hooks "
-              "every syscall's entry too, not only its exit (about twice the "
-              "32-bit capture's cost)")
+         help="on the tracepoints, time 32-bit calls and copy their epoll slot at "
+              "entry: hooks every syscall's entry too, not only its exit (about "
+              "twice the 32-bit capture's cost); on trampolines they always are")
     _add(tuning, "hooks", choices=HOOK_KINDS, default="auto",
          help="where kcmp is caught: fentry, BPF trampolines on the kcmp syscall functions "
               "(no cost to any other syscall; Linux 5.5+ with BTF, where the kernel allows "
