@@ -23,23 +23,30 @@ def frozen(pids: Iterable[int], proc: Proc, settle_s: float = 2.0,
     stopped: list[int] = []
     try:
         for pid in pids:
+            listed = False  # in stopped, to leave it again if it cannot be signalled
             try:
                 task = proc.task(pid)
                 if task.tgid == os.getpid():
                     raise UsageError(f"{flag('freeze')} cannot stop {PROG} itself")
                 if task.tgid in stopped or task.state in "Tt":
                     continue
+                # Listed before it is signalled: a Ctrl-C between the two still resumes it.
+                stopped.append(task.tgid)
+                listed = True
                 os.kill(task.tgid, signal.SIGSTOP)
             except PermissionError:
+                if listed:
+                    stopped.pop()
                 if strict:
                     raise NoPermission(f"{flag('freeze')} cannot stop {pid}: CAP_KILL (root) "
                                        "or the same uid is needed") from None
                 continue
             except (NoSuchTarget, ProcessLookupError):
+                if listed:
+                    stopped.pop()
                 if strict:
                     raise
                 continue
-            stopped.append(task.tgid)
         deadline = time.monotonic() + settle_s
         for pid in stopped:
             while proc.task(pid).state not in "TtZX" and time.monotonic() < deadline:
