@@ -105,16 +105,21 @@ class ProcReader:
         fs = self.fs
         status = fs.status(pid, (b"PPid:", b"Uid:"))
         name = None if status is None else fs.comm(pid)
-        if status is None or name is None:  # gone, or reaped between the two reads
-            known = self.kernel.process(pid) if self.kernel is not None else None
-            if known is None:
-                return None
-            return Target(pid, known[1], None, known[0] or None, None, None, None, None, None,
-                          gone=True)
-        netns = fs.ns(pid, "net")
-        return Target(pid, name, _uid(status.get(b"Uid:")),
-                      _first(status.get(b"PPid:")), fs.ns(pid, "pid"), fs.ns(pid, "mnt"),
-                      netns, self._netns_name(netns), self._container(pid))
+        if status is not None and name is not None:
+            netns = fs.ns(pid, "net")
+            read = Target(pid, name, _uid(status.get(b"Uid:")),
+                          _first(status.get(b"PPid:")), fs.ns(pid, "pid"), fs.ns(pid, "mnt"),
+                          netns, self._netns_name(netns), self._container(pid))
+            # A field unread because the process exited among the reads would pass for one
+            # it hides (pid 1's namespaces): an exited one is told from the table whole.
+            if None not in (read.pidns, read.mntns, read.netns, read.container_id) \
+                    or self._running(pid):
+                return read
+        known = self.kernel.process(pid) if self.kernel is not None else None
+        if known is None:
+            return None
+        return Target(pid, known[1], None, known[0] or None, None, None, None, None, None,
+                      gone=True)
 
     def _read_caller(self, event: Event) -> Caller:
         fs, tgid, tid = self.fs, event.tgid, event.tid
@@ -179,6 +184,10 @@ class ProcReader:
             return Caller(None, None, ppid, None, None, None, container, None, gone=True)
         return Caller(event.tgid, event.tid, ppid, ppid, self.own_pidns, None, container, None,
                       depth=self.own_depth, gone=True)
+
+    def _running(self, pid: int) -> bool:
+        state = self.fs.status_field(pid, b"State:")
+        return bool(state) and state[0] not in (b"Z", b"X")  # zombie or dead: exited
 
     def _netns_name(self, inode: int | None) -> str | None:
         return self.netns.name(inode) if self.netns is not None and inode else None

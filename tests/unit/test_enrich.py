@@ -2,6 +2,7 @@
 looked up in, what crossed a boundary and what could not be resolved."""
 
 import os
+import shutil
 
 import pytest
 
@@ -14,13 +15,14 @@ from kcmp_monitor.kernel.events import Args, EpollSlot, Event
 CID = "ab" * 32
 
 
-def _task(root, pid, uid=0, fds=None, nspid=None, ppid=1, name="x", ns=None, cgroup=""):
+def _task(root, pid, uid=0, fds=None, nspid=None, ppid=1, name="x", ns=None, cgroup="",
+          state="S (sleeping)"):
     """A process directory; ns: {kind: a file whose inode stands for the namespace}, linked to
     as /proc links to a namespace ("pid:[INODE]")."""
     (root / str(pid) / "fd").mkdir(parents=True)
     (root / str(pid) / "ns").mkdir()
     (root / str(pid) / "status").write_text(
-        f"Name:\t{name}\nPPid:\t{ppid}\nUid:\t{uid + 1}\t{uid}\t{uid}\t{uid}\n"
+        f"Name:\t{name}\nState:\t{state}\nPPid:\t{ppid}\nUid:\t{uid + 1}\t{uid}\t{uid}\t{uid}\n"
         f"NSpid:\t{pid}{'' if nspid is None else f'	{nspid}'}\n")
     (root / str(pid) / "comm").write_bytes(name.encode() + b"\n")
     (root / str(pid) / "cgroup").write_text(cgroup)
@@ -115,6 +117,24 @@ def test_a_target_reaped_between_its_status_and_its_name_is_taken_from_the_kerne
     ctx = enrich(_event(1, pids=(10, 66)), proc)
     assert ctx.targets[1] == Target(66, b"short\x1b", None, 20, None, None, None, None, None,
                                     gone=True)
+
+
+def test_a_target_reaped_while_its_fields_are_read_is_taken_from_the_kernel_table(
+        proc, tmp_path, monkeypatch):
+    """Its unread container is not told as "unreadable" beside a live process's name."""
+    _task(tmp_path, 66, 0, name="reaped")
+
+    def reaped(pid):
+        shutil.rmtree(tmp_path / str(pid))
+
+    monkeypatch.setattr(proc.fs, "cgroups", reaped)
+    gone = Target(66, b"short\x1b", None, 20, None, None, None, None, None, gone=True)
+    assert enrich(_event(1, pids=(10, 66)), proc).targets[1] == gone
+    # exited, not yet reaped: its namespaces are unreadable, its status says so
+    _task(tmp_path, 67, 0, name="zombie", state="Z (zombie)")
+    proc.kernel.known[67] = (20, b"zombie")
+    assert enrich(_event(1, pids=(10, 67)), proc).targets[1] == gone._replace(
+        host_pid=67, name=b"zombie")
 
 
 def test_after_esrch_a_gone_target_is_not_named_from_the_kernel_table(proc):
