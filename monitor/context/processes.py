@@ -187,7 +187,9 @@ class ProcReader:
 
     def _running(self, pid: int) -> bool:
         state = self.fs.status_field(pid, b"State:")
-        return bool(state) and state[0] not in (b"Z", b"X")  # zombie or dead: exited
+        if not state:
+            return False
+        return state[0] not in (b"Z", b"X")  # a zombie's or a dead task's: exited
 
     def _netns_name(self, inode: int | None) -> str | None:
         return self.netns.name(inode) if self.netns is not None and inode else None

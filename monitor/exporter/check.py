@@ -15,8 +15,8 @@ def check(program) -> int:
     for hook, attached in program.attached().items():
         ok &= attached
         print(f"hook {hook}: {'attached' if attached else 'NOT ATTACHED'}")
-    hooks = " (entry and exit)" if program.compat_entry or program.fentry else " (exit only)"
-    print(f"32-bit capture: {'on' + hooks if program.compat else 'off'}"
+    sides = " (entry and exit)" if program.compat_entry or program.fentry else " (exit only)"
+    print(f"32-bit capture: {'on' + sides if program.compat else 'off'}"
           + (f" ({escape(program.compat_error)})" if program.compat_error else ""))
     for feature, what in KERNEL_FEATURES.items():
         if feature in program.kernel_on:

@@ -10,18 +10,18 @@ import platform
 from .. import abi
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_NR = abi.BPF_SYSCALL_NR.get(platform.machine())
 
 
 def available() -> bool:
-    return platform.machine() in abi.BPF_SYSCALL_NR
+    return _NR is not None
 
 
 def bpf(cmd: int, attr: ctypes.Array) -> int:
     """bpf(cmd, attr): its result, or OSError with the kernel's errno."""
-    nr = abi.BPF_SYSCALL_NR.get(platform.machine())
-    if nr is None:
+    if _NR is None:
         raise OSError(0, f"bpf(2) is not known on {platform.machine()}")
-    result = _libc.syscall(nr, cmd, attr, len(attr))
+    result = _libc.syscall(_NR, cmd, attr, len(attr))
     if result < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))

@@ -3,6 +3,7 @@ headers, 32-bit emulation, the cgroup layout."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import platform
@@ -57,6 +58,7 @@ def _kernel_bool(text: str) -> bool | None:
     return None
 
 
+@functools.cache  # the compat row and the trampolines both ask; neither file changes
 def no_ia32(config: str = "/proc/config.gz", cmdline: str = "/proc/cmdline") -> str | None:
     """Why this kernel runs no 32-bit code, so that capturing it is left off; None where it
     may (or where neither file says)."""
