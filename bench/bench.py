@@ -274,26 +274,40 @@ def hook_tools(tmp: Path) -> dict[str, tuple]:
     return table
 
 
+def _rates(tool: Tool, loop: str, n: int, confined: bool) -> tuple:
+    """kcmp/s, getppid/s, and getppid/s under seccomp (None unless confined)."""
+    return (rate(tool.wrap([loop, "kcmp", str(n)])),
+            rate(tool.wrap([loop, "getppid", str(3 * n)])),
+            rate(tool.wrap([loop, "confined-getppid", str(3 * n)])) if confined else None)
+
+
 def overhead(loop: str, rounds: int, calls: int, configs: dict[str, tuple],
              confined: bool = False) -> list[Row]:
-    """confined: getppid under a seccomp filter too."""
-    results: dict[str, list] = {name: [] for name in configs}
+    """Each configuration's rates beside the unmonitored ones measured just before it, given
+    as rates against the median unmonitored run (a ratio is the median of its pairs': a slow
+    moment of the machine weighs on both sides of a pair). confined: getppid under a seccomp
+    filter too. The first configuration is the unmonitored one."""
+    (bare_name, (make_bare, _)), *tools = configs.items()
+    bare_runs: list[tuple] = []
+    pairs: dict[str, list] = {name: [] for name, _ in tools}
     for _ in range(rounds):
-        for name, (make, divide) in configs.items():
+        for name, (make, divide) in tools:
             n = calls // divide
+            bare_runs.append(_rates(make_bare(), loop, n, confined))
             tool = make()
             tool.start()
-            kcmp = rate(tool.wrap([loop, "kcmp", str(n)]))
-            getppid = rate(tool.wrap([loop, "getppid", str(3 * n)]))
-            in_seccomp = rate(tool.wrap([loop, "confined-getppid", str(3 * n)])) \
-                if confined else None
+            measured = _rates(tool, loop, n, confined)
             counted, delivered = tool.finish(n)
-            results[name].append((kcmp, getppid, counted, delivered, in_seccomp))
-    rows = []
-    for name, runs in results.items():
-        med = [None if runs[0][i] is None else statistics.median(r[i] for r in runs)
-               for i in range(5)]
-        rows.append(Row(name, *med))
+            pairs[name].append((bare_runs[-1], measured, counted, delivered))
+    bare = [None if bare_runs[0][i] is None else statistics.median(r[i] for r in bare_runs)
+            for i in range(3)]
+    rows = [Row(bare_name, bare[0], bare[1], None, None, bare[2])]
+    for name, runs in pairs.items():
+        scaled = [None if bare[i] is None else statistics.median(
+            m[i] / b[i] * bare[i] for b, m, _, _ in runs) for i in range(3)]
+        counted = statistics.median(r[2] for r in runs) if runs[0][2] is not None else None
+        delivered = statistics.median(r[3] for r in runs) if runs[0][3] is not None else None
+        rows.append(Row(name, scaled[0], scaled[1], counted, delivered, scaled[2]))
     return rows
 
 
@@ -428,12 +442,16 @@ def overhead_table(rows: list[Row]) -> list[str]:
     return lines
 
 
+PAIRED = ("%d rounds interleaved, each configuration run just after an unmonitored run; a "
+          "ratio is the median of those pairs'")
+
+
 def hooks_report(rows: list[Row], args) -> str:
     """The hook table, as measured where it ran (a guest: its kernel named)."""
     return "\n".join([
         f"Measured by `make bench` on {time.strftime('%Y-%m-%d')} in the kernel matrix's "
-        f"newest guest (QEMU, TCG, one vCPU): Linux {platform.release()}, {args.rounds} rounds "
-        f"interleaved, medians; {args.calls:,} kcmp calls per run, 3x as many getppid. "
+        f"newest guest (QEMU, TCG, one vCPU): Linux {platform.release()}, {PAIRED % args.rounds}; "
+        f"{args.calls:,} kcmp calls per run, 3x as many getppid. "
         "32-bit capture is on unless --no-compat. Under seccomp: the same getppid loop in a "
         "process whose seccomp filter refuses kcmp, as a container's does.", "",
         *overhead_table(rows)])
@@ -441,7 +459,7 @@ def hooks_report(rows: list[Row], args) -> str:
 
 def report(rows, costs, forked, steps, lanes, soaked, args) -> str:
     lines = [f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} CPUs, "
-             f"Linux {platform.release()}, {args.rounds} rounds interleaved, medians; "
+             f"Linux {platform.release()}, {PAIRED % args.rounds}; "
              f"{args.calls:,} kcmp calls per run (a tenth under perf and strace), 3x as many "
              "getppid.", "", *overhead_table(rows)]
     lines += ["", "The exit program's own run time per call (`kernel.bpf_stats_enabled`), "
