@@ -442,8 +442,8 @@ def overhead_table(rows: list[Row]) -> list[str]:
     return lines
 
 
-PAIRED = ("%d rounds interleaved, each configuration run just after an unmonitored run; a "
-          "ratio is the median of those pairs'")
+PAIRED = ("%d rounds interleaved, each configuration measured just after an unmonitored run, "
+          "its ratios the medians of those pairs")
 
 
 def hooks_report(rows: list[Row], args) -> str:
