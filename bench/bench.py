@@ -284,9 +284,9 @@ def _rates(tool: Tool, loop: str, n: int, confined: bool) -> tuple:
 def overhead(loop: str, rounds: int, calls: int, configs: dict[str, tuple],
              confined: bool = False) -> list[Row]:
     """Each configuration's rates beside the unmonitored ones measured just before it, given
-    as rates against the median unmonitored run (a ratio is the median of its pairs': a slow
-    moment of the machine weighs on both sides of a pair). confined: getppid under a seccomp
-    filter too. The first configuration is the unmonitored one."""
+    as rates against the median unmonitored run (a ratio is the median of its pairs' ratios:
+    a slow moment of the machine weighs on both sides of a pair). confined: getppid under a
+    seccomp filter too. The first configuration is the unmonitored one."""
     (bare_name, (make_bare, _)), *tools = configs.items()
     bare_runs: list[tuple] = []
     pairs: dict[str, list] = {name: [] for name, _ in tools}
@@ -299,16 +299,20 @@ def overhead(loop: str, rounds: int, calls: int, configs: dict[str, tuple],
             measured = _rates(tool, loop, n, confined)
             counted, delivered = tool.finish(n)
             pairs[name].append((bare_runs[-1], measured, counted, delivered))
-    bare = [None if bare_runs[0][i] is None else statistics.median(r[i] for r in bare_runs)
-            for i in range(3)]
+    bare = [_median(r[i] for r in bare_runs) for i in range(3)]
     rows = [Row(bare_name, bare[0], bare[1], None, None, bare[2])]
     for name, runs in pairs.items():
-        scaled = [None if bare[i] is None else statistics.median(
-            m[i] / b[i] * bare[i] for b, m, _, _ in runs) for i in range(3)]
-        counted = statistics.median(r[2] for r in runs) if runs[0][2] is not None else None
-        delivered = statistics.median(r[3] for r in runs) if runs[0][3] is not None else None
-        rows.append(Row(name, scaled[0], scaled[1], counted, delivered, scaled[2]))
+        scaled = [None if bare[i] is None else _median(m[i] / b[i] * bare[i] for b, m, _, _ in runs)
+                  for i in range(3)]
+        rows.append(Row(name, scaled[0], scaled[1], _median(r[2] for r in runs),
+                        _median(r[3] for r in runs), scaled[2]))
     return rows
+
+
+def _median(values) -> float | None:
+    """The median, or None where the measure was not taken (None in every run)."""
+    values = list(values)
+    return None if values[0] is None else statistics.median(values)
 
 
 def program_cost(loop: str, rounds: int, calls: int, tmp: Path) -> list[tuple]:

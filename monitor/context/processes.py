@@ -113,7 +113,7 @@ class ProcReader:
             # A field unread because the process exited among the reads would pass for one
             # it hides (pid 1's namespaces): an exited one is told from the table whole.
             if None not in (read.pidns, read.mntns, read.netns, read.container_id) \
-                    or self._running(pid):
+                    or not fs.exited(pid):
                 return read
         known = self.kernel.process(pid) if self.kernel is not None else None
         if known is None:
@@ -184,12 +184,6 @@ class ProcReader:
             return Caller(None, None, ppid, None, None, None, container, None, gone=True)
         return Caller(event.tgid, event.tid, ppid, ppid, self.own_pidns, None, container, None,
                       depth=self.own_depth, gone=True)
-
-    def _running(self, pid: int) -> bool:
-        state = self.fs.status_field(pid, b"State:")
-        if not state:
-            return False
-        return state[0] not in (b"Z", b"X")  # a zombie's or a dead task's: exited
 
     def _netns_name(self, inode: int | None) -> str | None:
         return self.netns.name(inode) if self.netns is not None and inode else None

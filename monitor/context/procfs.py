@@ -30,6 +30,11 @@ class ProcFS:
         """Whether the process is still here (a zombie is)."""
         return os.path.exists(f"{self.root}/{pid}")
 
+    def exited(self, pid: int) -> bool:
+        """Whether the process has exited: gone, or a zombie or dead task not yet reaped."""
+        state = self.status_field(pid, b"State:")
+        return not state or state[0] in (b"Z", b"X")
+
     def tasks(self, pid: int) -> list[int] | None:
         """A process's threads, the main one included."""
         try:

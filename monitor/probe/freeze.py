@@ -23,7 +23,6 @@ def frozen(pids: Iterable[int], proc: Proc, settle_s: float = 2.0,
     stopped: list[int] = []
     try:
         for pid in pids:
-            listed = False  # in stopped, to leave it again if it cannot be signalled
             try:
                 task = proc.task(pid)
                 if task.tgid == os.getpid():
@@ -32,18 +31,17 @@ def frozen(pids: Iterable[int], proc: Proc, settle_s: float = 2.0,
                     continue
                 # Listed before it is signalled: a Ctrl-C between the two still resumes it.
                 stopped.append(task.tgid)
-                listed = True
-                os.kill(task.tgid, signal.SIGSTOP)
-            except PermissionError:
-                if listed:
+                try:
+                    os.kill(task.tgid, signal.SIGSTOP)
+                except OSError:
                     stopped.pop()
+                    raise
+            except PermissionError:
                 if strict:
                     raise NoPermission(f"{flag('freeze')} cannot stop {pid}: CAP_KILL (root) "
                                        "or the same uid is needed") from None
                 continue
             except (NoSuchTarget, ProcessLookupError):
-                if listed:
-                    stopped.pop()
                 if strict:
                     raise
                 continue
