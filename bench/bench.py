@@ -315,10 +315,14 @@ def _median(values) -> float | None:
     return None if values[0] is None else statistics.median(values)
 
 
+KINDS = ("kcmp", "kcmpfile", "kcmppeer")  # loop.c's: KCMP_VM, an own fd, a child's fd
+
+
 def program_cost(loop: str, rounds: int, calls: int, tmp: Path) -> list[tuple]:
-    """ns per run of the exit program, with the kernel-side context and without, for KCMP_VM
-    and for KCMP_FILE on the caller's own fd (the path walk): the run time the kernel keeps
-    while kernel.bpf_stats_enabled is 1."""
+    """ns per run of the exit program, with the kernel-side context and without, for KCMP_VM,
+    for KCMP_FILE on the caller's own fd (the path walk) and on a child's (the child's task
+    found in the pid namespace's IDR first): the run time the kernel keeps while
+    kernel.bpf_stats_enabled is 1."""
     sysctl = Path("/proc/sys/kernel/bpf_stats_enabled")
     before = sysctl.read_text()
     sysctl.write_text("1")
@@ -329,7 +333,7 @@ def program_cost(loop: str, rounds: int, calls: int, tmp: Path) -> list[tuple]:
     try:
         for _ in range(rounds):
             for name, context, args, stream in configs:
-                for kind in ("kcmp", "kcmpfile"):
+                for kind in KINDS:
                     daemon = Daemon(tmp, *args, stream=stream)
                     daemon.start()
                     ns0 = scrape(daemon.port, "kcmp_monitor_bpf_run_seconds_total",
@@ -345,8 +349,7 @@ def program_cost(loop: str, rounds: int, calls: int, tmp: Path) -> list[tuple]:
                     results.setdefault((name, context, kind), []).append(ns * 1e9 / runs)
     finally:
         sysctl.write_text(before)
-    return [(name, context, statistics.median(results[name, context, "kcmp"]),
-             statistics.median(results[name, context, "kcmpfile"]))
+    return [(name, context, *(statistics.median(results[name, context, kind]) for kind in KINDS))
             for name, context, _, _ in configs]
 
 
@@ -468,12 +471,12 @@ def report(rows, costs, forked, steps, lanes, soaked, args) -> str:
              "getppid.", "", *overhead_table(rows)]
     lines += ["", "The exit program's own run time per call (`kernel.bpf_stats_enabled`), "
               "with the kernel-side context (caller, own fds, saved registers, namespaced "
-              "counts; offsets from BTF) and without it (`--btf` pointing nowhere: the program "
-              "as it was before it read kernel structs):", "",
-              "| configuration | kernel context | KCMP_VM | KCMP_FILE, own fd |",
-              "|---|---|---:|---:|"]
-    for name, context, vm, file in costs:
-        lines.append(f"| {name} | {context} | {vm:.0f} ns | {file:.0f} ns |")
+              "counts, the named tasks and fds; offsets from BTF) and without it (`--btf` "
+              "pointing nowhere: the program as it was before it read kernel structs):", "",
+              "| configuration | kernel context | KCMP_VM | KCMP_FILE, own fd | "
+              "KCMP_FILE, a child's fd |", "|---|---|---:|---:|---:|"]
+    for name, context, vm, own, peer in costs:
+        lines.append(f"| {name} | {context} | {vm:.0f} ns | {own:.0f} ns | {peer:.0f} ns |")
     lines += ["", f"fork + exit + wait, {args.forks:,} per run (the process table's hook runs "
               "on every new task):", "",
               "| configuration | forks/s | ratio | cost per fork |", "|---|---:|---:|---:|"]

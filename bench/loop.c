@@ -1,7 +1,8 @@
 /* The benchmark's workload: N calls of one syscall in a tight loop, timed; or a steady rate.
- * Usage: loop kcmp|kcmpfile|getppid|fork N
+ * Usage: loop kcmp|kcmpfile|kcmppeer|getppid|fork N
  *                                    -> prints the calls (fork: fork+exit+wait) per second;
- *                                       kcmpfile compares an open file of its own with itself
+ *                                       kcmpfile compares an open file of its own with itself,
+ *                                       kcmppeer with a child's fd of the same file
  *        loop paced RATE SECONDS     -> kcmp at RATE calls/s in 1 ms batches; prints the calls
  *        loop eperm N                -> as uid 65534, N calls comparing itself with pid 1,
  *                                       each refused with EPERM; prints the refusals
@@ -62,8 +63,20 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "confined-getppid") == 0 && refuse_kcmp() != 0)
 		return 1;
 	int kcmp = strcmp(argv[1], "kcmp") == 0, forks = strcmp(argv[1], "fork") == 0;
-	int file = strcmp(argv[1], "kcmpfile") == 0 ? open("/etc/hostname", O_RDONLY) : -1;
-	pid_t me = getpid();
+	int peer = strcmp(argv[1], "kcmppeer") == 0;
+	int file = strcmp(argv[1], "kcmpfile") == 0 || peer ? open("/etc/hostname", O_RDONLY) : -1;
+	pid_t me = getpid(), other = me;
+	int hold[2] = {-1, -1};
+	if (peer) { /* a child holding the file until the loop ends */
+		char c;
+		if (pipe(hold) != 0 || (other = fork()) < 0)
+			return 1;
+		if (other == 0) {
+			close(hold[1]);
+			_exit(read(hold[0], &c, 1) < 0);
+		}
+		close(hold[0]);
+	}
 	struct timespec t0, t1;
 	prctl(PR_SET_NAME, "kcmpbench", 0, 0, 0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -71,7 +84,7 @@ int main(int argc, char **argv)
 		if (kcmp) {
 			syscall(SYS_kcmp, me, me, KCMP_VM, 0, 0);
 		} else if (file >= 0) {
-			syscall(SYS_kcmp, me, me, KCMP_FILE, file, file);
+			syscall(SYS_kcmp, me, other, KCMP_FILE, file, file);
 		} else if (forks) {
 			pid_t child = fork();
 			if (child == 0)
@@ -81,6 +94,10 @@ int main(int argc, char **argv)
 			syscall(SYS_getppid);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (peer) {
+		close(hold[1]);
+		waitpid(other, NULL, 0);
+	}
 	double s = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 	printf("%.0f\n", n / s);
 	return 0;

@@ -189,6 +189,7 @@ struct caller_ns {
 };
 
 #include "task.h"
+#include "targets.h"
 #include "files.h"
 #include "seccomp.h"
 
@@ -319,7 +320,7 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *regs)
 	if (fold_call(&tid, e, ret, trace, bits, now, duration))
 		return;
 	bool urgent = sweep || priority_wanted(e, ret, bits, tgid);
-	bool files = names_files(e); /* room for the caller's own fds */
+	bool files = names_files(e); /* room for the fds it names */
 	if (trace)
 		e->flags |= KCMP_EV_TRACE;
 	else
@@ -338,8 +339,12 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *regs)
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	__builtin_memset(&rec->record.task, 0, sizeof(rec->record.task));
+	__builtin_memset(rec->record.targets, 0, sizeof(rec->record.targets));
 	read_caller(&rec->record, &ns);
-	read_own_files(rec, files);
+	u64 task1 = 0, task2 = 0;
+	if (e->flags & (KCMP_EV_ENTRY | KCMP_EV_REGS))
+		find_targets(&rec->record, &task1, &task2);
+	read_named_files(rec, files, task1, task2);
 	struct kcmp_record *r = reserve(urgent, files);
 	if (!r) {
 		count(urgent ? KCMP_STAT_DROPPED_PRIORITY : KCMP_STAT_DROPPED);

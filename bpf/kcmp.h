@@ -19,6 +19,8 @@
 #define KCMP_EV_FOLDED     0x400 /* stands for repeat more calls like its run's first (FOLD) */
 #define KCMP_EV_SWEEP      0x800 /* the call made SWEEP_FDS distinct fds of one other process
 				  * its caller compared within SWEEP_WINDOW_NS (an fd sweep) */
+#define KCMP_EV_TARGETS    0x1000 /* targets holds the tasks pid1 and pid2 named at the call,
+				   * as the kernel found them (KERNEL_TARGETS) */
 
 #define KCMP_STAT_DROPPED          0 /* ring buffer full: calls lost (a folded record's all) */
 #define KCMP_STAT_INFLIGHT         1 /* in-flight map full: entry not kept */
@@ -148,19 +150,39 @@ struct kcmp_event {
 	__u64 last_ns;     /* KCMP_EV_FOLDED: the last one's time (ts_ns is the first's) */
 };
 
-/* What one call streams: the call, and (KCMP_EV_TASK) its caller as the kernel saw it. The
- * in-flight map keeps only the call. */
+/* A task pid1 or pid2 named, as the kernel found it in the caller's pid namespace at the call
+ * (KERNEL_TARGETS). Host pids; namespaces by inode. */
+#define KCMP_TARGET_FOUND   0x1 /* the pid named a task: the rest is valid */
+#define KCMP_TARGET_EXITING 0x2 /* it was exiting (or a zombie) at the call */
+
+struct kcmp_target {
+	__u32 pid;         /* the task's (a thread's, where a thread was named) */
+	__u32 tgid;
+	__u32 ppid;        /* its real parent's tgid */
+	__u32 uid;         /* real */
+	__u32 euid;
+	__u32 pidns;       /* its own, as the caller's is */
+	__u32 mntns;
+	__u32 netns;
+	__u32 flags;
+	char comm[16];
+	char cgroup[KCMP_CGROUP_NAME]; /* as struct kcmp_task's (KERNEL_CGROUP) */
+};
+
+/* What one call streams: the call, (KCMP_EV_TASK) its caller as the kernel saw it, and
+ * (KCMP_EV_TARGETS) the tasks it named. The in-flight map keeps only the call. */
 struct kcmp_record {
 	struct kcmp_event event;
 	struct kcmp_task task;
+	struct kcmp_target targets[2]; /* pid1's, pid2's */
 };
 
-/* One of the caller's own fds named by a KCMP_FILE or KCMP_EPOLL_TFD call, as its fd table
- * held it at the call (KERNEL_FILES). */
+/* An fd named by a KCMP_FILE or KCMP_EPOLL_TFD call, as the fd table of the task it belongs
+ * to held it at the call (KERNEL_FILES): the caller's own, and (KERNEL_TARGETS) any other's. */
 #define KCMP_FILES         3     /* idx1; idx2 or the slot's efd; the slot's tfd */
 #define KCMP_PATH_MAX      256   /* bytes of a path a record holds, its NUL not included */
 #define KCMP_PATH_DEPTH    16    /* dentries (and mounts crossed) walked at most */
-#define KCMP_FILE_OWN      0x1   /* the fd is the caller's own: looked up in its table */
+#define KCMP_FILE_LOOKED   0x1   /* looked up in its task's table */
 #define KCMP_FILE_OPEN     0x2   /* and was open there */
 #define KCMP_FILE_DNAME    0x4   /* a pseudo file its file system names (pipe:, socket:,
 				  * anon_inode:): path holds only its dentry's name */
@@ -173,8 +195,8 @@ struct kcmp_file {
 	__u32 magic;       /* the file system's s_magic */
 	__u32 flags;
 	__u32 path_len;
-	char path[KCMP_PATH_MAX]; /* as /proc/<pid>/fd would show it from the root of the
-				   * caller's mount namespace, path_len bytes */
+	char path[KCMP_PATH_MAX]; /* as /proc/<pid>/fd would show it to a process with the
+				   * caller's root, path_len bytes */
 };
 
 /* The record of a KCMP_FILE or KCMP_EPOLL_TFD call whose arguments are known. */

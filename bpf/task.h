@@ -77,7 +77,7 @@ static __always_inline void read_task(struct kcmp_task *t, struct caller_ns *ns)
 		bpf_probe_read_kernel_str(t->exe_name, sizeof(t->exe_name),
 					  (void *)kread64(dentry + BTF_DENTRY_NAME));
 	}
-	read_cgroup(t, task);
+	read_cgroup(t->cgroup, task);
 }
 
 /* The caller's mount and network namespaces, which the counts and the record share: bits with

@@ -199,6 +199,9 @@ BPF_ATTR_ATTACH_BTF_ID = 108
 BPF_ATTR_SIZE = 128
 BTF_KIND_FUNC = 12
 
+# A task that has begun to exit (<linux/sched.h>: task_struct.flags), the same since 2.6.
+PF_EXITING = 0x00000004
+
 # A task in a 32-bit syscall (x86's thread_info.status, <asm/thread_info.h>): what the kernel's
 # in_ia32_syscall() tests, the same from 4.x to 6.18.
 TS_COMPAT = 0x0002

@@ -21,7 +21,8 @@ TARGET: dict[str, tuple[type, ...]] = {
     "pid": (int,), "hostPid": OPTIONAL_INT, "processName": OPTIONAL_STR,
     "userId": OPTIONAL_INT, "hostParentProcessId": OPTIONAL_INT, "pidNamespace": OPTIONAL_INT,
     "mountNamespace": OPTIONAL_INT, "networkNamespace": (dict, NULL),
-    "containerId": OPTIONAL_STR, "exited": (bool, NULL), **CONTAINER,
+    "containerId": OPTIONAL_STR, "exited": (bool, NULL), "exiting": (bool, NULL),
+    "realUserId": OPTIONAL_INT, **CONTAINER,
 }
 
 EVENT: dict[str, tuple[type, ...]] = {

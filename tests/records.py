@@ -15,16 +15,20 @@ from kcmp_monitor.kernel.events import (
     EV_SLOT_FAULT,
     EV_SLOT_READ,
     EV_SWEEP,
+    EV_TARGETS,
     EV_TASK,
     EV_TRACE,
     FILE_CUT,
     FILE_DNAME,
     FILE_OPEN,
-    FILE_OWN,
+    FILE_LOOKED,
     FILE_UNLINKED,
     RAW_EVENT,
     RAW_FILE,
+    RAW_TARGET,
     RAW_TASK,
+    TARGET_EXITING,
+    TARGET_FOUND,
     EpollSlot,
     Event,
 )
@@ -55,13 +59,20 @@ def encode(event: Event) -> bytes:
                              t.ppid, t.ns_pid, t.ns_tid, t.ns_ppid, t.depth - 1, t.uid, t.gid,
                              t.euid, t.egid, t.cap_effective, t.exe_ino, name_len, 0,
                              t.exe_name, t.cgroup)
+    targets = bytes(2 * RAW_TARGET.size)
+    if event.targets is not None:
+        flags |= EV_TARGETS
+        targets = b"".join(bytes(RAW_TARGET.size) if k is None else RAW_TARGET.pack(
+            k.pid, k.tgid, k.ppid, k.uid, k.euid, k.pidns, k.mntns, k.netns,
+            TARGET_FOUND | (TARGET_EXITING if k.exiting else 0), k.comm, k.cgroup)
+            for k in event.targets)
     files = b""
     if event.files is not None:
         for f in event.files:
             if f is None:
                 files += bytes(RAW_FILE.size)
                 continue
-            bits = (FILE_OWN | (FILE_OPEN if f.open else 0) | (FILE_DNAME if f.pseudo else 0)
+            bits = (FILE_LOOKED | (FILE_OPEN if f.open else 0) | (FILE_DNAME if f.pseudo else 0)
                     | (FILE_UNLINKED if f.deleted else 0) | (FILE_CUT if f.cut else 0))
             files += RAW_FILE.pack(f.inode, f.dev, f.magic, bits, len(f.name), f.name)
     mask = 0xFFFFFFFFFFFFFFFF
@@ -72,7 +83,7 @@ def encode(event: Event) -> bytes:
         a.idx1 if a else 0, a.idx2 if a else 0, event.ret,
         event.tgid, event.tid, event.uid, event.gid, slot.efd, slot.tfd, slot.toff, flags,
         event.comm, event.ppid, event.repeat if event.folded else 0, event.last_ns or 0,
-    ) + task + files
+    ) + task + targets + files
 
 
 def json_record(event: Event, ctx, wall_ns: int, runtime=None) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Protocol
 
-from ..kernel.events import Event, KernelTask
+from ..kernel.events import Event, KernelTarget, KernelTask
 from .containers import container_in, container_of_leaf
 from .pidns import PidNamespaces
 from .procfs import ProcFS
@@ -55,6 +55,8 @@ class ProcReader:
                                    tuple[bytes, KernelTask | None, int, Context]] = OrderedDict()
         # host pid -> (when read, the Target or None)
         self._targets: OrderedDict[int, tuple[int, Target | None]] = OrderedDict()
+        # the kernel's record of a target -> (when /proc was asked of it, the Target)
+        self._recorded: OrderedDict[KernelTarget, tuple[int, Target]] = OrderedDict()
 
     def caller(self, event: Event) -> Context:
         """The caller's context, nothing looked up yet (its caller is always set)."""
@@ -86,6 +88,27 @@ class ProcReader:
         self._targets.move_to_end(pid)
         if len(self._targets) > self.TARGETS:
             self._targets.popitem(last=False)
+        return found
+
+    def recorded_target(self, k: KernelTarget, now_ns: int) -> Target:
+        """A target as the kernel recorded it at the call; /proc adds whether it has exited
+        since, its network namespace's name and, where the kernel read no cgroup, its
+        container."""
+        hit = self._recorded.get(k)
+        if hit is not None and now_ns - hit[0] < self.TARGET_TTL_NS:
+            return hit[1]
+        gone = self.fs.exited(k.pid)
+        if k.cgroup:
+            container: str | None = container_of_leaf(k.cgroup)
+        else:
+            container = None if gone else self._container(k.pid)
+        found = Target(k.pid, k.comm, k.euid, k.ppid or None, k.pidns or None, k.mntns or None,
+                       k.netns or None, self._netns_name(k.netns), container, gone=gone,
+                       real_uid=k.uid, exiting=k.exiting)
+        self._recorded[k] = (now_ns, found)
+        self._recorded.move_to_end(k)
+        if len(self._recorded) > self.TARGETS:
+            self._recorded.popitem(last=False)
         return found
 
     def fd_path(self, pid: int | None, fd: int) -> str | None:

@@ -54,7 +54,10 @@ class Target(NamedTuple):
     netns: int | None
     netns_name: str | None
     container_id: str | None
-    gone: bool = False  # known only from the kernel's process table
+    gone: bool = False  # had exited by the time the event was read
+    # What only the kernel's record of the call gives (None, False: it read no targets).
+    real_uid: int | None = None
+    exiting: bool = False  # exiting, or a zombie, at the call
 
 
 class ContainerInfo(NamedTuple):

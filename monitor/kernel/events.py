@@ -63,7 +63,23 @@ TASK_LAYOUT = (
     ("cgroup", "96s"),
 )
 RAW_TASK = struct.Struct("<" + "".join(code for _, code in TASK_LAYOUT))
-RECORD_SIZE = RAW_EVENT.size + RAW_TASK.size
+# struct kcmp_target: pid1's and pid2's follow the task.
+TARGET_LAYOUT = (
+    ("pid", "I"),
+    ("tgid", "I"),
+    ("ppid", "I"),
+    ("uid", "I"),
+    ("euid", "I"),
+    ("pidns", "I"),
+    ("mntns", "I"),
+    ("netns", "I"),
+    ("flags", "I"),
+    ("comm", "16s"),
+    ("cgroup", "96s"),
+)
+RAW_TARGET = struct.Struct("<" + "".join(code for _, code in TARGET_LAYOUT))
+TARGETS_AT = RAW_EVENT.size + RAW_TASK.size
+RECORD_SIZE = TARGETS_AT + 2 * RAW_TARGET.size
 # struct kcmp_file: KCMP_FILES of them follow the task in the record of a call naming fds.
 FILE_LAYOUT = (
     ("ino", "Q"),
@@ -95,9 +111,14 @@ EV_SECCOMP = 0x100
 EV_PRIORITY = 0x200
 EV_FOLDED = 0x400
 EV_SWEEP = 0x800
+EV_TARGETS = 0x1000
+
+# Flag bits of struct kcmp_target.flags.
+TARGET_FOUND = 0x1
+TARGET_EXITING = 0x2
 
 # Flag bits of struct kcmp_file.flags.
-FILE_OWN = 0x1
+FILE_LOOKED = 0x1
 FILE_OPEN = 0x2
 FILE_DNAME = 0x4
 FILE_UNLINKED = 0x8
@@ -145,13 +166,13 @@ class Args(NamedTuple):
 
 
 class KernelFile(NamedTuple):
-    """One of the caller's own fds, as its fd table held it at the call."""
+    """An fd the call named, as its task's fd table held it at the call."""
 
     open: bool  # False: not open (the call then fails with EBADF)
     inode: int
     dev: int  # the kernel's dev_t: major << 20 | minor
     magic: int  # the file system's
-    name: bytes  # the path from the root of the caller's mount namespace, or for a pseudo
+    name: bytes  # the path from the caller's root, or for a pseudo
     pseudo: bool  # file (pipe, socket, anon inode) the name its file system gives it
     deleted: bool
     cut: bool  # longer or deeper than the record holds: name is the path's end
@@ -205,6 +226,22 @@ class KernelTask(NamedTuple):
     cgroup: bytes = b""  # its cgroup's own name (the leaf of its path); b"": not read
 
 
+class KernelTarget(NamedTuple):
+    """A task pid1 or pid2 named, as the kernel found it at the call (host pids)."""
+
+    pid: int  # the task's own (a thread's, where a thread was named)
+    tgid: int
+    ppid: int  # its real parent's tgid
+    uid: int  # real
+    euid: int
+    pidns: int  # namespace inodes (0: none, as for a task that has exited)
+    mntns: int
+    netns: int
+    exiting: bool  # exiting, or a zombie, at the call
+    comm: bytes
+    cgroup: bytes  # its cgroup's own name; b"": not read
+
+
 class Event(NamedTuple):
     ts_ns: int  # CLOCK_MONOTONIC
     duration_ns: int | None  # None when the entry was not seen
@@ -232,6 +269,9 @@ class Event(NamedTuple):
     repeat: int = 1
     last_ns: int | None = None
     swept: bool = False  # the call completed an fd sweep the kernel counted (SWEEP_FDS)
+    # The tasks pid1 and pid2 named at the call (None for a pid that named none); None where
+    # the kernel did not look them up.
+    targets: tuple[KernelTarget | None, KernelTarget | None] | None = None
 
     @property
     def folded(self) -> bool:
@@ -257,7 +297,7 @@ _TASKS_MAX = 4096
 
 
 def _task(raw: bytes) -> KernelTask:
-    key = raw[RAW_EVENT.size:RECORD_SIZE]
+    key = raw[RAW_EVENT.size:TARGETS_AT]
     task = _TASKS.get(key)
     if task is not None:
         return task
@@ -273,12 +313,33 @@ def _task(raw: bytes) -> KernelTask:
     return task
 
 
+_TARGETS: dict[bytes, KernelTarget | None] = {}
+
+
+def _target(raw: bytes, at: int) -> KernelTarget | None:
+    key = raw[at:at + RAW_TARGET.size]
+    if key in _TARGETS:
+        return _TARGETS[key]
+    pid, tgid, ppid, uid, euid, pidns, mntns, netns, flags, comm, cgroup = RAW_TARGET.unpack(key)
+    target = None if not flags & TARGET_FOUND else KernelTarget(
+        pid, tgid, ppid, uid, euid, pidns, mntns, netns, bool(flags & TARGET_EXITING),
+        comm.split(b"\0", 1)[0], cgroup.split(b"\0", 1)[0])
+    if len(_TARGETS) >= _TASKS_MAX:
+        _TARGETS.clear()
+    _TARGETS[key] = target
+    return target
+
+
+def _targets(raw: bytes) -> tuple[KernelTarget | None, KernelTarget | None]:
+    return (_target(raw, TARGETS_AT), _target(raw, TARGETS_AT + RAW_TARGET.size))
+
+
 def _files(raw: bytes) -> tuple[KernelFile | None, ...]:
     found: list[KernelFile | None] = []
     for i in range(FILES):
         ino, dev, magic, flags, length, path = RAW_FILE.unpack_from(
             raw, RECORD_SIZE + i * RAW_FILE.size)
-        found.append(None if not flags & FILE_OWN else KernelFile(
+        found.append(None if not flags & FILE_LOOKED else KernelFile(
             bool(flags & FILE_OPEN), ino, dev, magic, path[:length], bool(flags & FILE_DNAME),
             bool(flags & FILE_UNLINKED), bool(flags & FILE_CUT)))
     return tuple(found)
@@ -306,7 +367,8 @@ def decode(raw: bytes) -> Event:
                  bool(flags & EV_SECCOMP),
                  _files(raw) if len(raw) >= FILES_RECORD_SIZE else None,
                  bool(flags & EV_PRIORITY), repeat if folded else 1,
-                 last_ns if folded else None, bool(flags & EV_SWEEP))
+                 last_ns if folded else None, bool(flags & EV_SWEEP),
+                 _targets(raw) if flags & EV_TARGETS else None)
 
 
 # Where each field of struct kcmp_event starts.

@@ -132,7 +132,11 @@ FEATURES: tuple[Feature, ...] = (
             lambda o: o.compat and o.compat_entry, requires="compat", header="compat.h"),
     Feature("caller", "KERNEL_CALLER", "caller context from the kernel", _counted_or_streamed,
             btf=True, header="task.h"),
-    Feature("files", "KERNEL_FILES", "the caller's own fds from the kernel",
+    Feature("targets", "KERNEL_TARGETS", "the named processes from the kernel",
+            lambda o: o.streams, ("XA_CHUNK_SHIFT", "IDR_LEVELS", "PF_EXITING_VALUE"),
+            lambda _: [f"-DPF_EXITING_VALUE={abi.PF_EXITING:#x}"], requires="caller", btf=True,
+            header="targets.h"),
+    Feature("files", "KERNEL_FILES", "the named fds from the kernel",
             lambda o: o.streams, requires="caller", btf=True, header="files.h"),
     Feature("cgroup", "KERNEL_CGROUP", "the caller's cgroup from the kernel",
             lambda o: o.streams, ("CGROUP_V1_SUBSYS",), requires="caller", btf=True,
@@ -151,8 +155,8 @@ BY_NAME = {f.name: f for f in FEATURES}
 # The features read from the kernel's structs, in the order the start line and --check say them.
 KERNEL_FEATURES = {f.name: f.about for f in FEATURES if f.btf}
 # Given up one at a time while an older verifier refuses the program, the costliest to verify
-# first (files walks up to 16 dentries for each of three fds).
-SHED_ORDER = ("files", "cgroup", "seccomp", "caller")
+# first (files walks up to 16 dentries for each of three fds; targets, a tree for each pid).
+SHED_ORDER = ("files", "targets", "cgroup", "seccomp", "caller")
 
 
 class Hook(NamedTuple):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from .. import abi
 from .btf import Btf, BtfMissing
 
 P = 8  # a pointer, on the 64-bit machines this program runs on
@@ -57,9 +58,25 @@ MEMBERS: dict[str, dict[str, tuple[str, str, int | None]]] = {
         "DENTRY_NAME_LEN": ("dentry", "d_name.len", 4),
         "DENTRY_NAME": ("dentry", "d_name.name", P),
     },
-    # The caller's own fds named by the call (needs "caller"): the file, its file system, and
-    # its path by a walk of dentries and mounts up to the root of the caller's mount namespace.
+    # The tasks pid1 and pid2 name (needs "caller"): the caller's pid namespace's IDR walked
+    # to the struct pid and its task, and what is recorded of that task.
+    "targets": {
+        "PIDNS_IDR_HEAD": ("pid_namespace", "idr.idr_rt.xa_head", P),
+        "PIDNS_IDR_BASE": ("pid_namespace", "idr.idr_base", 4),
+        "XA_NODE_SHIFT": ("xa_node", "shift", 1),
+        "XA_NODE_SLOTS": ("xa_node", "slots", None),  # XA_CHUNK_SIZE pointers (shape())
+        "PID_TASKS": ("pid", "tasks", None),  # hlist_heads by pid type, PIDTYPE_PID first
+        "TASK_PID_LINKS": ("task_struct", "pid_links", None),  # hlist_nodes, the same
+        "TASK_FLAGS": ("task_struct", "flags", 4),
+        "TASK_EXIT_STATE": ("task_struct", "exit_state", 4),
+        "TASK_COMM": ("task_struct", "comm", 16),
+    },
+    # The fds named by the call (needs "caller"): the file, its file system, and its path by a
+    # walk of dentries and mounts up to the caller's root.
     "files": {
+        "TASK_FS": ("task_struct", "fs", P),
+        "FS_ROOT_MNT": ("fs_struct", "root.mnt", P),
+        "FS_ROOT_DENTRY": ("fs_struct", "root.dentry", P),
         "TASK_FILES": ("task_struct", "files", P),
         "FILES_FDT": ("files_struct", "fdt", P),
         "FDT_MAX_FDS": ("fdtable", "max_fds", 4),
@@ -130,6 +147,8 @@ def resolve(path: str | None = None, features: tuple[str, ...] = tuple(MEMBERS),
                          for name, where in MEMBERS[feature].items()]
                 found += [f"-DBTF_{name}={btf.size(struct)}"
                           for name, struct in SIZES.get(feature, ())]
+                if feature == "targets":
+                    found += _tree_shape(btf)
                 if feature == "cgroup" and cgroup_v1 is not None:
                     found.append("-DCGROUP_V1_SUBSYS="
                                  f"{btf.enum_value('cgroup_subsys_id', f'{cgroup_v1}_cgrp_id')}")
@@ -138,6 +157,17 @@ def resolve(path: str | None = None, features: tuple[str, ...] = tuple(MEMBERS),
                 continue
             flags[feature] = found
     return Resolved(flags, off)
+
+
+def _tree_shape(btf: Btf) -> list[str]:
+    """XA_CHUNK_SHIFT (the index bits a node of the IDR resolves: its slots' count, a power of
+    two) and IDR_LEVELS (the nodes a walk to the highest pid passes)."""
+    slots = btf.member("xa_node", "slots").size // P
+    shift = slots.bit_length() - 1
+    if shift <= 0 or slots != 1 << shift:
+        raise BtfMissing(f"xa_node.slots of a power of two pointers (it has {slots})")
+    levels = -(-(abi.PID_MAX_LIMIT - 1).bit_length() // shift)
+    return [f"-DXA_CHUNK_SHIFT={shift}", f"-DIDR_LEVELS={levels}"]
 
 
 def _offset(btf: Btf, struct: str, path: str, size: int | None) -> int:

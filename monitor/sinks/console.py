@@ -102,7 +102,9 @@ def format_target(t: Target | None, caller_tgid: int, host_pid: int | None = Non
         return "self"
     name = "?" if t.name is None else escape_word(t.name)
     text = f"{name}/{t.host_pid} uid={_owner(t.uid)}{_container(t.container_id, runtime)}"
-    return text + " exited" if t.gone else text
+    if t.gone:
+        return text + " exited"
+    return text + " exiting" if t.exiting else text
 
 
 def _container(cid: str | None, runtime: Containers | None = None) -> str:
@@ -135,7 +137,7 @@ def _duration(event: Event, wall_ns: int) -> str:
         duration = ""  # 32-bit calls are seen at exit only unless their entry is hooked too
     else:
         duration = " " + format_duration(event.duration_ns)
-    if event.last_ns is not None:
+    if event.last_ns is not None and event.repeat > 1:  # one folded call reads as any call
         until = format_time(wall_ns + event.last_ns - event.ts_ns)
         duration += f" ×{event.repeat} until {until}"
     return duration
@@ -151,7 +153,9 @@ def _targets(event: Event, ctx: Context, runtime: Containers | None) -> str:
                                   else (None, None))
         t1, t2 = (format_target(t, event.tgid, pid, runtime)
                   for t, pid in zip(ctx.targets, named))
-        if t1 != "self" or t2 != "self":  # a process comparing itself needs no word
+        if a is not None and a.pid1 == a.pid2:
+            text += f"  [pid1=pid2 {t1}]" if t1 != "self" else ""
+        elif t1 != "self" or t2 != "self":  # a process comparing itself needs no word
             text += f"  [pid1 {t1}, pid2 {t2}]"
     if ctx.same_pidns is False:
         text += ("  [caller in another pid namespace]" if ctx.host_pids is not None else

@@ -79,7 +79,8 @@ def _target(t: Target | None) -> str:
     return (f'"hostPid":{t.host_pid},"processName":{name},"userId":{_int(t.uid)},'
             f'"hostParentProcessId":{_int(t.host_ppid)},"pidNamespace":{_int(t.pidns)},'
             f'"mountNamespace":{_int(t.mntns)},"networkNamespace":{_netns(t.netns, t.netns_name)},'
-            f'"containerId":{_container(t.container_id)},"exited":{_BOOL[t.gone]}')
+            f'"containerId":{_container(t.container_id)},"exited":{_BOOL[t.gone]},'
+            f'"exiting":{_BOOL[t.exiting]},"realUserId":{_int(t.real_uid)}')
 
 
 @functools.lru_cache(maxsize=64)
@@ -176,7 +177,8 @@ def _call_text(cgroup_id: int, uid: int, gid: int, comm: bytes, ret: int, compat
         args = _ARGS % (a.pid1, a.pid2, a.type, a.idx1, a.idx2)
         argsnum, kcmp_type = len(ARG_TYPES), _TYPE.get(a.type, "null")
         slot = ("null" if a.slot is None
-                else f'{{"efd":{a.slot.efd},"tfd":{a.slot.tfd},"toff":{a.slot.toff}}}')
+                else f'{{"efd":{abi.as_int32(a.slot.efd)},"tfd":{abi.as_int32(a.slot.tfd)},'
+                f'"toff":{a.slot.toff}}}')
         fault = _BOOL[a.slot_fault]
     return (f'"cgroupId":{cgroup_id},"userId":{uid},"groupId":{gid},'
             f'"processName":{_comm(comm)},"eventName":"kcmp","syscall":"kcmp",'

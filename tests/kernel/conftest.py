@@ -69,6 +69,12 @@ def loop(kernel_ready, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def peerfds(kernel_ready, tmp_path_factory) -> Path:
+    """Calls naming another task's fd that it lets go of right after (tests/kernel/peerfds.c)."""
+    return _build(tmp_path_factory, "peerfds", "-pthread")
+
+
+@pytest.fixture(scope="session")
 def ownfds(kernel_ready, tmp_path_factory) -> Path:
     """The short-lived caller comparing its own fds, linked static to run in an image too."""
     return _build(tmp_path_factory, "ownfds", "-static")

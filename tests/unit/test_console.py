@@ -215,3 +215,26 @@ def test_a_container_is_shown_by_the_name_its_runtime_gives_it():
     line = console.format_line(_event(0, _args(type=1)), Context(caller=other), 0,
                                runtime=Runtime())
     assert f" ctr={'cd' * 6} " in line  # not known: its short id
+
+
+def test_a_run_of_one_folded_call_reads_as_a_call():
+    """A run of two: the first streamed as it came, the second folded alone, no "×1"."""
+    event = _event(0, _args(type=1), repeat=1, last_ns=0)
+    line = console.format_line(event, Context(), _wall(12, 0, 1, 0))
+    assert line == ("12:00:01.000000 kcmpload/4242 uid=0 kcmp(1145, 1144, KCMP_VM) = 0 <same> "
+                    "1.2us")
+
+
+def test_a_pid_named_twice_is_named_once():
+    target = Target(1144, b"t", 0, 1, None, None, None, None, "")
+    ctx = Context(targets=(target, target))
+    line = console.format_line(_event(0, _args(1144, 1144, type=1)), ctx, _wall(0, 0, 0, 0))
+    assert line.endswith("  [pid1=pid2 t/1144 uid=0]")
+
+
+@pytest.mark.parametrize("changes, word", [
+    (dict(exiting=True), " exiting"), (dict(gone=True), " exited"),
+    (dict(gone=True, exiting=True), " exited"), ({}, "")])
+def test_a_target_exiting_at_the_call_or_gone_since_says_so(changes, word):
+    target = Target(1144, b"t", 0, 1, None, None, None, None, "")._replace(**changes)
+    assert console.format_target(target, 4242) == "t/1144 uid=0" + word

@@ -10,7 +10,7 @@ from kcmp_monitor.context.enrich import enrich
 from kcmp_monitor.context.processes import ProcReader
 from kcmp_monitor.context.procfs import ProcFS
 from kcmp_monitor.context.types import BOUNDARIES, Caller, Context, Target, crossings
-from kcmp_monitor.kernel.events import Args, EpollSlot, Event
+from kcmp_monitor.kernel.events import Args, EpollSlot, Event, KernelFile, KernelTarget
 
 CID = "ab" * 32
 
@@ -313,3 +313,45 @@ def test_a_name_ending_in_a_newline_keeps_it(tmp_path):
     (tmp_path / "42").mkdir()
     (tmp_path / "42" / "comm").write_bytes(b"evil\n\n")  # the name's newline, then the kernel's
     assert ProcFS(str(tmp_path)).comm(42) == b"evil\n"
+
+
+def _recorded(pid, **changes):
+    base = dict(pid=pid, tgid=pid, ppid=1, uid=1000, euid=0, pidns=11, mntns=12, netns=13,
+                exiting=False, comm=b"k", cgroup=b"")
+    base.update(changes)
+    return KernelTarget(**base)
+
+
+def _file(path):
+    return KernelFile(True, 42, 8 << 20 | 1, 0xEF53, path, False, False, False)
+
+
+def test_targets_and_fds_the_kernel_recorded_need_no_proc(proc):
+    """pid2 (77) gone from /proc by the time the event is read: its fd's path, name, owners
+    and container as the kernel had them at the call."""
+    gone = _recorded(77, comm=b"gone-now", exiting=True, cgroup=f"docker-{CID}.scope".encode())
+    event = _event(0, pids=(10, 77), targets=(_recorded(10, comm=b"criu"), gone),
+                   files=(None, _file(b"/srv/x"), None))
+    ctx = enrich(event, proc)
+    assert ctx.targets[1] == Target(77, b"gone-now", 0, 1, 11, 12, 13, None, CID, gone=True,
+                                    real_uid=1000, exiting=True)
+    assert ctx.paths == {"idx1": "/home/a", "idx2": "/srv/x"}
+    assert ctx.unresolved == () and ctx.owners == (0, 0)
+    proc.others_paths = False
+    assert enrich(event._replace(ts_ns=1), proc).paths == {"idx1": "/home/a"}
+
+
+def test_a_caller_in_another_namespace_needs_no_translation_where_the_kernel_found_them(proc):
+    event = _event(1, pids=(1, 2), own_pidns=False,
+                   targets=(_recorded(10), _recorded(20, comm=b"sshd")))
+    ctx = enrich(event, proc)
+    assert ctx.host_pids == (10, 20) and [t.host_pid for t in ctx.targets] == [10, 20]
+
+
+def test_a_task_the_kernel_did_not_find_is_looked_for_in_proc_unless_the_call_said_esrch(proc):
+    """Gone between the call and its record (the call succeeded): /proc and the process
+    table, as without the kernel's lookup; after ESRCH, no target."""
+    event = _event(1, pids=(10, 20), targets=(_recorded(10), None))
+    assert enrich(event, proc).targets[1].name == b"sshd"
+    failed = enrich(_event(1, pids=(10, 99), ret=-3, targets=(_recorded(10), None)), proc)
+    assert failed.targets[1] is None and failed.unresolved == ()

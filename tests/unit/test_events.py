@@ -6,7 +6,14 @@ import pytest
 
 from kcmp_monitor import abi
 from kcmp_monitor.kernel import counters, events, folds, proctable
-from kcmp_monitor.kernel.events import Args, EpollSlot, Event, KernelFile, KernelTask
+from kcmp_monitor.kernel.events import (
+    Args,
+    EpollSlot,
+    Event,
+    KernelFile,
+    KernelTarget,
+    KernelTask,
+)
 from tests.helpers import ROOT, c_facts
 from tests.records import encode
 
@@ -28,7 +35,12 @@ def c_layout(tmp_path_factory):
               for name, _ in events.TASK_LAYOUT]
     facts += [("task_sizeof", "sizeof(struct kcmp_task)"),
               ("record_sizeof", "sizeof(struct kcmp_record)"),
-              ("record_task", "offsetof(struct kcmp_record, task)")]
+              ("record_task", "offsetof(struct kcmp_record, task)"),
+              ("record_targets", "offsetof(struct kcmp_record, targets)"),
+              ("target_sizeof", "sizeof(struct kcmp_target)")]
+    facts += [(f"target.{name}", f"offsetof(struct kcmp_target, {name})")
+              for name, _ in events.TARGET_LAYOUT]
+    facts += [(n, n) for n in ("KCMP_EV_TARGETS", "KCMP_TARGET_FOUND", "KCMP_TARGET_EXITING")]
     facts += [(n, n) for n in ("KCMP_EV_TASK", "KCMP_EV_REGS", "KCMP_EV_SECCOMP",
                                "KCMP_EV_PRIORITY", "KCMP_EV_FOLDED")]
     facts += [("fold_sizeof", "sizeof(struct kcmp_fold)")]
@@ -40,7 +52,7 @@ def c_layout(tmp_path_factory):
     facts += [("file_sizeof", "sizeof(struct kcmp_file)"),
               ("files_record_sizeof", "sizeof(struct kcmp_record_files)"),
               ("files_record_files", "offsetof(struct kcmp_record_files, files)")]
-    facts += [(n, n) for n in ("KCMP_FILES", "KCMP_PATH_MAX", "KCMP_FILE_OWN", "KCMP_FILE_OPEN",
+    facts += [(n, n) for n in ("KCMP_FILES", "KCMP_PATH_MAX", "KCMP_FILE_LOOKED", "KCMP_FILE_OPEN",
                                "KCMP_FILE_DNAME", "KCMP_FILE_UNLINKED", "KCMP_FILE_CUT")]
     facts += [("proc_sizeof", "sizeof(struct kcmp_proc)"),
               ("proc_ppid", "offsetof(struct kcmp_proc, ppid)"),
@@ -53,15 +65,19 @@ def test_size_matches_the_c_struct(c_layout):
     assert events.RAW_TASK.size == c_layout["task_sizeof"]
     assert events.RECORD_SIZE == c_layout["record_sizeof"]
     assert c_layout["record_task"] == events.RAW_EVENT.size
+    assert c_layout["record_targets"] == events.TARGETS_AT
+    assert events.RAW_TARGET.size == c_layout["target_sizeof"]
+    assert (events.EV_TARGETS, events.TARGET_FOUND, events.TARGET_EXITING) == tuple(
+        c_layout[n] for n in ("KCMP_EV_TARGETS", "KCMP_TARGET_FOUND", "KCMP_TARGET_EXITING"))
     assert events.RAW_FILE.size == c_layout["file_sizeof"]
     assert events.FILES_RECORD_SIZE == c_layout["files_record_sizeof"]
     assert c_layout["files_record_files"] == events.RECORD_SIZE
     assert events.FILES == c_layout["KCMP_FILES"]
     assert events.RAW_FILE.unpack(bytes(events.RAW_FILE.size))[-1] == bytes(
         c_layout["KCMP_PATH_MAX"])
-    assert (events.FILE_OWN, events.FILE_OPEN, events.FILE_DNAME, events.FILE_UNLINKED,
+    assert (events.FILE_LOOKED, events.FILE_OPEN, events.FILE_DNAME, events.FILE_UNLINKED,
             events.FILE_CUT) == tuple(c_layout[n] for n in (
-                "KCMP_FILE_OWN", "KCMP_FILE_OPEN", "KCMP_FILE_DNAME", "KCMP_FILE_UNLINKED",
+                "KCMP_FILE_LOOKED", "KCMP_FILE_OPEN", "KCMP_FILE_DNAME", "KCMP_FILE_UNLINKED",
                 "KCMP_FILE_CUT"))
 
 
@@ -82,7 +98,8 @@ def test_every_offset_matches_the_c_struct(c_layout):
     for name, code in events.LAYOUT:
         assert c_layout[name] == offset, name
         offset += struct.calcsize("<" + code)
-    for prefix, layout in (("task", events.TASK_LAYOUT), ("file", events.FILE_LAYOUT)):
+    for prefix, layout in (("task", events.TASK_LAYOUT), ("target", events.TARGET_LAYOUT),
+                           ("file", events.FILE_LAYOUT)):
         offset = 0
         for name, code in layout:
             assert c_layout[f"{prefix}.{name}"] == offset, name
@@ -129,6 +146,9 @@ def _event(**changes):
     # refused by seccomp: the arguments from the registers, no duration
     _event(duration_ns=None, ret=-1, seccomp=True),
     _event(ret=-1, priority=True),
+    # the tasks named, as the kernel found them: pid2 named none
+    _event(targets=(KernelTarget(200, 199, 1, 0, 1000, 11, 12, 13, True, b"t", b"x.scope"),
+                    None)),
     # folded: 999 calls like the last, their mean duration
     _event(repeat=999, last_ns=223456789),
     _event(task=KernelTask(4026531836, 4026531840, 4026531833, 4026531837, 4026531838,

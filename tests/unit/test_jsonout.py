@@ -75,7 +75,8 @@ def test_targets_crossings_and_what_was_not_resolved():
     cid = "ab" * 32
     caller = Caller(1, 1, 900, 0, 4026531836, 4026531840, cid, "/bin/x", 4026531833, None, 2,
                     gone=True)
-    targets = (Target(5000, b"sh\x1b", 0, 1, 4026531836, 4026531841, 4026531999, "blue", cid),
+    targets = (Target(5000, b"sh\x1b", 0, 1, 4026531836, 4026531841, 4026531999, "blue", cid,
+                      real_uid=1000, exiting=True),
                Target(5001, b"gone", None, 5000, None, None, None, None, None, gone=True))
     record = _record(_event(ret=0), Context(same_pidns=False, host_pids=(5000, 5001),
                                             caller=caller, targets=targets,
@@ -84,10 +85,11 @@ def test_targets_crossings_and_what_was_not_resolved():
         {"pid": -87158697, "hostPid": 5000, "processName": "sh\u001b", "userId": 0,
          "hostParentProcessId": 1, "pidNamespace": 4026531836, "mountNamespace": 4026531841,
          "networkNamespace": {"inode": 4026531999, "name": "blue"}, "containerId": cid,
-         "exited": False, **NO_CONTAINER},
+         "exited": False, "exiting": True, "realUserId": 1000, **NO_CONTAINER},
         {"pid": 7, "hostPid": 5001, "processName": "gone", "userId": None,
          "hostParentProcessId": 5000, "pidNamespace": None, "mountNamespace": None,
-         "networkNamespace": None, "containerId": None, "exited": True, **NO_CONTAINER}]
+         "networkNamespace": None, "containerId": None, "exited": True, "exiting": False,
+         "realUserId": None, **NO_CONTAINER}]
     assert record["crossesBoundary"] == ["mnt", "net"] and record["contextUnresolved"] == []
     assert record["callerExited"] is True and record["containerId"] == cid
     assert record["callerPidNamespace"] == "other"
@@ -221,3 +223,10 @@ def test_containers_are_named_for_the_caller_and_each_target():
                                                           "0b9e")
     assert [(t["containerName"], t["containerImage"], t["podName"]) for t in record["targets"]] \
         == [("web-1", "shop/web:2", "web-7f"), ("db", "postgres:16", None)]
+
+
+def test_epoll_slot_fds_are_c_ints_as_strace_prints_them_and_toff_unsigned():
+    args = Args(pid1=1, pid2=1, type=7, idx1=5, idx2=0x7FFD0000,
+                slot=EpollSlot(0xDEADBEEF, 0xFFFFFFFF, 0xFFFFFFFF), slot_fault=False)
+    assert _record(_event(ret=-9, args=args))["epollSlot"] == {
+        "efd": -559038737, "tfd": -1, "toff": 4294967295}

@@ -154,7 +154,7 @@ def test_kernel_features_wanted(tmp_path):
     if not os.path.exists(VMLINUX):
         skip_or_fail(f"the kernel has no BTF at {VMLINUX}")
     streamed, flags = loader.selected(ProgramOptions())
-    assert _kernel_rows(streamed) == ("caller", "files", "cgroup", "seccomp")
+    assert _kernel_rows(streamed) == ("caller", "targets", "files", "cgroup", "seccomp")
     assert not set(streamed.off) & set(features.KERNEL_FEATURES)
     # This machine mounts cgroup v1 controllers: the caller's cgroup is read in one of them.
     subsys = [f for f in flags["cgroup"] if f.startswith("-DCGROUP_V1_SUBSYS=")]
