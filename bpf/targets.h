@@ -74,6 +74,15 @@ static __always_inline void read_target(struct kcmp_target *t, u64 task)
 	read_cgroup(t->cgroup, task);
 }
 
+/* The task a pid names: the calling thread itself without a walk (its number there is the one
+ * KERNEL_CALLER read), else the tree's. */
+static __always_inline u64 named_task(struct kcmp_task *caller, u64 pidns, u32 level, s32 nr)
+{
+	if (nr == (s32)caller->ns_tid)
+		return bpf_get_current_task();
+	return task_by_vpid(pidns, level, nr);
+}
+
 /* The tasks a call with known arguments named (0: none), recorded. */
 static __always_inline void find_targets(struct kcmp_record *r, u64 *task1, u64 *task2)
 {
@@ -82,12 +91,17 @@ static __always_inline void find_targets(struct kcmp_record *r, u64 *task1, u64 
 	u64 upid = own_upid(kread64(bpf_get_current_task() + BTF_TASK_THREAD_PID), &level);
 	u64 pidns = kread64(upid + BTF_UPID_NS);
 	s32 pid1 = (s32)e->pid1, pid2 = (s32)e->pid2;
-	*task1 = task_by_vpid(pidns, level, pid1);
-	*task2 = pid2 == pid1 ? *task1 : task_by_vpid(pidns, level, pid2);
+	*task1 = named_task(&r->task, pidns, level, pid1);
 	if (*task1)
 		read_target(&r->targets[0], *task1);
-	if (*task2)
-		read_target(&r->targets[1], *task2);
+	if (pid2 == pid1) {
+		*task2 = *task1;
+		r->targets[1] = r->targets[0];
+	} else {
+		*task2 = named_task(&r->task, pidns, level, pid2);
+		if (*task2)
+			read_target(&r->targets[1], *task2);
+	}
 	e->flags |= KCMP_EV_TARGETS;
 }
 #else

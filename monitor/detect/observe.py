@@ -57,6 +57,11 @@ def from_event(event: Event, ctx: Context, wall_ns: int,
         target_fd)
 
 
+def _fd(value: int | None) -> int | None:
+    """An fd the JSON prints as a C int, as the kernel holds it (unsigned)."""
+    return None if value is None else abi.as_uint32(value)
+
+
 def _target_fd(kcmp_type: str | None, idx2: int | None, slot_tfd: int | None) -> int | None:
     if kcmp_type == abi.KcmpType.KCMP_FILE.name:
         return idx2
@@ -112,6 +117,6 @@ def from_record(r: dict[str, Any]) -> Observation | None:
             compat=bool(r.get("compat")), targets=targets, repeat=int(r.get("repeat", 1)),
             swept=bool(r.get("fdSweep")), exe_bits=exe.get("elfClass"),
             target_fd=_target_fd(r.get("kcmpType"), args.get("idx2"),
-                                 (r.get("epollSlot") or {}).get("tfd")))
+                                 _fd((r.get("epollSlot") or {}).get("tfd"))))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise NotAnEvent(f"not a kcmp event of this monitor ({exc!r} missing or wrong)") from None
