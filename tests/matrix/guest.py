@@ -299,7 +299,8 @@ RESULTS = CACHE / "results"
 # --check's lines for the README's columns.
 FEATURES = {"hooks": "hooks",
             "caller view": "caller context from the kernel",
-            "own-fd paths": "the caller's own fds from the kernel",
+            "targets": "the named processes from the kernel",
+            "fd paths": "the named fds from the kernel",
             "cgroup": "the caller's cgroup from the kernel",
             "32-bit": "32-bit capture",
             "seccomp arguments": "arguments of calls refused by seccomp"}
