@@ -97,11 +97,16 @@ def test_thread_compat_and_meaning_markers():
                     "kcmp(1145, 1144, KCMP_VM) = 1 <less> 1.2us")
 
 
-def test_folded_line_says_how_many_calls_until_when():
-    event = _event(0, _args(type=1), repeat=999_999, last_ns=2_500_000)
+@pytest.mark.parametrize("repeat, last_ns, tail", [
+    (999_999, 2_500_000, " \u00d7999999 until 12:00:01.002500"),
+    # A run of two: the first streamed as it came, the second folded alone, no "×1".
+    (1, 0, ""),
+])
+def test_folded_line_says_how_many_calls_until_when(repeat, last_ns, tail):
+    event = _event(0, _args(type=1), repeat=repeat, last_ns=last_ns)
     line = console.format_line(event, Context(), _wall(12, 0, 1, 0))
     assert line == ("12:00:01.000000 kcmpload/4242 uid=0 kcmp(1145, 1144, KCMP_VM) = 0 <same> "
-                    "1.2us \u00d7999999 until 12:00:01.002500")
+                    "1.2us" + tail)
 
 
 def test_exit_line_says_what_was_folded():
@@ -215,14 +220,6 @@ def test_a_container_is_shown_by_the_name_its_runtime_gives_it():
     line = console.format_line(_event(0, _args(type=1)), Context(caller=other), 0,
                                runtime=Runtime())
     assert f" ctr={'cd' * 6} " in line  # not known: its short id
-
-
-def test_a_run_of_one_folded_call_reads_as_a_call():
-    """A run of two: the first streamed as it came, the second folded alone, no "×1"."""
-    event = _event(0, _args(type=1), repeat=1, last_ns=0)
-    line = console.format_line(event, Context(), _wall(12, 0, 1, 0))
-    assert line == ("12:00:01.000000 kcmpload/4242 uid=0 kcmp(1145, 1144, KCMP_VM) = 0 <same> "
-                    "1.2us")
 
 
 def test_a_pid_named_twice_is_named_once():
