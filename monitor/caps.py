@@ -109,11 +109,36 @@ def _become(uid: int, gid: int, keep: set[int]) -> None:
     _capset(libc, keep)
 
 
-def drop_after_attach(trace: bool, stay_root: bool = False) -> set[int]:
+def unreadable_unprivileged(paths: tuple[str, ...]) -> list[str]:
+    """Those of paths the unprivileged user could not read (asked of the kernel, as that user,
+    in a child: modes, ACLs and security modules all have their say)."""
+    _, uid, gid = unprivileged_user()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child only
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            os.write(write, bytes(0 if os.access(p, os.R_OK) else 1 for p in paths))
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        verdicts = f.read()
+    os.waitpid(child, 0)
+    if len(verdicts) != len(paths):
+        return list(paths)
+    return [p for p, bad in zip(paths, verdicts) if bad]
+
+
+def drop_after_attach(trace: bool, stay_root: str | None = None) -> set[int]:
     """Keep only what the attached monitor still uses, and say what that is. The exporter
     (no --trace, no --context) also leaves root for an unprivileged user: it reads only its
-    maps and world-readable /proc files (stay_root: unless it writes an event file, whose
-    rotation makes files as root did). The console and --context stay root with only
+    maps and world-readable /proc files (stay_root: unless it says why not, e.g. an event
+    file, whose rotation makes files as root did, or a key only root may read, which a
+    rotation makes it read again). The console and --context stay root with only
     CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH: other users' /proc/<pid>/fd and namespaces are
     read through them, as root's are. Either way no_new_privs: nothing it runs can gain any."""
     if threading.active_count() > 1:
@@ -133,8 +158,7 @@ def drop_after_attach(trace: bool, stay_root: bool = False) -> set[int]:
         user = f"{name} ({uid}:{gid})"
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     if user is None and not trace and os.geteuid() == 0:
-        user = ("root: it writes the event file" if stay_root else
-                "root: no CAP_SETUID and CAP_SETGID to leave it")
+        user = f"root: {stay_root or 'no CAP_SETUID and CAP_SETGID to leave it'}"
     log.info("capabilities after attach: %s%s, no_new_privs",
              ", ".join(sorted(NAMES[c] for c in keep)) or "none",
              f"; running as {user}" if user else "")

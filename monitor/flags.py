@@ -13,6 +13,7 @@ FLAGS = {
     "max_connections": "--web.max-connections",
     "max_requests": "--web.max-requests",
     "read_timeout": "--web.read-timeout",
+    "web_config": "--web.config.file",
     "eperm_log_rate": "--eperm-log-rate",
     "events_file": "--events-file",
     "events_file_max_size_mb": "--events-file-max-size-mb",

@@ -189,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
          default=limits.read_timeout_s, metavar="SECONDS",
          help="for a client to send its request "
               f"(default: {limits.read_timeout_s:g})")
+    _add(parser, "web_config", metavar="PATH",
+         help="TLS, client certificates, basic auth and headers for /metrics: the "
+              "exporter-toolkit's web configuration file, as node_exporter's (re-read "
+              "when it or a file it names changes)")
     _add(parser, "context", action="store_true",
          help="exporter: also stream every call to give it context and export "
               "kcmp_boundary_crossings_total (costs a stream; --trace does it "

@@ -31,6 +31,7 @@ class Exporter:
     address: ListenAddress
     limits: Limits
     context: bool  # every call streamed for its context, crossings counted (--context)
+    web_config: str | None = None  # TLS and authentication (--web.config.file)
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,10 @@ class Plan:
         return self.signatures and self.trace is None
 
     @property
-    def stays_root(self) -> bool:
-        """The exporter stays uid 0: rotating the event file makes files as root did."""
-        return self.events is not None
+    def stays_root(self) -> str | None:
+        """Why the exporter stays uid 0, if it must: rotating the event file makes files as
+        root did."""
+        return "it writes the event file" if self.events is not None else None
 
     @property
     def keeps_root(self) -> bool:
@@ -104,6 +106,9 @@ RULES: tuple[tuple[Callable[[Flags], bool], Callable[[Flags], str]], ...] = (
              f"{flag('detect')}, or leave out {flag('no_detect')})"),
     (lambda f: f["detect"] and f["check"],
      lambda _: f"{flag('check')} finds nothing: leave out {flag('detect')}"),
+    (lambda f: f["web_config"] is not None and f["trace"] and f["listen"] is None,
+     lambda _: f"{flag('web_config')} secures /metrics, which {flag('trace')} alone does not "
+               f"serve (add {flag('listen')})"),
     (lambda f: f["context"] and f["trace"],
      lambda _: f"{flag('context')} is the exporter's: {flag('trace')} already gives every "
              "traced call its context"),
@@ -122,7 +127,7 @@ def _exporter(f: Flags) -> Exporter:
         parse_listen_address(DEFAULT_ADDRESS if f["listen"] is None else f["listen"]),
         Limits(connections=f["max_connections"], requests=f["max_requests"],
                read_timeout_s=f["read_timeout"]),
-        f["context"])
+        f["context"], f["web_config"])
 
 
 def _program(f: Flags, trace: bool, counts: bool, log_eperm: bool, urgent: bool) -> ProgramOptions:

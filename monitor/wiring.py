@@ -18,6 +18,7 @@ from .detect.engine import Detector
 from .detect.signatures import FdSweep
 from .errors import EXIT_OK, OutputFailed, OutputStalled, UsageError
 from .exporter import daemon
+from .exporter.access import Access
 from .exporter.check import check
 from .exporter.httpd import MetricsServer
 from .flags import flag
@@ -108,12 +109,14 @@ def run(plan: Plan) -> int:
     # The console alone keeps stderr for losses and warnings; a daemon also says what it does.
     logs.setup(level=logging.INFO if plan.exporter is not None else logging.WARNING)
     events = _open_events_file(plan.events)
-    # A bad rule file is said before anything attaches.
+    # A bad rule file or web configuration is said before anything attaches.
     detector = Detector(rules.load(plan.rules)) if plan.signatures else None
+    access = Access(plan.exporter.web_config) \
+        if plan.exporter is not None and plan.exporter.web_config else None
     stop = StopFlag()
     with KcmpProgram(kernel_options(plan, detector)) as program:
         if plan.check:
-            return check(program)
+            return check(program, None if access is None else access.config)
         # Containers are named by their runtimes where one answers (only the streams print).
         # Read now, while root: an exporter that becomes nobody keeps Docker's event stream
         # open but can look up no more.
@@ -127,13 +130,13 @@ def run(plan: Plan) -> int:
             # The exporter's findings are log lines (and lines of its event file, if any).
             finding_logs=[FindingLog(FINDINGS_PER_S)] if plan.findings_logged else [],
             count_context=plan.exporter is not None and plan.exporter.context)
-        server = _server(plan, program, tracer, runtime, detector)
-        caps.drop_after_attach(plan.keeps_root, stay_root=plan.stays_root)
+        server = _server(plan, program, tracer, runtime, detector, access)
+        caps.drop_after_attach(plan.keeps_root, stay_root=plan.stays_root or _root_to_read(access))
         if runtime is not None:
             runtime.start()
         if server is not None:
             server.start()
-            log.info(_exporting(plan, program))
+            log.info(_exporting(plan, program, server))
         daemon.notify("READY=1")
         failed = _trace(tracer, sinks, program, stop)
         daemon.notify("STOPPING=1")
@@ -149,20 +152,33 @@ def run(plan: Plan) -> int:
 
 
 def _server(plan: Plan, program: KcmpProgram, tracer: Tracer,
-            runtime: ContainerRuntime | None, detector: Detector | None) -> MetricsServer | None:
+            runtime: ContainerRuntime | None, detector: Detector | None,
+            access: Access | None) -> MetricsServer | None:
     """The /metrics server, bound (a port below 1024 needs CAP_NET_BIND_SERVICE, which goes
     after attach) but not yet serving."""
     if plan.exporter is None:
         return None
     registry = daemon.build_registry(
         program, (lambda: tracer.summary) if plan.program.trace else None,
-        runtime if runtime is not None and runtime.available else None, detector)
-    return daemon.listen(registry, plan.exporter.address, plan.exporter.limits)
+        runtime if runtime is not None and runtime.available else None, detector,
+        None if access is None else access.refusals)
+    return daemon.listen(registry, plan.exporter.address, plan.exporter.limits, access)
 
 
-def _exporting(plan: Plan, program: KcmpProgram) -> str:
+def _root_to_read(access: Access | None) -> str | None:
+    """Why the exporter stays uid 0 for its web configuration: a file of it (a key, mode 0400
+    as LoadCredential= and Secrets make them) that it re-reads, and nobody may not read."""
+    if access is None:
+        return None
+    unreadable = caps.unreadable_unprivileged(access.config.files)
+    return f"it re-reads {unreadable[0]}, which {caps.UNPRIVILEGED} may not read" \
+        if unreadable else None
+
+
+def _exporting(plan: Plan, program: KcmpProgram, server: MetricsServer) -> str:
     assert plan.exporter is not None
     return logfmt(msg="exporting kcmp metrics", address=str(plan.exporter.address),
+                  web=None if server.access is None else server.access.config.describe(),
                   hooks="fentry" if program.fentry else "tracepoint",
                   no_fentry=program.fentry_error,
                   compat=program.compat, compat_error=program.compat_error,

@@ -21,7 +21,7 @@ packages=(python3-bpfcc python3-venv gcc make strace bpftool)
 # debootstrap, which makes the Debian base the monitor's image is built on there; and
 # gcc-multilib for a 32-bit test program.
 [ "${1:-}" = "--bench" ] && packages+=(bpftrace bpfcc-tools linux-perf)
-[ "${1:-}" = "--test" ] && packages+=(docker.io libc6-dev debootstrap gcc-multilib)
+[ "${1:-}" = "--test" ] && packages+=(docker.io libc6-dev debootstrap gcc-multilib openssl)
 # The kernel matrix (tests/matrix) boots Debian's kernels in QEMU with a busybox initramfs;
 # kmod's depmod and zstd unpack their packages. Without QEMU's recommends (firmware, GUI).
 matrix=()

@@ -6,10 +6,12 @@ from ..errors import EXIT_INTERNAL, EXIT_OK
 from ..escape import escape
 from ..kernel.features import KERNEL_FEATURES
 from .daemon import bpf_stats_enabled
+from .webconfig import WebConfig
 
 
-def check(program) -> int:
-    """What is attached and readable, on stdout; 0 only if all of it works."""
+def check(program, web: WebConfig | None = None) -> int:
+    """What is attached and readable (and the web configuration /metrics would be served
+    with), on stdout; 0 only if all of it works."""
     ok = True
     print(escape(program.hooks()))
     for hook, attached in program.attached().items():
@@ -33,5 +35,7 @@ def check(program) -> int:
         ", and the kernel's own exported" if bpf_stats_enabled() else
         " (the kernel's own with sysctl kernel.bpf_stats_enabled=1, at a cost to every BPF "
         "program's run)"))
+    if web is not None:
+        print(f"web configuration: {escape(web.describe())}")
     print(f"check: {'ok' if ok else 'FAILED'}")
     return EXIT_OK if ok else EXIT_INTERNAL

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -262,6 +262,30 @@ class DetectionCollector(Collector):
         for signature, count in sorted(self._detector.evicted.items()):
             evicted.add_metric([signature], count)
         yield evicted
+
+
+class RefusalCounts(Protocol):
+    """What the web configuration refused so far (access.Refusals), by reason."""
+
+    counts: Mapping[str, int]
+
+
+class RefusalCollector(Collector):
+    """kcmp_monitor_web_refused_total: every reason, zero from the start."""
+
+    REASONS = ("tls_handshake", "plain_http", "client_san", "unauthorized", "rate_limited")
+
+    def __init__(self, refusals: RefusalCounts) -> None:
+        self._refusals = refusals
+
+    def describe(self) -> list[Metric]:
+        return [f.WEB_REFUSED.make()]
+
+    def collect(self) -> Iterator[Metric]:
+        refused = f.WEB_REFUSED.make()
+        for reason in self.REASONS:
+            refused.add_metric([reason], self._refusals.counts.get(reason, 0))
+        yield refused
 
 
 def _buckets(log2: list[int]) -> list[tuple[str, float]]:

@@ -9,6 +9,7 @@ import os
 import re
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
@@ -19,10 +20,14 @@ from .collector import (
     ContextCollector,
     DetectionCollector,
     KcmpCollector,
+    RefusalCollector,
     RuntimeCollector,
     SelfState,
 )
 from .httpd import DEFAULT_LIMITS, Limits, MetricsServer
+
+if TYPE_CHECKING:
+    from .access import Access
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +112,13 @@ def notify(state: str) -> None:
             log.warning("could not notify systemd: %s", exc)
 
 
-def build_registry(program, context=None, runtime=None, detector=None) -> CollectorRegistry:
+def build_registry(program, context=None, runtime=None, detector=None,
+                   refusals=None) -> CollectorRegistry:
     """Our collector over the program's maps, the process's own metrics, with context (a
     callable returning the tracer's Summary) what enriching the stream found, with a
     runtime (collector.RuntimeCounts) how its containers were named, and with a detector
-    (collector.DetectionCounts) its findings."""
+    (collector.DetectionCounts) its findings, with refusals (access.Refusals) the requests
+    the web configuration refused."""
     registry = CollectorRegistry()
     state = SelfState(version=__version__, bcc_version=program.bcc_version,
                       kernel=os.uname().release, attached=program.attached,
@@ -124,16 +131,18 @@ def build_registry(program, context=None, runtime=None, detector=None) -> Collec
         registry.register(RuntimeCollector(runtime))
     if detector is not None:
         registry.register(DetectionCollector(detector))
+    if refusals is not None:
+        registry.register(RefusalCollector(refusals))
     ProcessCollector(registry=registry)
     return registry
 
 
 def listen(registry: CollectorRegistry, address: ListenAddress,
-           limits: Limits = DEFAULT_LIMITS) -> MetricsServer:
-    """/metrics bound to its address, served once started; AddressInUse or UsageError with
-    the reason."""
+           limits: Limits = DEFAULT_LIMITS, access: Access | None = None) -> MetricsServer:
+    """/metrics bound to its address, served once started (with access: as the web
+    configuration says); AddressInUse or UsageError with the reason."""
     try:
-        server = MetricsServer(registry, address.host, address.port, limits)
+        server = MetricsServer(registry, address.host, address.port, limits, access)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise AddressInUse(f"{address} is in use: stop what listens there or choose "

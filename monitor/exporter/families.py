@@ -98,6 +98,9 @@ KEYS_EVICTED = Family(C, "kcmp_detection_keys_evicted", "Callers or pairs a sign
                       "following to stay within its bound (the least recently seen): a "
                       "behaviour spread over more may go unseen", ("signature",))
 DETECTION = (DETECTIONS, KEYS_EVICTED)
+WEB_REFUSED = Family(C, "kcmp_monitor_web_refused", "Connections and requests to /metrics the "
+                     "web configuration refused, by reason (tls_handshake, plain_http, "
+                     "client_san, unauthorized, rate_limited)", ("reason",))
 
 
 def described(families: tuple[Family, ...], **help_values: Any) -> list[Metric]:

@@ -318,7 +318,7 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited {self.proc.returncode}: {self.stderr()}")
             try:
-                http_get(self.url)
+                self.metrics()
                 return
             except OSError:
                 assert time.monotonic() < deadline, "the daemon never served /metrics"
@@ -365,16 +365,19 @@ SCRAPE = "5s" if in_guest() else "1s"
 class Prometheus:
     """A real Prometheus on loopback scraping the given ports every SCRAPE (job "kcmp")."""
 
-    def __init__(self, binary: Path, tmp: Path, ports, rule_files=()) -> None:
+    def __init__(self, binary: Path, tmp: Path, ports, rule_files=(), jobs=None) -> None:
+        """jobs: scrape configs of its own (job name: the rest of its scrape config)."""
         self.port = free_port()
         config = tmp / f"prometheus-{self.port}.yml"
+        scrapes = [{"job_name": "kcmp", "static_configs": [
+            {"targets": [f"127.0.0.1:{p}" for p in ports]}]}] if jobs is None else [
+            {"job_name": name, **job} for name, job in jobs.items()]
         config.write_text(json.dumps({
             # Under emulation a scrape may take longer than a second, and a failed one makes
             # every series read as gone: the guests scrape every 5 s (the timeout the same).
             "global": {"scrape_interval": SCRAPE, "evaluation_interval": SCRAPE},
             "rule_files": [str(f) for f in rule_files],
-            "scrape_configs": [{"job_name": "kcmp", "static_configs": [
-                {"targets": [f"127.0.0.1:{p}" for p in ports]}]}],
+            "scrape_configs": scrapes,
         }))
         self.proc = subprocess.Popen(
             [str(binary / "prometheus"), f"--config.file={config}",

@@ -100,3 +100,15 @@ def test_a_collector_that_raises_is_answered_500_and_said_once_with_its_tracebac
     assert len(lines) == 3 and srv.failed == 3
     assert "PermissionError: [Errno 1] Operation not permitted" in lines[0].getMessage()
     assert [bool(r.exc_info) for r in lines] == [True, False, False]
+
+
+def test_clients_closed_to_make_room_while_they_send_do_not_stop_the_server(server):
+    """A connection evicted by a newer one in the same poll as its own bytes arrived: once, that
+    ended the thread waiting on every connection, and /metrics with it."""
+    for _ in range(10):
+        crowd = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(50)]
+        for sock in crowd:
+            sock.sendall(b"GET")
+        for sock in crowd:
+            sock.close()
+    assert b"kcmp_test_total" in _scrape(server.port)[1]
