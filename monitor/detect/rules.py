@@ -6,8 +6,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-import yaml
-
+from .. import yamlfile
 from ..errors import UsageError
 from ..flags import flag
 from .signature import Allow, Signature
@@ -33,14 +32,7 @@ def load(path: str | None = None) -> list[Signature]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(
             f"{flag('rules')} {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UsageError(f"{flag('rules')} {where}: not YAML{at}: "
-                         f"{getattr(exc, 'problem', None) or 'unreadable'}") from None
-    return parse(doc, where)
+    return parse(yamlfile.parse(text, f"{flag('rules')} {where}"), where)
 
 
 def parse(doc: Any, where: str) -> list[Signature]:

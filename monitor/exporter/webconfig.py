@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from .. import yamlfile
 from ..errors import UsageError
 from ..flags import flag
 
@@ -147,14 +148,7 @@ def read(path: str) -> WebConfig:
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{where}: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        doc = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UsageError(f"{where}: not YAML{at}: "
-                         f"{getattr(exc, 'problem', None) or 'unreadable'}") from None
-    return parse(doc, path)
+    return parse(yamlfile.parse(text, where, _StrictLoader), path)
 
 
 def parse(doc: Any, path: str) -> WebConfig:
