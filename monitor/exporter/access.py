@@ -17,6 +17,7 @@ from collections import Counter, OrderedDict
 import bcrypt
 
 from ..errors import UsageError
+from ..ratelimit import TokenBucket
 from . import tls, webconfig
 from .webconfig import WebConfig
 
@@ -81,8 +82,7 @@ class Access:
                                                                 False: OrderedDict()}
         self._lock = threading.Lock()
         self._bcrypt = threading.Lock()  # one hashing at a time: they are CPU-bound
-        self._tokens = float(self.config.rate_limit.burst) if self.config.rate_limit else 0.0
-        self._filled = time.monotonic()
+        self._bucket = _bucket(self.config)
 
     @property
     def tls(self) -> bool:
@@ -105,7 +105,7 @@ class Access:
             return
         with self._lock:
             if config.rate_limit != self.config.rate_limit:
-                self._tokens = float(config.rate_limit.burst) if config.rate_limit else 0.0
+                self._bucket = _bucket(config)
             self.config, self.context = config, context
             self._stamps, self._bad_stamps = _stamps(config.files), None
             for verdicts in self._verdicts.values():
@@ -119,7 +119,7 @@ class Access:
         """None if the request may be answered; else its refusal's status line."""
         with self._lock:
             config = self.config
-            if config.rate_limit and not self._take_token(config.rate_limit):
+            if self._bucket is not None and not self._bucket.take():
                 self.refusals.refuse("rate_limited", f"a request from {peer}: over the rate "
                                      "limit")
                 return "429 Too Many Requests"
@@ -131,22 +131,12 @@ class Access:
                                  "credentials")
             return "401 Unauthorized"
         user, password = credentials
-        hashed = dict(config.users).get(user)
+        hashed = config.users.get(user)
         if self._verified(user, hashed, password):
             return None
         self.refusals.refuse("unauthorized", f"a request from {peer}: " + (
             "wrong password" if hashed is not None else "unknown user") + f" for {user!r}")
         return "401 Unauthorized"
-
-    def _take_token(self, limit: webconfig.RateLimit) -> bool:
-        now = time.monotonic()
-        self._tokens = min(float(limit.burst),
-                           self._tokens + (now - self._filled) / limit.interval_s)
-        self._filled = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
 
     def _verified(self, user: str, hashed: bytes | None, password: bytes) -> bool:
         """bcrypt's verdict, kept for the credentials last seen (a scraper's, every scrape).
@@ -168,6 +158,11 @@ class Access:
             if len(kept) > VERDICTS:
                 kept.popitem(last=False)
         return ok
+
+
+def _bucket(config: WebConfig) -> TokenBucket | None:
+    limit = config.rate_limit
+    return None if limit is None else TokenBucket(1 / limit.interval_s, limit.burst)
 
 
 def _basic(header: str) -> tuple[str, bytes] | None:

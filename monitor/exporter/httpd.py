@@ -240,15 +240,14 @@ class MetricsServer:
         if first:
             self._said.add(reason)
         log.error("could not answer a scrape: %s", reason, exc_info=exc if first else None)
-        body = b"metrics failed: see log\r\n"
-        return (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
-                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        return _http_answer("500 Internal Server Error", [("Content-Type", "text/plain")],
+                            b"metrics failed: see log\r\n")
 
     def _respond(self, head: bytes, peer: str) -> bytes:
         lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3:
-            return b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            return _http_answer("400 Bad Request", [], b"")
         method, target, _version = parts
         fields = {}
         for line in lines[1:]:
@@ -300,6 +299,7 @@ def _say_plainly(sock: socket.socket) -> None:
 
 
 def _http_answer(status: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
+    """An HTTP/1.1 answer whole, its length its body's, the connection then closed."""
     head_out = [f"HTTP/1.1 {status}"] + [f"{k}: {v}" for k, v in headers
                                         if k.lower() != "content-length"]
     head_out += [f"Content-Length: {len(body)}", "Connection: close", "", ""]

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import re
 import ssl
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -97,7 +98,7 @@ class RateLimit:
 class WebConfig:
     path: str
     tls: TLSSettings | None = None  # None: plain HTTP
-    users: tuple[tuple[str, bytes], ...] = ()  # (name, bcrypt hash); none: no basic auth
+    users: Mapping[str, bytes] = field(default_factory=dict)  # name: bcrypt hash; {}: none
     headers: tuple[tuple[str, str], ...] = ()
     rate_limit: RateLimit | None = None
     http2: bool = True  # taken, not served: HTTP/1.1 only (clients fall back through ALPN)
@@ -280,19 +281,19 @@ def _curve(names: tuple[str, ...] | None, bad) -> str | None:
     return CURVES[names[0]]
 
 
-def _users(value: Any, bad) -> tuple[tuple[str, bytes], ...]:
+def _users(value: Any, bad) -> dict[str, bytes]:
     if value is None:
-        return ()
+        return {}
     if not isinstance(value, dict):
         raise bad("basic_auth_users", "expected a mapping of user names to bcrypt hashes")
-    users = []
+    users = {}
     for name, hashed in value.items():
         if not isinstance(name, str) or not name or ":" in name:
             raise bad("basic_auth_users", f"{name!r} is not a user name (a string without ':')")
         if not isinstance(hashed, str) or not BCRYPT.fullmatch(hashed):
             raise bad(f"basic_auth_users.{name}", f"not a bcrypt hash ({HASH_IT})")
-        users.append((name, hashed.encode("ascii")))
-    return tuple(users)
+        users[name] = hashed.encode("ascii")
+    return users
 
 
 def _headers(value: Any, bad) -> tuple[tuple[str, str], ...]:

@@ -15,6 +15,7 @@ from ..context.types import Containers, Context
 from ..detect.types import SEVERITIES, Finding
 from ..kernel.counters import SLOT_NAMES, SLOT_UNSEEN, slot_of
 from ..kernel.events import Event
+from ..ratelimit import TokenBucket
 from .logs import logfmt
 
 log = logging.getLogger(__name__)
@@ -34,26 +35,19 @@ class RateLimited:
     WHAT = "lines"  # what the suppressed ones were, for the line that says so
 
     def __init__(self, rate: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = max(1.0, 5 * rate)
         self.clock = clock
-        self.tokens = self.burst
-        self.last = clock()
+        self.bucket = TokenBucket(rate, max(1.0, 5 * rate), clock)
         self.suppressed = 0  # since the last line that said so
         self.suppressed_total = 0
-        self._reported = self.last
+        self._reported = self.bucket.last
 
     def ready(self) -> bool:
         """Whether a line could be written now (nothing is taken)."""
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        return self.tokens >= 1
+        return self.bucket.ready()
 
     def admit(self) -> bool:
         """Whether the next one gets its line (else it is counted)."""
-        if self.ready():
-            self.tokens -= 1
+        if self.bucket.take():
             return True
         self.suppressed += 1
         self.suppressed_total += 1

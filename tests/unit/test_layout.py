@@ -11,7 +11,7 @@ from kcmp_monitor.flags import FLAGS
 from tests.helpers import ROOT
 
 PACKAGE = ROOT / "monitor"
-CORE = {"abi", "errors", "escape", "caps", "memo", "flags", "schema", "yamlfile"}
+CORE = {"abi", "errors", "escape", "caps", "memo", "flags", "schema", "yamlfile", "ratelimit"}
 # room -> the rooms it may import (besides the core and itself)
 ALLOWED = {
     "core": set(),
