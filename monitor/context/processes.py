@@ -4,10 +4,10 @@ once they are gone, and remembered for a short while: a loop of calls asks the s
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Protocol
 
 from ..kernel.events import Event, KernelTarget, KernelTask
+from ..memo import Keyed
 from .containers import container_in, container_of_leaf
 from .pidns import PidNamespaces
 from .procfs import ProcFS
@@ -51,12 +51,11 @@ class ProcReader:
         # (tgid, tid) -> (comm, the kernel's view, when read, the caller's Context with nothing
         # looked up): a process that exec'd or changed as the kernel sees it, or read longer
         # ago than the time to live, is read again
-        self._callers: OrderedDict[tuple[int, int],
-                                   tuple[bytes, KernelTask | None, int, Context]] = OrderedDict()
+        self._callers = Keyed(self.CALLERS)
         # host pid -> (when read, the Target or None)
-        self._targets: OrderedDict[int, tuple[int, Target | None]] = OrderedDict()
+        self._targets = Keyed(self.TARGETS)
         # the kernel's record of a target -> (when /proc was asked of it, the Target)
-        self._recorded: OrderedDict[KernelTarget, tuple[int, Target]] = OrderedDict()
+        self._recorded = Keyed(self.TARGETS)
 
     def caller(self, event: Event) -> Context:
         """The caller's context, nothing looked up yet (its caller is always set)."""
@@ -68,10 +67,7 @@ class ProcReader:
         caller = (self._read_caller(event) if event.task is None
                   else self._kernel_caller(event, event.task))
         bare = Context(same_pidns=event.own_pidns, caller=caller)
-        self._callers[key] = (event.comm, event.task, event.ts_ns, bare)
-        self._callers.move_to_end(key)
-        if len(self._callers) > self.CALLERS:
-            self._callers.popitem(last=False)
+        self._callers.put(key, (event.comm, event.task, event.ts_ns, bare))
         return bare
 
     def target(self, pid: int | None, now_ns: int) -> Target | None:
@@ -84,10 +80,7 @@ class ProcReader:
             if now_ns - hit[0] < ttl:
                 return hit[1]
         found = self._read_target(pid)
-        self._targets[pid] = (now_ns, found)
-        self._targets.move_to_end(pid)
-        if len(self._targets) > self.TARGETS:
-            self._targets.popitem(last=False)
+        self._targets.put(pid, (now_ns, found))
         return found
 
     def recorded_target(self, k: KernelTarget, now_ns: int) -> Target:
@@ -105,10 +98,7 @@ class ProcReader:
         found = Target(k.pid, k.comm, k.euid, k.ppid or None, k.pidns or None, k.mntns or None,
                        k.netns or None, self._netns_name(k.netns), container, gone=gone,
                        real_uid=k.uid, exiting=k.exiting)
-        self._recorded[k] = (now_ns, found)
-        self._recorded.move_to_end(k)
-        if len(self._recorded) > self.TARGETS:
-            self._recorded.popitem(last=False)
+        self._recorded.put(k, (now_ns, found))
         return found
 
     def fd_path(self, pid: int | None, fd: int) -> str | None:

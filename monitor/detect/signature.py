@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections import OrderedDict
 from typing import Any, ClassVar, NamedTuple
 
+from ..memo import Keyed
 from .types import Finding, Meta, Observation
 
 MAX_KEYS = 4096  # callers or pairs a signature keeps state for at once
@@ -36,32 +36,6 @@ class Allow(NamedTuple):
                                         image.rsplit(":", 1)[0] in self.images)))
 
 
-class Keyed(OrderedDict):
-    """State by key, at most MAX_KEYS of them: the least recently seen gives way."""
-
-    def __init__(self, most: int | None = None) -> None:
-        super().__init__()
-        self.most = MAX_KEYS if most is None else most
-        self.evicted = 0
-
-    def touch(self, key: Any, make) -> Any:
-        """key's state, made where it has none, and now the most recently seen."""
-        state = self.get(key)
-        if state is None:
-            return self.put(key, make())
-        self.move_to_end(key)
-        return state
-
-    def put(self, key: Any, state: Any) -> Any:
-        """key's state replaced (or made, letting the least recently seen go if full)."""
-        if key not in self and len(self) >= self.most:
-            self.popitem(last=False)
-            self.evicted += 1
-        self[key] = state
-        self.move_to_end(key)
-        return state
-
-
 class Signature(ABC):
     """A kcmp signature: look() at each call, a Finding when it has seen the behaviour (once
     per behaviour: the same key is not reported again within the window)."""
@@ -78,7 +52,7 @@ class Signature(ABC):
         self.params = values
         self.window_ns = int(values["window_s"] * 1e9)
         self.allow = allow or Allow()
-        self.state = Keyed()
+        self.state = Keyed(MAX_KEYS)
 
     @abstractmethod
     def look(self, obs: Observation) -> Finding | None:

@@ -12,11 +12,12 @@ import os
 import ssl
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 
 import bcrypt
 
 from ..errors import UsageError
+from ..memo import Keyed
 from ..ratelimit import TokenBucket
 from . import tls, webconfig
 from .webconfig import WebConfig
@@ -78,8 +79,7 @@ class Access:
         self._stamps = _stamps(self.config.files)
         self._bad_stamps: tuple | None = None  # of a change already found bad
         self.refusals = Refusals()
-        self._verdicts: dict[bool, OrderedDict[bytes, None]] = {True: OrderedDict(),
-                                                                False: OrderedDict()}
+        self._verdicts = {True: Keyed(VERDICTS), False: Keyed(VERDICTS)}
         self._lock = threading.Lock()
         self._bcrypt = threading.Lock()  # one hashing at a time: they are CPU-bound
         self._bucket = _bucket(self.config)
@@ -153,10 +153,7 @@ class Access:
             except ValueError:  # a password bcrypt cannot take (over 72 bytes)
                 ok = False
         with self._lock:
-            kept = self._verdicts[ok]
-            kept[key] = None
-            if len(kept) > VERDICTS:
-                kept.popitem(last=False)
+            self._verdicts[ok].put(key, None)
         return ok
 
 
