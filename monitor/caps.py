@@ -133,12 +133,13 @@ def unreadable_unprivileged(paths: tuple[str, ...]) -> list[str]:
     return [p for p, bad in zip(paths, verdicts) if bad]
 
 
-def drop_after_attach(trace: bool, stay_root: str | None = None) -> set[int]:
+def drop_after_attach(trace: bool, stay_root: str | None = None,
+                      rereads: tuple[str, ...] = ()) -> set[int]:
     """Keep only what the attached monitor still uses, and say what that is. The exporter
     (no --trace, no --context) also leaves root for an unprivileged user: it reads only its
     maps and world-readable /proc files (stay_root: unless it says why not, e.g. an event
-    file, whose rotation makes files as root did, or a key only root may read, which a
-    rotation makes it read again). The console and --context stay root with only
+    file, whose rotation makes files as root did; or one of the files it rereads, such as a
+    rotated key, is one that user may not read). The console and --context stay root with only
     CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH: other users' /proc/<pid>/fd and namespaces are
     read through them, as root's are. Either way no_new_privs: nothing it runs can gain any."""
     if threading.active_count() > 1:
@@ -150,6 +151,10 @@ def drop_after_attach(trace: bool, stay_root: str | None = None) -> set[int]:
     caps = effective()
     can_change = all(caps >> cap & 1 for cap in (CAP_SETUID, CAP_SETGID))
     become = not trace and not stay_root and os.geteuid() == 0 and can_change
+    unreadable = unreadable_unprivileged(rereads) if become and rereads else []
+    if unreadable:
+        become = False
+        stay_root = f"it re-reads {unreadable[0]}, which {UNPRIVILEGED} may not read"
     drop_all_but(keep, {CAP_SETUID, CAP_SETGID} if become else set())
     user = None
     if become:

@@ -131,7 +131,8 @@ def run(plan: Plan) -> int:
             finding_logs=[FindingLog(FINDINGS_PER_S)] if plan.findings_logged else [],
             count_context=plan.exporter is not None and plan.exporter.context)
         server = _server(plan, program, tracer, runtime, detector, access)
-        caps.drop_after_attach(plan.keeps_root, stay_root=plan.stays_root or _root_to_read(access))
+        caps.drop_after_attach(plan.keeps_root, stay_root=plan.stays_root,
+                               rereads=() if access is None else access.config.files)
         if runtime is not None:
             runtime.start()
         if server is not None:
@@ -163,16 +164,6 @@ def _server(plan: Plan, program: KcmpProgram, tracer: Tracer,
         runtime if runtime is not None and runtime.available else None, detector,
         None if access is None else access.refusals)
     return daemon.listen(registry, plan.exporter.address, plan.exporter.limits, access)
-
-
-def _root_to_read(access: Access | None) -> str | None:
-    """Why the exporter stays uid 0 for its web configuration: a file of it (a key, mode 0400
-    as LoadCredential= and Secrets make them) that it re-reads, and nobody may not read."""
-    if access is None:
-        return None
-    unreadable = caps.unreadable_unprivileged(access.config.files)
-    return f"it re-reads {unreadable[0]}, which {caps.UNPRIVILEGED} may not read" \
-        if unreadable else None
 
 
 def _exporting(plan: Plan, program: KcmpProgram, server: MetricsServer) -> str:

@@ -35,12 +35,15 @@ class Refusals:
     """Counts of what was refused, by reason, and a log line per reason at most every
     SAY_EVERY_S (a client repeating one cannot flood the log)."""
 
+    REASONS = ("tls_handshake", "plain_http", "client_san", "unauthorized", "rate_limited")
+
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self._said: dict[str, tuple[float, int]] = {}  # reason -> (last said, count then)
         self._lock = threading.Lock()
 
     def refuse(self, reason: str, detail: str) -> None:
+        assert reason in self.REASONS, reason
         with self._lock:
             self.counts[reason] += 1
             now = time.monotonic()

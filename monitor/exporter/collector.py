@@ -267,13 +267,12 @@ class DetectionCollector(Collector):
 class RefusalCounts(Protocol):
     """What the web configuration refused so far (access.Refusals), by reason."""
 
+    REASONS: tuple[str, ...]
     counts: Mapping[str, int]
 
 
 class RefusalCollector(Collector):
     """kcmp_monitor_web_refused_total: every reason, zero from the start."""
-
-    REASONS = ("tls_handshake", "plain_http", "client_san", "unauthorized", "rate_limited")
 
     def __init__(self, refusals: RefusalCounts) -> None:
         self._refusals = refusals
@@ -283,7 +282,7 @@ class RefusalCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         refused = f.WEB_REFUSED.make()
-        for reason in self.REASONS:
+        for reason in self._refusals.REASONS:
             refused.add_metric([reason], self._refusals.counts.get(reason, 0))
         yield refused
 
