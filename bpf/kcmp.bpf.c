@@ -181,9 +181,11 @@ static __always_inline u32 kread32(u64 addr)
 #endif
 
 /* The caller's nsproxy and its mount and network namespaces' inodes (KERNEL_CALLER), read
- * once a call by outside(), for the counts and the record alike. */
+ * once a call by outside(), for the counts and the record alike; and its own pid namespace,
+ * read with the record (read_task()), in which find_targets() looks pids up. */
 struct caller_ns {
 	u64 nsproxy;
+	u64 pidns;
 	u32 mntns;
 	u32 netns;
 };
@@ -343,7 +345,7 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *regs)
 	read_caller(&rec->record, &ns);
 	u64 task1 = 0, task2 = 0;
 	if (e->flags & (KCMP_EV_ENTRY | KCMP_EV_REGS))
-		find_targets(&rec->record, &task1, &task2);
+		find_targets(&rec->record, &ns, &task1, &task2);
 	read_named_files(rec, files, task1, task2);
 	struct kcmp_record *r = reserve(urgent, files);
 	if (!r) {

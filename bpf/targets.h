@@ -83,13 +83,14 @@ static __always_inline u64 named_task(struct kcmp_task *caller, u64 pidns, u32 l
 	return task_by_vpid(pidns, level, nr);
 }
 
-/* The tasks a call with known arguments named (0: none), recorded. */
-static __always_inline void find_targets(struct kcmp_record *r, u64 *task1, u64 *task2)
+/* The tasks a call with known arguments named (0: none), recorded; looked up in the caller's
+ * pid namespace, which read_task() read with its depth. */
+static __always_inline void find_targets(struct kcmp_record *r, struct caller_ns *ns,
+					 u64 *task1, u64 *task2)
 {
 	struct kcmp_event *e = &r->event;
-	u32 level;
-	u64 upid = own_upid(kread64(bpf_get_current_task() + BTF_TASK_THREAD_PID), &level);
-	u64 pidns = kread64(upid + BTF_UPID_NS);
+	u64 pidns = ns->pidns;
+	u32 level = r->task.pid_level;
 	s32 pid1 = (s32)e->pid1, pid2 = (s32)e->pid2;
 	*task1 = named_task(&r->task, pidns, level, pid1);
 	if (*task1)
@@ -106,7 +107,8 @@ static __always_inline void find_targets(struct kcmp_record *r, u64 *task1, u64 
 }
 #else
 /* The caller's own process or thread, as its pid namespace numbers them (KERNEL_CALLER). */
-static __always_inline void find_targets(struct kcmp_record *r, u64 *task1, u64 *task2)
+static __always_inline void find_targets(struct kcmp_record *r, struct caller_ns *ns,
+					 u64 *task1, u64 *task2)
 {
 #ifdef KERNEL_CALLER
 	u64 task = bpf_get_current_task();

@@ -50,6 +50,7 @@ static __always_inline void read_task(struct kcmp_task *t, struct caller_ns *ns)
 	u32 level;
 	u64 upid = own_upid(kread64(task + BTF_TASK_THREAD_PID), &level);
 	u64 pidns = kread64(upid + BTF_UPID_NS);
+	ns->pidns = pidns;
 	t->pidns = ns_inum(pidns, BTF_PIDNS_INUM);
 	t->pid_level = level;
 	t->ns_tid = kread32(upid + BTF_UPID_NR);
