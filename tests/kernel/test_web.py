@@ -103,6 +103,7 @@ def secured(loop, prometheus_bin, tmp_path_factory):
             # key is the old one's: the last good pair is served meanwhile).
             replace(certs / "rotated.crt", live / "server.crt")
             time.sleep(0.5)
+            between = served_certificate(daemon.port, certs)
             replace(certs / "rotated.key", live / "server.key")
             rotated_at = time.time()
             time.sleep(0.5)
@@ -119,7 +120,8 @@ def secured(loop, prometheus_bin, tmp_path_factory):
             }
         finally:
             prom.stop()
-        yield dict(daemon=daemon, certs=certs, results=results, before=before, after=after)
+        yield dict(daemon=daemon, certs=certs, results=results, before=before, after=after,
+                   between=between)
     finally:
         daemon.stop()
 
@@ -146,6 +148,7 @@ def test_a_certificate_rotated_under_prometheus_fails_no_scrape(secured):
     certs, results = secured["certs"], secured["results"]
     new = ssl.PEM_cert_to_DER_cert((certs / "rotated.crt").read_text())
     assert secured["before"] != new and secured["after"] == new
+    assert secured["between"] == secured["before"]  # the new certificate with the old key
     assert float(results["worst"][0]["value"][1]) == 1  # no failed scrape since before it
     assert float(results["scrapes"][0]["value"][1]) >= 5
     log = secured["daemon"].stderr()
