@@ -11,12 +11,9 @@ import ssl
 import time
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter
-
 from kcmp_monitor.exporter.access import Access
-from kcmp_monitor.exporter.collector import RefusalCollector
-from kcmp_monitor.exporter.httpd import Limits, MetricsServer
 from tests import pki
+from tests.unit.test_httpd import serve
 
 AUTH = "Basic " + base64.b64encode(f"prometheus:{pki.PASSWORD}".encode()).decode()
 
@@ -29,23 +26,6 @@ def certs(tmp_path_factory):
     return where
 
 
-LIMITS = Limits(connections=8, requests=2, read_timeout_s=0.5)
-
-
-def serve(path, limits=LIMITS):
-    registry = CollectorRegistry()
-    Counter("kcmp_test", "a counter", registry=registry).inc(3)
-    access = Access(str(path))
-    registry.register(RefusalCollector(access.refusals))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = MetricsServer(registry, "127.0.0.1", port, limits, access)
-    server.start()
-    server.port = port
-    return server
-
-
 @pytest.fixture
 def web(certs, tmp_path):
     """A configuration file beside the certificates; its server, once made."""
@@ -54,7 +34,7 @@ def web(certs, tmp_path):
     def make(text):
         path = tmp_path / "web.yml"
         path.write_text(text.replace("@", str(certs) + "/"))
-        made.append(serve(path))
+        made.append(serve(Access(str(path))))
         return made[-1]
 
     yield make

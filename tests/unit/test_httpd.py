@@ -10,20 +10,32 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
+from kcmp_monitor.exporter.collector import RefusalCollector
 from kcmp_monitor.exporter.httpd import MAX_HEADER, Limits, MetricsServer
+
+
+LIMITS = Limits(connections=8, requests=2, read_timeout_s=0.5)
+
+
+def serve(access=None, limits=LIMITS) -> MetricsServer:
+    """A started server of one counter (kcmp_test_total 3) on a free loopback port (.port),
+    with access: behind that web configuration, its refusals exported."""
+    registry = CollectorRegistry()
+    Counter("kcmp_test", "a counter", registry=registry).inc(3)
+    if access is not None:
+        registry.register(RefusalCollector(access.refusals))
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    srv = MetricsServer(registry, "127.0.0.1", port, limits, access)
+    srv.start()
+    srv.port = port
+    return srv
 
 
 @pytest.fixture
 def server():
-    registry = CollectorRegistry()
-    Counter("kcmp_test", "a counter", registry=registry).inc(3)
-    with socket.socket() as probe:  # a free port
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    srv = MetricsServer(registry, "127.0.0.1", port,
-                        Limits(connections=8, requests=2, read_timeout_s=0.5))
-    srv.start()
-    srv.port = port
+    srv = serve()
     yield srv
     srv.shutdown()
 
