@@ -13,7 +13,7 @@ BPF_PERCPU_ARRAY(fold_scratch, struct kcmp_fold, 1);
 
 /* What makes two calls alike: everything a record of them would say but the time. */
 #define FOLD_FLAGS (KCMP_EV_ENTRY | KCMP_EV_COMPAT | KCMP_EV_SLOT_READ | KCMP_EV_SLOT_FAULT | \
-		    KCMP_EV_TRACE | KCMP_EV_REGS | KCMP_EV_SECCOMP)
+		    KCMP_EV_TRACE | KCMP_EV_REGS | KCMP_EV_SECCOMP | KCMP_EV_POLICY)
 
 /* Counts the call into the thread's run if it is like the run's first, within the window. */
 static __always_inline bool fold_into(struct kcmp_fold *run, struct kcmp_event *call, s64 ret,

@@ -194,15 +194,18 @@ struct caller_ns {
 #include "targets.h"
 #include "files.h"
 #include "seccomp.h"
+#include "policy.h"
 
 static __always_inline void on_enter(u64 pid1, u64 pid2, u64 type, u64 idx1, u64 idx2, u32 flags)
 {
+	u32 rule = 0;
+	flags |= police((s32)pid1, (s32)pid2, (s32)type, &rule);
 #ifdef STREAM_TRACE
 	if (caller_wanted() && type_wanted((s32)type))
 		flags |= KCMP_EV_TRACE;
 #endif
 #if !defined(COUNT) && !defined(STREAM_EPERM)
-	if (!(flags & KCMP_EV_TRACE))
+	if (!(flags & (KCMP_EV_TRACE | KCMP_EV_POLICY)))
 		return;
 #endif
 	u32 tid = (u32)bpf_get_current_pid_tgid();
@@ -210,10 +213,15 @@ static __always_inline void on_enter(u64 pid1, u64 pid2, u64 type, u64 idx1, u64
 	e.ts_ns = bpf_ktime_get_ns();
 	set_args(&e, pid1, pid2, type, idx1, idx2);
 	e.flags = flags | KCMP_EV_ENTRY;
+	e.rule = rule;
 	/* The slot lives in the caller's memory and may change after the call: copy it now. */
 	read_slot(&e);
-	if (inflight.update(&tid, &e) != 0)
+	if (inflight.update(&tid, &e) != 0) {
 		count(KCMP_STAT_INFLIGHT);
+		/* Its exit will not know the rule: counted here (a waiting deny is lost). */
+		if (flags & KCMP_EV_POLICY)
+			count_enforced(rule, flags & KCMP_EV_APPLIED);
+	}
 }
 
 #include "count.h"
@@ -301,6 +309,9 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *regs)
 	struct caller_ns ns = {};
 	u32 bits = outside(&ns);
 	count_call(e, ret, duration, bits);
+	bool policed = e->flags & KCMP_EV_POLICY;
+	if (policed)
+		count_enforced(e->rule, e->flags & KCMP_EV_APPLIED);
 	bool trace = e->flags & KCMP_EV_ENTRY ? e->flags & KCMP_EV_TRACE : trace_wanted_before(e);
 #ifdef ERRORS_ONLY
 	if (ret >= 0)
@@ -311,7 +322,7 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *regs)
 		trace = false;
 #endif
 	bool sweep = swept(e, tgid, now);
-	if (sweep)
+	if (sweep || policed)
 		trace = true;
 	bool log_eperm = false;
 #ifdef STREAM_EPERM
@@ -321,7 +332,7 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *regs)
 		return;
 	if (fold_call(&tid, e, ret, trace, bits, now, duration))
 		return;
-	bool urgent = sweep || priority_wanted(e, ret, bits, tgid);
+	bool urgent = sweep || policed || priority_wanted(e, ret, bits, tgid);
 	bool files = names_files(e); /* room for the fds it names */
 	if (trace)
 		e->flags |= KCMP_EV_TRACE;
@@ -356,7 +367,8 @@ static __always_inline void on_exit(s64 ret, u32 flags, struct pt_regs *regs)
 		bpf_probe_read_kernel(r, sizeof(struct kcmp_record_files), rec);
 	else
 		bpf_probe_read_kernel(r, sizeof(struct kcmp_record), rec);
-	open_run(tid, rec, files, now, bits);
+	if (!policed) /* each policed call a record of its own: none folds into it */
+		open_run(tid, rec, files, now, bits);
 	events.ringbuf_submit(r, 0);
 }
 
@@ -372,6 +384,15 @@ TRACEPOINT_PROBE(syscalls, sys_exit_kcmp)
 {
 	SAMPLED(KCMP_PROG_EXIT, on_exit(args->ret, 0, NULL));
 	return 0;
+}
+#endif
+
+#ifdef POLICY_DENY_CHECK
+KMOD_RET(security_ptrace_access_check)
+{
+	int ret = 0;
+	SAMPLED(KCMP_PROG_DENY, ret = deny_at_check());
+	return ret;
 }
 #endif
 

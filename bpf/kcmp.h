@@ -21,6 +21,11 @@
 				  * its caller compared within SWEEP_WINDOW_NS (an fd sweep) */
 #define KCMP_EV_TARGETS    0x1000 /* targets holds the tasks pid1 and pid2 named at the call,
 				   * as the kernel found them (KERNEL_TARGETS) */
+#define KCMP_EV_POLICY     0x2000 /* a rule of the policy matched the call at its entry (rule) */
+#define KCMP_EV_APPLIED    0x4000 /* and its action was carried out */
+#define KCMP_EV_KILLED     0x8000 /* by SIGKILL to the caller (else: kcmp's access check
+				   * refused the call, EPERM) */
+#define KCMP_EV_DENYING    0x10000 /* a deny waits for kcmp's access check (KMOD_RET) */
 
 #define KCMP_STAT_DROPPED          0 /* ring buffer full: calls lost (a folded record's all) */
 #define KCMP_STAT_INFLIGHT         1 /* in-flight map full: entry not kept */
@@ -49,6 +54,8 @@ enum kcmp_prog {
 	KCMP_PROG_IA32_FEXIT,  /* fexit:__ia32_sys_kcmp (HOOK_FENTRY, CAPTURE_COMPAT) */
 	KCMP_PROG_SECCOMP,     /* fexit:__secure_computing (HOOK_FENTRY), its runs for a
 				* refused kcmp */
+	KCMP_PROG_DENY,        /* fmod_ret:security_ptrace_access_check (POLICY_DENY_CHECK),
+				* its runs during a kcmp the policy denies */
 	KCMP_PROGS
 };
 #define KCMP_SAMPLE_SHIFT 6
@@ -148,6 +155,8 @@ struct kcmp_event {
 	__u32 ppid;        /* the caller's parent as the process table knew it; 0: not known */
 	__u32 repeat;      /* KCMP_EV_FOLDED: how many calls the record stands for */
 	__u64 last_ns;     /* KCMP_EV_FOLDED: the last one's time (ts_ns is the first's) */
+	__u32 rule;        /* KCMP_EV_POLICY: the index of the rule that matched */
+	__u32 reserved;
 };
 
 /* A task pid1 or pid2 named, as the kernel found it in the caller's pid namespace at the call
@@ -232,6 +241,40 @@ struct kcmp_nspid {
 struct kcmp_proc {
 	__u32 ppid;        /* a thread's: its process's parent */
 	char comm[16];
+};
+
+/* The policy as the loader writes it (KERNEL_POLICY, monitor/kernel/policy.py): masks with a
+ * bit per rule, in the rule file's order; the first rule whose conditions all hold is the
+ * call's. The maps of caller uids, comms and executables give each value the rules that name
+ * it, and KCMP_POLICY_ALLOW where it is allowlisted. */
+#define KCMP_POLICY_RULES 16
+#define KCMP_POLICY_TYPES 16   /* type slots (KCMP_SLOTS of them used), a power of two */
+#define KCMP_POLICY_ALLOW (1u << 31)
+
+enum kcmp_action { KCMP_ACTION_LOG, KCMP_ACTION_DENY, KCMP_ACTION_KILL };
+/* How the actions are carried out: not at all (a dry run); a deny at kcmp's access check and
+ * a kill by SIGKILL; both by SIGKILL (no trampolines for the access check). */
+enum kcmp_apply { KCMP_APPLY_NONE, KCMP_APPLY_CHECK, KCMP_APPLY_KILL };
+
+struct kcmp_policy {
+	__u32 types[KCMP_POLICY_TYPES]; /* the rules that take each type slot */
+	__u32 uids;          /* the rules that name the caller's uids, */
+	__u32 exes;          /* executables */
+	__u32 comms;         /* and comms: they hold only where the maps say so */
+	__u32 in_container;  /* the rules for callers in a container (not in the monitor's
+			      * mount namespace) */
+	__u32 on_host;       /* and for callers in it */
+	__u32 outside;       /* the rules for calls naming a task outside the caller's mount
+			      * namespace */
+	__u32 other_user;    /* and a task of another real uid */
+	__u32 apply;         /* enum kcmp_apply */
+	__u8 action[KCMP_POLICY_RULES]; /* enum kcmp_action */
+};
+
+struct kcmp_policy_exe {
+	__u64 ino;
+	__u32 dev;           /* the kernel's dev_t: major << 20 | minor */
+	__u32 reserved;
 };
 
 #endif

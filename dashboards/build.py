@@ -226,8 +226,9 @@ def dropped_by_lane(title: str, description: str) -> timeseries.Panel:
 
 
 def detections() -> db.Dashboard:
-    """What only exporters run with --detect know: the signatures' findings."""
-    board = new_board("detections", " For exporters run with --detect.")
+    """What only exporters run with --detect or a policy know: the signatures' findings, the
+    calls the policy stopped or would stop."""
+    board = new_board("detections", " For exporters run with --detect, and with a policy.")
     board = board.with_row(db.Row("Findings"))
     board = board.with_panel(series(
         "Findings, by signature", "Findings of the kcmp signatures per interval, by signature "
@@ -240,9 +241,23 @@ def detections() -> db.Dashboard:
         "info, low, medium, high).", "short",
         query(f"sum by (severity) (increase(kcmp_detections_total{{{SEL}}}"
               "[$__rate_interval]))", "{{severity}}"), w=12))
-    return board.with_panel(dropped_by_lane(
+    board = board.with_panel(dropped_by_lane(
         "Calls the signatures could not see", "Calls per second the stream lost (its ring "
         "buffers full), by lane: the priority lane carries what the signatures read."))
+    board = board.with_row(db.Row("Policy"))
+    board = board.with_panel(series(
+        "Calls stopped, by rule", "Calls a rule of the policy stopped per interval (denied "
+        "with EPERM, or the caller killed), counted in the kernel: exporters run with "
+        "--rules and --enforce on (the daemon's log line msg=\"kcmp call stopped\" says "
+        "whom).", "short",
+        query(f"sum by (rule, action) (increase(kcmp_enforced_total{{{SEL},applied=\"true\"}}"
+              "[$__rate_interval]))", "{{rule}} ({{action}})"), w=12))
+    return board.with_panel(series(
+        "Calls a rule would stop, by rule", "Calls a rule matched but did not stop per "
+        "interval: a dry run's (--enforce dry-run, the default) and log rules' marks: what "
+        "--enforce on would change.", "short",
+        query(f"sum by (rule, action) (increase(kcmp_enforced_total{{{SEL},applied=\"false\"}}"
+              "[$__rate_interval]))", "{{rule}} ({{action}})"), w=12))
 
 
 DASHBOARDS = {"kcmp-overview.json": overview, "kcmp-context.json": context,

@@ -199,8 +199,11 @@ BPF_ATTR_ATTACH_BTF_ID = 108
 BPF_ATTR_SIZE = 128
 BTF_KIND_FUNC = 12
 
-# A task that has begun to exit (<linux/sched.h>: task_struct.flags), the same since 2.6.
+# A task that has begun to exit, and a kernel thread (<linux/sched.h>: task_struct.flags), the
+# same since 2.6.
 PF_EXITING = 0x00000004
+PF_KTHREAD = 0x00200000
+SIGKILL = 9
 
 # A task in a 32-bit syscall (x86's thread_info.status, <asm/thread_info.h>): what the kernel's
 # in_ia32_syscall() tests, the same from 4.x to 6.18.

@@ -22,6 +22,7 @@ FLAGS = {
     "detect": "--detect",
     "no_detect": "--no-detect",
     "rules": "--rules",
+    "enforce": "--enforce",
     "own_paths_only": "--own-paths-only",
     "output": "--output",
     # the trace stream's filters, applied in the kernel

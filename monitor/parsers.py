@@ -31,6 +31,7 @@ from .kernel.folds import DEFAULT_WINDOW_S, MAX_WINDOW_S as MAX_FOLD_WINDOW_S
 from .kernel.home import HOST
 from .kernel.kinds import URGENT
 from .kernel.options import HOOK_KINDS
+from .policy.types import MODES
 from .sinks.eventfile import DEFAULT_BACKUPS, DEFAULT_MAX_MB
 
 COMM_MAX = 15  # TASK_COMM_LEN - 1: the kernel keeps no more of a process name
@@ -222,8 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
          help="--trace: run no signatures (they run on every traced call)")
     _add(detect, "rules", metavar="FILE",
          help="the rule file: which signatures run, thresholds, windows, "
-              "allowlists (default: the shipped one; `kcmp-monitor detect "
+              "allowlists, and the policy (default: the shipped one; `kcmp-monitor detect "
               "--print-rules` shows it)")
+    _add(detect, "enforce", choices=MODES,
+         help="the rule file's policy: dry-run marks the calls it would stop (the default "
+              "where it has rules), on stops them (see the README: Stopping calls)")
     _add(parser, "own_paths_only", action="store_true",
          help="fd paths only for the caller's own fds: other processes' show as "
               "numbers (what a stream shipped elsewhere need not carry)")

@@ -42,7 +42,8 @@ class Plan:
     events: EventsFile | None = None
     check: bool = False  # load, attach, say what works, exit
     signatures: bool = False  # the detections run on the calls that reach user space
-    rules: str | None = None  # their rule file (None: the shipped one)
+    rules: str | None = None  # their rule file, and the policy's (None: the shipped one)
+    enforce: str | None = None  # the policy: "dry-run", "on"; None: as the file has it
     sweep: bool = False  # the fd sweep is counted in the kernel (no streamed call shows it)
     eperm_log_rate: float = 0.0  # lines a second of the EPERM log; 0: no log
     others_paths: bool = True  # fd paths of other processes than the caller
@@ -101,9 +102,16 @@ RULES: tuple[tuple[Callable[[Flags], bool], Callable[[Flags], str]], ...] = (
     (lambda f: f["no_detect"] and not f["trace"],
      lambda _: f"{flag('no_detect')} is {flag('trace')}'s: the exporter runs no signatures "
              f"unless {flag('detect')} is given"),
-    (lambda f: f["rules"] is not None and not _signatures_run(f),
+    (lambda f: f["rules"] is not None and not _signatures_run(f) and f["enforce"] is None,
      lambda _: f"{flag('rules')} configures the signatures, which do not run here (add "
-             f"{flag('detect')}, or leave out {flag('no_detect')})"),
+             f"{flag('detect')}, or leave out {flag('no_detect')}; or {flag('enforce')} for "
+             "its policy alone)"),
+    (lambda f: f["enforce"] is not None and f["rules"] is None,
+     lambda _: f"{flag('enforce')} applies the policy of a rule file: give {flag('rules')} "
+             "FILE"),
+    (lambda f: f["enforce"] == "on" and not f["compat"],
+     lambda _: f"{flag('enforce')} on stops 32-bit calls too, which {flag('compat')} leaves "
+             "uncaught: leave it out"),
     (lambda f: f["detect"] and f["check"],
      lambda _: f"{flag('check')} finds nothing: leave out {flag('detect')}"),
     (lambda f: f["web_config"] is not None and f["trace"] and f["listen"] is None,
@@ -159,7 +167,8 @@ def from_flags(f: Flags) -> Plan:
     return Plan(program=_program(f, trace is not None, exporter is not None or f["check"],
                                  log_eperm, urgent),
                 trace=trace, exporter=exporter, events=events, check=f["check"],
-                signatures=signatures, rules=f["rules"], sweep=signatures and trace is None,
+                signatures=signatures, rules=f["rules"], enforce=f["enforce"],
+                sweep=signatures and trace is None,
                 eperm_log_rate=f["eperm_log_rate"] if log_eperm else 0.0,
                 others_paths=not f["own_paths_only"],
                 containers=trace is not None or events is not None or log_eperm or signatures)

@@ -43,7 +43,7 @@ EVENT: dict[str, tuple[type, ...]] = {
     "epollSlot": (dict, NULL), "epollSlotFault": (bool,), "durationNs": OPTIONAL_INT,
     "repeat": (int,), "fdSweep": (bool,), "lastTimestamp": OPTIONAL_INT, "fdPaths": (dict,),
     "fdFiles": (dict,), "callerPidNamespace": OPTIONAL_STR, "targets": (list, NULL),
-    "crossesBoundary": (list,), "contextUnresolved": (list,),
+    "crossesBoundary": (list,), "contextUnresolved": (list,), "enforcement": (dict, NULL),
 }
 
 

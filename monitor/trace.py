@@ -18,7 +18,8 @@ from .detect.engine import Detector
 from .detect.observe import from_event, quiet
 from .detect.types import Finding
 from .kernel.counters import STAT_DROPPED, STAT_DROPPED_PRIORITY, STAT_INFLIGHT
-from .kernel.events import Event, decode
+from .kernel.events import EV_POLICY, Event, decode, peek
+from .kernel.policy import PolicyTable
 from .sinks.logs import logfmt
 
 log = logging.getLogger(__name__)
@@ -105,18 +106,24 @@ class Tracer:
 
     def __init__(self, source: EventSource, proc: ProcReader, sinks: Sequence[Sink] = (),
                  eperm_log: EventLog | None = None, observer: Observer | None = None,
-                 finding_logs: Sequence[FindingSink] = (), count_context: bool = False) -> None:
+                 finding_logs: Sequence[FindingSink] = (), count_context: bool = False,
+                 policy: PolicyTable | None = None,
+                 enforcement_log: EventLog | None = None) -> None:
         """count_context: give every traced call its context and count crossings even
         without a sink (the daemon's --context); observer: the signatures every traced call
-        goes through."""
+        goes through; policy: names what the kernel's policy made of a call (each such call
+        to the enforcement log, if any)."""
         self.source = source
         self.proc = proc
         self.sinks = tuple(sinks)
         self.eperm_log = eperm_log
         self.observer = observer
         self.finding_logs = tuple(finding_logs)
+        self.policy = policy
+        self.enforcement_log = enforcement_log
         self.traces = bool(self.sinks) or count_context or observer is not None
-        self._limited = tuple(c for c in (eperm_log, *self.finding_logs) if c is not None)
+        self._limited = tuple(c for c in (eperm_log, enforcement_log, *self.finding_logs)
+                              if c is not None)
         self.summary = Summary()
         self._offset = monotonic_to_wall_ns()
         self._unreported = {"priority": 0, "bulk": 0}  # losses not yet in the log
@@ -147,27 +154,24 @@ class Tracer:
             sink.flush()
 
     def read(self, timeout_ms: int, final: bool) -> list[bytes]:
-        """The records of one poll; none where only the EPERM log reads them and it may write
-        nothing now: they wait in the ring, and what it cannot hold the kernel counts."""
-        eperm_log = self.eperm_log
-        if not self.traces and not final and (eperm_log is None or not eperm_log.ready()):
-            time.sleep(timeout_ms / 1000)
+        """The records of one poll; none where only the logs read them and none may write now
+        (not even the last time): they wait in the ring, and what it cannot hold the kernel
+        counts."""
+        logs = [each for each in (self.eperm_log, self.enforcement_log) if each is not None]
+        if not self.traces and not any(each.ready() for each in logs):
+            if not final:
+                time.sleep(timeout_ms / 1000)
             return []
         return self.source.read(timeout_ms, final)
 
     def handle(self, raw: bytes) -> None:
         """One record through the stages (gate, decode, enrich, observe, sinks)."""
-        eperm_log, traces = self.eperm_log, self.traces
-        if not traces and (eperm_log is None or not eperm_log.admit()):
-            return  # only the EPERM log reads these (STREAM_EPERM): not even decoded
-        event = decode(raw)
-        to_trace = event.traced and traces
-        # Admitted before any context is made: a flood costs a token test each.
-        to_log = eperm_log is not None and event.ret == -EPERM and (
-            not traces or eperm_log.admit())
-        if not (to_trace or to_log):
+        event, to_trace, to_log, to_enforce = self.gate(raw)
+        if event is None:
             return
         ctx = enrich(event, self.proc)
+        if event.policed is not None and self.policy is not None:
+            ctx = ctx._replace(enforcement=self.policy.enforcement(*event.policed))
         if to_trace:
             wall_ns = event.ts_ns + self._offset
             self.summary.add(event, ctx)
@@ -175,8 +179,28 @@ class Tracer:
                 sink.event(event, ctx, wall_ns)
             if self.observer is not None:
                 self.observe(event, ctx, wall_ns)
-        if to_log and eperm_log is not None:
-            eperm_log.event(event, ctx)
+        if to_log and self.eperm_log is not None:
+            self.eperm_log.event(event, ctx)
+        if to_enforce and self.enforcement_log is not None:
+            self.enforcement_log.event(event, ctx)
+
+    def gate(self, raw: bytes) -> tuple[Event | None, bool, bool, bool]:
+        """The event (None: no one takes it), and whether the sinks, the EPERM log and the
+        enforcement log take it. The logs admit it before any context is made (a flood costs
+        a token test each), and where only they read the stream, before it is decoded."""
+        eperm_log, enforcement_log = self.eperm_log, self.enforcement_log
+        event = None
+        if self.traces:
+            event = decode(raw)
+            ret, traced, policed = event.ret, event.traced, event.policed is not None
+        else:  # STREAM_EPERM's and the policy's records
+            ret, flags = peek(raw)
+            traced, policed = False, bool(flags & EV_POLICY)
+        to_log = eperm_log is not None and ret == -EPERM and eperm_log.admit()
+        to_enforce = policed and enforcement_log is not None and enforcement_log.admit()
+        if not (traced or to_log or to_enforce):
+            return None, False, False, False
+        return event or decode(raw), traced, to_log, to_enforce
 
     def observe(self, event: Event, ctx: Context, wall_ns: int) -> None:
         """The signatures over one traced call; each finding to the sinks and finding logs."""

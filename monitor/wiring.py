@@ -25,12 +25,19 @@ from .flags import flag
 from .kernel.kcmp import KcmpProgram
 from .kernel.options import ProgramOptions
 from .plan import EventsFile, Plan
+from .policy.types import Policy
 from .sinks import logs
 from .sinks.console import ConsoleSink, start_notes, exit_line
 from .sinks.eventfile import FileSink, RotatingLines
 from .sinks.jsonout import JsonSink
 from .sinks.logs import logfmt
-from .sinks.permlog import FINDINGS_PER_S, FindingLog, PermissionLog
+from .sinks.permlog import (
+    ENFORCEMENT_LINES_PER_S,
+    FINDINGS_PER_S,
+    EnforcementLog,
+    FindingLog,
+    PermissionLog,
+)
 from .trace import Sink, Tracer, signatures
 
 log = logging.getLogger("kcmp_monitor")
@@ -72,14 +79,24 @@ class StopFlag:
         return self.stopped
 
 
-def kernel_options(plan: Plan, detector: Detector | None) -> ProgramOptions:
-    """The plan's program, with the fd sweep's thresholds the rules give (where it runs)."""
+def kernel_options(plan: Plan, detector: Detector | None,
+                   policy: Policy | None = None) -> ProgramOptions:
+    """The plan's program, with the fd sweep's thresholds the rules give (where it runs) and
+    the rule file's policy (a dry run unless --enforce on). A 32-bit call's entry is hooked
+    wherever a policy is: it is where the policy decides."""
+    options = plan.program
+    if policy is not None and policy.rules:
+        options = replace(options, policy=policy, enforce=plan.enforce == "on",
+                          compat_entry=options.compat)
+    elif plan.enforce is not None:
+        raise UsageError(f"{flag('enforce')}: {flag('rules')} {plan.rules} has no policy "
+                         "rules to apply (see the README: Stopping calls)")
     sweep = next((s for s in detector.signatures if isinstance(s, FdSweep)), None) \
         if detector is not None and plan.sweep else None
     if sweep is None:
-        return plan.program
-    return replace(plan.program, sweep=(int(sweep.params["distinct_fds"]),
-                                        sweep.params["window_s"]))
+        return options
+    return replace(options, sweep=(int(sweep.params["distinct_fds"]),
+                                   sweep.params["window_s"]))
 
 
 def _sinks(plan: Plan, program: KcmpProgram, events: RotatingLines | None,
@@ -110,11 +127,12 @@ def run(plan: Plan) -> int:
     logs.setup(level=logging.INFO if plan.exporter is not None else logging.WARNING)
     events = _open_events_file(plan.events)
     # A bad rule file or web configuration is said before anything attaches.
-    detector = Detector(rules.load(plan.rules)) if plan.signatures else None
+    found, policy = rules.load_all(plan.rules) if plan.signatures or plan.rules else ([], None)
+    detector = Detector(found) if plan.signatures else None
     access = Access(plan.exporter.web_config) \
         if plan.exporter is not None and plan.exporter.web_config else None
     stop = StopFlag()
-    with KcmpProgram(kernel_options(plan, detector)) as program:
+    with KcmpProgram(kernel_options(plan, detector, policy)) as program:
         if plan.check:
             return check(program, None if access is None else access.config)
         # Containers are named by their runtimes where one answers (only the streams print).
@@ -122,14 +140,7 @@ def run(plan: Plan) -> int:
         # open but can look up no more.
         runtime = ContainerRuntime() if plan.containers else None
         sinks = _sinks(plan, program, events, runtime)
-        tracer = Tracer(
-            program, _reader(plan, program), sinks=sinks,
-            eperm_log=(PermissionLog(rate=plan.eperm_log_rate, runtime=runtime)
-                       if plan.eperm_log_rate else None),
-            observer=None if detector is None else signatures(detector, runtime),
-            # The exporter's findings are log lines (and lines of its event file, if any).
-            finding_logs=[FindingLog(FINDINGS_PER_S)] if plan.findings_logged else [],
-            count_context=plan.exporter is not None and plan.exporter.context)
+        tracer = _tracer(plan, program, runtime, detector, sinks)
         server = _server(plan, program, tracer, runtime, detector, access)
         caps.drop_after_attach(plan.keeps_root, stay_root=plan.stays_root,
                                rereads=() if access is None else access.config.files)
@@ -152,6 +163,23 @@ def run(plan: Plan) -> int:
     return EXIT_OK
 
 
+def _tracer(plan: Plan, program: KcmpProgram, runtime: ContainerRuntime | None,
+            detector: Detector | None, sinks: list[Sink]) -> Tracer:
+    """The loop, with the logs the daemon writes where no stream prints (permission
+    failures, findings, the policy's calls)."""
+    return Tracer(
+        program, _reader(plan, program), sinks=sinks,
+        eperm_log=(PermissionLog(rate=plan.eperm_log_rate, runtime=runtime)
+                   if plan.eperm_log_rate else None),
+        observer=None if detector is None else signatures(detector, runtime),
+        # The exporter's findings are log lines (and lines of its event file, if any).
+        finding_logs=[FindingLog(FINDINGS_PER_S)] if plan.findings_logged else [],
+        count_context=plan.exporter is not None and plan.exporter.context,
+        policy=program.policy,
+        enforcement_log=(EnforcementLog(ENFORCEMENT_LINES_PER_S, runtime=runtime)
+                         if program.policy is not None and plan.trace is None else None))
+
+
 def _server(plan: Plan, program: KcmpProgram, tracer: Tracer,
             runtime: ContainerRuntime | None, detector: Detector | None,
             access: Access | None) -> MetricsServer | None:
@@ -162,7 +190,7 @@ def _server(plan: Plan, program: KcmpProgram, tracer: Tracer,
     registry = daemon.build_registry(
         program, (lambda: tracer.summary) if plan.program.trace else None,
         runtime if runtime is not None and runtime.available else None, detector,
-        None if access is None else access.refusals)
+        None if access is None else access.refusals, program.policy)
     return daemon.listen(registry, plan.exporter.address, plan.exporter.limits, access)
 
 
@@ -174,6 +202,7 @@ def _exporting(plan: Plan, program: KcmpProgram, server: MetricsServer) -> str:
                   no_fentry=program.fentry_error,
                   compat=program.compat, compat_error=program.compat_error,
                   context=plan.exporter.context,
+                  policy=None if program.policy is None else program.policy.describe(),
                   events_file=None if plan.events is None else plan.events.path,
                   kernel=",".join(program.kernel_on) or None,
                   **{f"no_{feature}": reason for feature, reason in program.kernel_off.items()})

@@ -5,10 +5,13 @@ folds, the sinks and the signatures without a kernel."""
 import json
 
 from kcmp_monitor.kernel.events import (
+    EV_APPLIED,
     EV_COMPAT,
     EV_ENTRY,
     EV_FOLDED,
+    EV_KILLED,
     EV_OWN_PIDNS,
+    EV_POLICY,
     EV_PRIORITY,
     EV_REGS,
     EV_SECCOMP,
@@ -42,6 +45,9 @@ def encode(event: Event) -> bytes:
              | (EV_OWN_PIDNS if event.own_pidns else 0) | (EV_SECCOMP if event.seccomp else 0)
              | (EV_PRIORITY if event.priority else 0) | (EV_FOLDED if event.folded else 0)
              | (EV_SWEEP if event.swept else 0))
+    p = event.policed
+    if p is not None:
+        flags |= EV_POLICY | (EV_APPLIED if p.applied else 0) | (EV_KILLED if p.killed else 0)
     slot = EpollSlot(0, 0, 0)
     if a is not None:
         flags |= EV_ENTRY if event.duration_ns is not None else EV_REGS
@@ -83,6 +89,7 @@ def encode(event: Event) -> bytes:
         a.idx1 if a else 0, a.idx2 if a else 0, event.ret,
         event.tgid, event.tid, event.uid, event.gid, slot.efd, slot.tfd, slot.toff, flags,
         event.comm, event.ppid, event.repeat if event.folded else 0, event.last_ns or 0,
+        p.rule if p is not None else 0, 0,
     ) + task + targets + files
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
+from ..policy.types import Enforcement
+
 # The kinds of boundary a call can cross, in the order they are reported.
 BOUNDARIES = ("pid", "mnt", "net", "container")
 
@@ -91,6 +93,7 @@ class Context(NamedTuple):
     targets: tuple[Target | None, Target | None] | None = None
     crossings: tuple[str, ...] = ()  # the BOUNDARIES between the caller and a target
     unresolved: tuple[str, ...] = ()  # "caller", "pid1", "pid2": existed, but not found
+    enforcement: Enforcement | None = None  # what the policy made of the call
 
     @property
     def owners(self) -> tuple[int | None, int | None] | None:

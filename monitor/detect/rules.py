@@ -9,6 +9,8 @@ from typing import Any
 from .. import yamlfile
 from ..errors import UsageError
 from ..flags import flag
+from ..policy import parse as policy
+from ..policy.types import Allow as PolicyAllow, Policy
 from .signature import Allow, Signature
 from .signatures import ALL
 
@@ -22,6 +24,11 @@ def default_text() -> str:
 
 def load(path: str | None = None) -> list[Signature]:
     """The signatures the file enables, configured; None: the shipped defaults."""
+    return load_all(path)[0]
+
+
+def load_all(path: str | None = None) -> tuple[list[Signature], Policy]:
+    """The signatures and the policy of a rule file (None: the shipped one)."""
     where = path or "the default rules"
     try:
         if path is None:
@@ -32,20 +39,31 @@ def load(path: str | None = None) -> list[Signature]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(
             f"{flag('rules')} {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    return parse(yamlfile.parse(text, f"{flag('rules')} {where}"), where)
+    doc = yamlfile.parse(text, f"{flag('rules')} {where}")
+    signatures = parse(doc, where)  # which checks that doc is a mapping, or nothing
+    doc = doc or {}
+    common = _allow(doc.get("allow"), "allow", _bad(where))
+    return signatures, policy.parse(
+        doc.get("policy"), PolicyAllow(common.executables, common.comms, common.uids),
+        _bad(where))
+
+
+def _bad(where: str):
+    def bad(key: str, what: str) -> UsageError:
+        return UsageError(f"{flag('rules')} {where}: {key}: {what}")
+    return bad
 
 
 def parse(doc: Any, where: str) -> list[Signature]:
-    def bad(key: str, what: str) -> UsageError:
-        return UsageError(f"{flag('rules')} {where}: {key}: {what}")
-
+    bad = _bad(where)
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
-        raise bad("the file", "expected a mapping with 'allow' and 'signatures'")
-    unknown = set(doc) - {"allow", "signatures"}
+        raise bad("the file", "expected a mapping with 'allow', 'signatures' and 'policy'")
+    unknown = set(doc) - {"allow", "signatures", "policy"}
     if unknown:
-        raise bad(sorted(map(str, unknown))[0], "unknown key (expected allow, signatures)")
+        raise bad(sorted(map(str, unknown))[0],
+                  "unknown key (expected allow, signatures, policy)")
     common = _allow(doc.get("allow"), "allow", bad)
     by_id = {s.META.id: s for s in ALL}
     configured = doc.get("signatures") or {}

@@ -37,5 +37,7 @@ def check(program, web: WebConfig | None = None) -> int:
         "program's run)"))
     if web is not None:
         print(f"web configuration: {escape(web.describe())}")
+    if program.policy is not None:
+        print(f"policy: {escape(program.policy.describe())}")
     print(f"check: {'ok' if ok else 'FAILED'}")
     return EXIT_OK if ok else EXIT_INTERNAL

@@ -287,6 +287,28 @@ class RefusalCollector(Collector):
         yield refused
 
 
+class EnforcementCounts(Protocol):
+    """What the policy's rules matched (kernel.policy.PolicyTable), read from the kernel."""
+
+    def counts(self) -> dict[tuple[str, str, bool], int]: ...
+
+
+class EnforcementCollector(Collector):
+    """kcmp_enforced_total: every rule, applied or not, zero from the start."""
+
+    def __init__(self, policy: EnforcementCounts) -> None:
+        self._policy = policy
+
+    def describe(self) -> list[Metric]:
+        return [f.ENFORCED.make()]
+
+    def collect(self) -> Iterator[Metric]:
+        enforced = f.ENFORCED.make()
+        for (rule, action, applied), count in self._policy.counts().items():
+            enforced.add_metric([rule, action, "true" if applied else "false"], count)
+        yield enforced
+
+
 def _buckets(log2: list[int]) -> list[tuple[str, float]]:
     """Cumulative (le, count) pairs in seconds from the kernel's log2 slots."""
     out: list[tuple[str, float]] = []

@@ -19,6 +19,7 @@ from ..flags import flag
 from .collector import (
     ContextCollector,
     DetectionCollector,
+    EnforcementCollector,
     KcmpCollector,
     RefusalCollector,
     RuntimeCollector,
@@ -113,12 +114,13 @@ def notify(state: str) -> None:
 
 
 def build_registry(program, context=None, runtime=None, detector=None,
-                   refusals=None) -> CollectorRegistry:
+                   refusals=None, policy=None) -> CollectorRegistry:
     """Our collector over the program's maps, the process's own metrics, with context (a
     callable returning the tracer's Summary) what enriching the stream found, with a
     runtime (collector.RuntimeCounts) how its containers were named, and with a detector
     (collector.DetectionCounts) its findings, with refusals (access.Refusals) the requests
-    the web configuration refused."""
+    the web configuration refused, with a policy (collector.EnforcementCounts) what its rules
+    matched."""
     registry = CollectorRegistry()
     state = SelfState(version=__version__, bcc_version=program.bcc_version,
                       kernel=os.uname().release, attached=program.attached,
@@ -133,6 +135,8 @@ def build_registry(program, context=None, runtime=None, detector=None,
         registry.register(DetectionCollector(detector))
     if refusals is not None:
         registry.register(RefusalCollector(refusals))
+    if policy is not None:
+        registry.register(EnforcementCollector(policy))
     ProcessCollector(registry=registry)
     return registry
 

@@ -102,6 +102,11 @@ WEB_REFUSED = Family(C, "kcmp_monitor_web_refused", "Connections and requests to
                      "web configuration refused, by reason (tls_handshake, plain_http, "
                      "client_san, unauthorized, rate_limited)", ("reason",))
 
+ENFORCED = Family(C, "kcmp_enforced", "kcmp calls a rule of the policy matched, counted in the "
+                  "kernel: applied=\"true\" stopped (denied or the caller killed), "
+                  "applied=\"false\" only marked (a dry run, a log rule)",
+                  ("rule", "action", "applied"))
+
 
 def described(families: tuple[Family, ...], **help_values: Any) -> list[Metric]:
     """The families without samples: what a collector says it serves (help_values fill the

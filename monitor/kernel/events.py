@@ -35,6 +35,8 @@ LAYOUT = (
     ("ppid", "I"),
     ("repeat", "I"),
     ("last_ns", "Q"),
+    ("rule", "I"),
+    ("reserved", "I"),
 )
 RAW_EVENT = struct.Struct("<" + "".join(code for _, code in LAYOUT))
 # struct kcmp_task, which follows the call in a record.
@@ -112,6 +114,9 @@ EV_PRIORITY = 0x200
 EV_FOLDED = 0x400
 EV_SWEEP = 0x800
 EV_TARGETS = 0x1000
+EV_POLICY = 0x2000
+EV_APPLIED = 0x4000
+EV_KILLED = 0x8000
 
 # Flag bits of struct kcmp_target.flags.
 TARGET_FOUND = 0x1
@@ -242,6 +247,14 @@ class KernelTarget(NamedTuple):
     cgroup: bytes  # its cgroup's own name; b"": not read
 
 
+class Policed(NamedTuple):
+    """A rule of the policy matched the call at its entry: its index, whether its action was
+    carried out, and whether by SIGKILL (else kcmp's access check refused the call)."""
+    rule: int
+    applied: bool
+    killed: bool
+
+
 class Event(NamedTuple):
     ts_ns: int  # CLOCK_MONOTONIC
     duration_ns: int | None  # None when the entry was not seen
@@ -272,6 +285,7 @@ class Event(NamedTuple):
     # The tasks pid1 and pid2 named at the call (None for a pid that named none); None where
     # the kernel did not look them up.
     targets: tuple[KernelTarget | None, KernelTarget | None] | None = None
+    policed: Policed | None = None
 
     @property
     def folded(self) -> bool:
@@ -348,7 +362,7 @@ def _files(raw: bytes) -> tuple[KernelFile | None, ...]:
 def decode(raw: bytes) -> Event:
     """An Event from the bytes of one ring-buffer record."""
     (ts_ns, duration_ns, cgroup_id, pid1, pid2, kcmp_type, idx1, idx2, ret, tgid, tid, uid, gid,
-     efd, tfd, toff, flags, comm, ppid, repeat, last_ns) = _DECODE.unpack_from(raw)
+     efd, tfd, toff, flags, comm, ppid, repeat, last_ns, rule, _) = _DECODE.unpack_from(raw)
     # Positional construction: this runs for every event of the stream.
     if flags & (EV_ENTRY | EV_REGS):
         args = Args(pid1, pid2, kcmp_type, idx1, idx2,
@@ -368,25 +382,18 @@ def decode(raw: bytes) -> Event:
                  _files(raw) if len(raw) >= FILES_RECORD_SIZE else None,
                  bool(flags & EV_PRIORITY), repeat if folded else 1,
                  last_ns if folded else None, bool(flags & EV_SWEEP),
-                 _targets(raw) if flags & EV_TARGETS else None)
+                 _targets(raw) if flags & EV_TARGETS else None,
+                 Policed(rule, bool(flags & EV_APPLIED), bool(flags & EV_KILLED))
+                 if flags & EV_POLICY else None)
 
 
 # Where each field of struct kcmp_event starts.
 OFFSETS = {name: struct.calcsize("<" + "".join(code for _, code in LAYOUT[:i]))
            for i, (name, _) in enumerate(LAYOUT)}
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
+_RET = struct.Struct("<q")
+_FLAGS = struct.Struct("<I")
 
 
-def folded(record: bytes, repeat: int, first_ns: int, last_ns: int, duration_ns: int,
-           priority: bool) -> bytes:
-    """The folded record of a run, from its first call's record (with its files, if any):
-    what the kernel streams when it ends the run itself."""
-    out = bytearray(record)
-    flags = _U32.unpack_from(out, OFFSETS["flags"])[0] & ~EV_PRIORITY
-    _U32.pack_into(out, OFFSETS["flags"], flags | EV_FOLDED | (EV_PRIORITY if priority else 0))
-    _U32.pack_into(out, OFFSETS["repeat"], repeat)
-    for name, value in (("ts_ns", first_ns), ("last_ns", last_ns),
-                        ("duration_ns", duration_ns)):
-        _U64.pack_into(out, OFFSETS[name], value)
-    return bytes(out)
+def peek(raw: bytes) -> tuple[int, int]:
+    """A record's result and flags alone: what the logs' gate reads before any decoding."""
+    return _RET.unpack_from(raw, OFFSETS["ret"])[0], _FLAGS.unpack_from(raw, OFFSETS["flags"])[0]

@@ -6,6 +6,7 @@ loader gives up rows by name."""
 
 from __future__ import annotations
 
+import os
 import platform
 import struct
 from collections.abc import Iterable
@@ -94,6 +95,11 @@ def _seccomp(_: Build) -> list[str]:
             f"-DTS_COMPAT_VALUE={abi.TS_COMPAT}"]
 
 
+def _policy(b: Build) -> list[str]:
+    return [f"-DOWN_TGID={os.getpid()}", f"-DPF_KTHREAD_VALUE={abi.PF_KTHREAD:#x}",
+            f"-DSIGKILL_VALUE={abi.SIGKILL}"]
+
+
 def _counted_or_streamed(o: ProgramOptions) -> bool:
     return o.streams or o.count
 
@@ -145,6 +151,12 @@ FEATURES: tuple[Feature, ...] = (
             lambda o: True,
             ("NR_KCMP", "SECCOMP_MODE_FILTER_VALUE", "THREAD_SIZE_VALUE", "TS_COMPAT_VALUE"),
             _seccomp, probe=no_seccomp, btf=True, header="seccomp.h"),
+    Feature("policy", "KERNEL_POLICY", "the kcmp policy decided at each call's entry",
+            lambda o: o.policy is not None, ("OWN_TGID", "PF_KTHREAD_VALUE", "SIGKILL_VALUE"),
+            _policy, requires="caller", btf=True, header="policy.h"),
+    Feature("deny_check", "POLICY_DENY_CHECK", "denials at kcmp's access check (trampolines)",
+            lambda o: o.denies, requires="policy",
+            probe=lambda: trampolines.refused(trampolines.ACCESS_CHECK), header="policy.h"),
     # The seccomp row's saved registers are what the trampolines read the arguments from, and
     # what their seccomp hook needs: without it the tracepoints, which see refused calls.
     Feature("fentry", "HOOK_FENTRY", "BPF trampolines on the kcmp syscall functions",
@@ -174,6 +186,8 @@ class Hook(NamedTuple):
             return self.program.encode() in bpf.kfunc_entry_fds
         if kind == "fexit":
             return self.program.encode() in bpf.kfunc_exit_fds
+        if kind == "fmod_ret":  # attached by the loader (BCC 0.26 attaches none)
+            return self.program.encode() in getattr(bpf, "modify_return_fds", {})
         return self.name.encode() in bpf.tracepoint_fds
 
 
@@ -195,6 +209,8 @@ HOOKS = (
     Hook("fentry:__ia32_sys_kcmp", "kfunc____ia32_sys_kcmp", "compat", "fentry"),
     Hook("fexit:__ia32_sys_kcmp", "kretfunc____ia32_sys_kcmp", "compat", "fentry"),
     Hook("fexit:__secure_computing", "kretfunc____secure_computing", "fentry"),
+    Hook(f"fmod_ret:{trampolines.ACCESS_CHECK[0]}",
+         f"kmod_ret__{trampolines.ACCESS_CHECK[0]}", "deny_check"),
 )
 PROGRAMS = tuple(hook.program for hook in HOOKS)
 
@@ -229,7 +245,7 @@ def cflags(on: Iterable[str], build: Build, include: str) -> list[str]:
     flags = [f"-I{include}"]
     for name in on:
         flags += BY_NAME[name].flags(build)
-    return flags
+    return list(dict.fromkeys(flags))  # members two rows read, defined once
 
 
 def hooks(on: Iterable[str]) -> tuple[Hook, ...]:

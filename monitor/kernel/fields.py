@@ -71,6 +71,13 @@ MEMBERS: dict[str, dict[str, tuple[str, str, int | None]]] = {
         "TASK_EXIT_STATE": ("task_struct", "exit_state", 4),
         "TASK_COMM": ("task_struct", "comm", 16),
     },
+    # The policy's conditions on the caller (needs "caller"): its executable's device, and
+    # whether it is a kernel thread.
+    "policy": {
+        "TASK_FLAGS": ("task_struct", "flags", 4),
+        "INODE_SB": ("inode", "i_sb", P),
+        "SB_DEV": ("super_block", "s_dev", 4),
+    },
     # The fds named by the call (needs "caller"): the file, its file system, and its path by a
     # walk of dentries and mounts up to the caller's root.
     "files": {

@@ -11,13 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-from .events import (
-    EV_FOLDED,
-    FILES_RECORD_SIZE,
-    OFFSETS,
-    RECORD_SIZE,
-    folded,
-)
+from .events import EV_FOLDED, EV_PRIORITY, FILES_RECORD_SIZE, OFFSETS, RECORD_SIZE
 from .kinds import names_files, urgent_call
 
 # run_ns, first_ns, last_ns, duration_ns, repeat, outside.
@@ -34,6 +28,20 @@ _S64 = struct.Struct("<q")
 _S32 = struct.Struct("<i")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+
+
+def folded(record: bytes, repeat: int, first_ns: int, last_ns: int, duration_ns: int,
+           priority: bool) -> bytes:
+    """The folded record of a run, from its first call's record (with its files, if any):
+    what the kernel streams when it ends the run itself."""
+    out = bytearray(record)
+    flags = _U32.unpack_from(out, OFFSETS["flags"])[0] & ~EV_PRIORITY
+    _U32.pack_into(out, OFFSETS["flags"], flags | EV_FOLDED | (EV_PRIORITY if priority else 0))
+    _U32.pack_into(out, OFFSETS["repeat"], repeat)
+    for name, value in (("ts_ns", first_ns), ("last_ns", last_ns),
+                        ("duration_ns", duration_ns)):
+        _U64.pack_into(out, OFFSETS[name], value)
+    return bytes(out)
 
 
 class Folds:

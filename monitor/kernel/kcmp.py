@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import os
 import re
 import select
 import struct
@@ -32,7 +33,8 @@ from .features import BY_NAME, HOOKS, PROGRAMS, SHED_ORDER, Build, Selected
 from .folds import Folds
 from .home import home_namespaces
 from .options import ProgramOptions, priority_pages
-from .probes import SETUP_HINT, TRACEFS, check_kernel, v1_controller
+from .policy import PolicyTable
+from .probes import SETUP_HINT, TRACEFS, check_kernel, no_compat, v1_controller
 from .proctable import ProcessTable
 
 # Package data (bpf/ in the source tree), found the same way installed or editable.
@@ -89,11 +91,41 @@ COMPAT = ("compat", "compat_entry")
 COMPAT_PROGRAMS = tuple(h.program for h in HOOKS if h.feature in COMPAT)
 
 
+# The modify-return programs, which BCC 0.26 neither attaches nor detaches: their links are
+# kept on the BPF object (closed by close_modify_return()).
+MODIFY_RETURN = tuple(h.program for h in HOOKS if h.name.startswith("fmod_ret:"))
+
+
+def _attach_modify_return(bcc, bpf, on: tuple[str, ...]) -> None:
+    hooks = [h for h in features.hooks(on) if h.program in MODIFY_RETURN]
+    if hooks:
+        bpf.modify_return_fds = {}
+    for hook in hooks:
+        fn = bpf.load_func(hook.program.encode(), bcc.BPF.TRACING)
+        fd = bcc.libbcc.lib.bpf_attach_kfunc(fn.fd)
+        if fd < 0:
+            raise Exception(f"Failed to attach BPF program {hook.program}: "
+                            f"{os.strerror(ctypes.get_errno())}")
+        bpf.modify_return_fds[hook.program.encode()] = fd
+
+
+def close_modify_return(bpf) -> None:
+    fds = getattr(bpf, "modify_return_fds", None)
+    while fds:
+        os.close(fds.popitem()[1])
+
+
 def _load(bcc, text: str, on: tuple[str, ...], build: Build):
     """Compile and attach (BCC attaches every probe it finds) or raise Refused."""
+    bpf = None
     try:
-        return bcc.BPF(text=text, cflags=features.cflags(on, build, str(BPF_DIR)))
+        bpf = bcc.BPF(text=text, cflags=features.cflags(on, build, str(BPF_DIR)))
+        _attach_modify_return(bcc, bpf, on)
+        return bpf
     except Exception as exc:  # BCC raises bare Exception for compile and attach failures
+        if bpf is not None:
+            close_modify_return(bpf)
+            bpf.cleanup()
         text = str(exc)
         named = re.search(r"Failed to (load|attach) BPF program b?'?([A-Za-z0-9_]+)", text)
         raw_attach = text.startswith("Failed to attach BPF to raw tracepoint")
@@ -114,7 +146,10 @@ def _shed(refused: Refused, on: tuple[str, ...], hooks: str) -> str | None:
     """The row to do without after the kernel refused the program: a kernel-side feature
     (where the verifier refused it), "fentry" (a trampoline that cannot be had, unless asked
     for by name: then the tracepoints are not what was asked), "compat" (a 32-bit hook that
-    cannot be had), or None (nothing left to give up: the core itself is refused)."""
+    cannot be had), "deny_check" (the access check's trampoline: denials become kills), or
+    None (nothing left to give up: the core itself is refused)."""
+    if "deny_check" in on and refused.program in MODIFY_RETURN:
+        return "deny_check"
     if "fentry" in on and hooks == "auto" and (
             refused.program in FENTRY_PROGRAMS or _FENTRY_ATTACH.search(str(refused))):
         return "fentry"
@@ -157,6 +192,25 @@ def load(bcc, wanted: Selected, build: Build) -> Loaded:
                     off[row] = f"it needs {shed}, which is off"
 
 
+def _policy_had(options: ProgramOptions, loaded: Loaded) -> PolicyTable | None:
+    """The policy written into the kernel's table (None: none given); Unavailable where the
+    kernel cannot decide it."""
+    if options.policy is None:
+        return None
+    for row in ("policy", "targets") if options.policy.needs_targets else ("policy",):
+        if row not in loaded.on:
+            raise Unavailable(f"the policy cannot be decided in this kernel: {row} is off "
+                              f"({loaded.off.get(row, 'not built')})")
+    on = loaded.on
+    if options.enforce and options.compat and no_compat() is None and (
+            "compat" not in on or "fentry" not in on and "compat_entry" not in on):
+        why = loaded.off.get("compat") or loaded.off.get("compat_entry")
+        raise Unavailable(f"32-bit calls would escape the policy: their entry is not hooked "
+                          f"here ({why})")
+    return PolicyTable.write(loaded.bpf, options.policy, options.enforce,
+                             "deny_check" in loaded.on, loaded.off.get("deny_check"))
+
+
 def _fentry_had(options: ProgramOptions, off: dict[str, str]) -> None:
     """Raise Unavailable where the trampolines were asked for by name and are off."""
     if options.hooks == "fentry" and "fentry" in off:
@@ -178,7 +232,9 @@ class KcmpProgram:
         loaded = load(bcc, wanted, Build(options, self.home, btf))
         try:
             _fentry_had(options, loaded.off)
+            self.policy = _policy_had(options, loaded)
         except Unavailable:
+            close_modify_return(loaded.bpf)
             loaded.bpf.cleanup()
             raise
         self._bpf, self.on = loaded.bpf, loaded.on
@@ -304,6 +360,7 @@ class KcmpProgram:
         return result
 
     def close(self) -> None:
+        close_modify_return(self._bpf)
         for reader in self._readers:
             reader.close()
         if self._poller is not None:

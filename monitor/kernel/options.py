@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..policy.types import Policy
 from .btf import VMLINUX
 
 # Where kcmp is caught (features "fentry"): auto takes fentry where the kernel allows it.
@@ -38,11 +39,18 @@ class ProgramOptions:
     # count fd sweeps in the kernel: (distinct fds of one other process, window in seconds)
     sweep: tuple[int, float] | None = None
     hooks: str = "auto"  # one of HOOK_KINDS
+    policy: Policy | None = None  # decided in the kernel at each call's entry
+    enforce: bool = False  # its actions carried out (else a dry run: the calls only marked)
 
     @property
     def streams(self) -> bool:
         """Records reach user space: they get context, so the process table is kept."""
-        return self.trace or self.log_eperm
+        return self.trace or self.log_eperm or self.policy is not None
+
+    @property
+    def denies(self) -> bool:
+        """Calls are to be refused at kcmp's access check, where the kernel allows it."""
+        return self.enforce and self.policy is not None and self.policy.denies
 
 
 def priority_pages(ringbuf_pages: int) -> int:

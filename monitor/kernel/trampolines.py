@@ -18,6 +18,13 @@ _EMPTY = bytes.fromhex("b700000000000000" "9500000000000000")
 _LICENSE = b"GPL\0"
 
 
+# kcmp's access check on each task it is handed (ptrace_may_access() asks the security hooks
+# last): a modify-return program may refuse it on any kernel with trampolines, since the
+# kernel allows one on every security_ function (and on error-injectable functions only where
+# CONFIG_FUNCTION_ERROR_INJECTION is set, which Debian's kernels do not set).
+ACCESS_CHECK = ("security_ptrace_access_check",)
+
+
 def functions() -> tuple[str, ...]:
     """What the fentry hooks attach to: the 64-bit kcmp, the seccomp check that may refuse it
     first, and the 32-bit kcmp where this kernel runs 32-bit code."""

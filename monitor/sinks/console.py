@@ -15,6 +15,7 @@ from ..kernel.events import Args, Event
 from ..kernel.features import KERNEL_FEATURES
 from ..kernel.home import Home, home_namespaces
 from ..kernel.kinds import PRIORITY_LANE
+from ..policy.types import Enforcement, Mechanism
 
 START_LINE = "Tracing kcmp()... Ctrl-C to end."
 DENIED_MARK = "!! DENIED"
@@ -175,6 +176,8 @@ def _marks(event: Event, ctx: Context, own: dict[str, int | None] | None) -> str
         text += f"  [unresolved: {','.join(ctx.unresolved)}]"
     if ctx.crossings:
         text += f"  {CROSSING_MARK} {','.join(ctx.crossings)}"
+    if ctx.enforcement is not None:
+        text += f"  {enforcement_mark(ctx.enforcement)}"
     if event.seccomp:
         text += f"  {SECCOMP_MARK} caller uid={event.uid}"
     elif event.permission_denied:
@@ -182,6 +185,18 @@ def _marks(event: Event, ctx: Context, own: dict[str, int | None] | None) -> str
         if ctx.owners is not None:
             text += f", pid1 owner={_owner(ctx.owners[0])}, pid2 owner={_owner(ctx.owners[1])}"
     return text
+
+
+def enforcement_mark(e: Enforcement) -> str:
+    """What the policy made of the call: done, or (a dry run) what it would have done."""
+    if e.action == "log":
+        return f"!! POLICY rule={e.rule}"
+    if not e.applied:
+        return f"!! WOULD {e.action.upper()} rule={e.rule}"
+    if e.mechanism == Mechanism.SIGKILL.value:
+        by = "" if e.action == "kill" else " (deny by SIGKILL)"
+        return f"!! KILLED BY POLICY rule={e.rule}{by}"
+    return f"!! DENIED BY POLICY rule={e.rule}"
 
 
 def format_line(event: Event, ctx: Context, wall_ns: int,
@@ -232,6 +247,8 @@ def start_notes(program) -> list[str]:
     if program.folds is not None:
         notes.append(f"identical calls folded within {program.folds.window_ns / 1e9:g} s; "
                      f"{flag('fold')}")
+    if program.policy is not None:
+        notes.append(f"policy: {program.policy.describe()}")
     return [program.hooks()] + notes + [f"no {KERNEL_FEATURES[feature]}: {reason}"
                     for feature, reason in program.kernel_off.items()]
 

@@ -12,6 +12,7 @@ from ..detect.types import Finding
 from ..kernel.events import Args, Event, KernelFile
 from ..escape import json_text
 from ..memo import IdentityMemo
+from ..policy.types import Enforcement
 from .console import start_line
 
 # (name, Tracee's type) of kcmp's arguments, in order.
@@ -224,7 +225,15 @@ def event_line(event: Event, ctx: Context, wall_ns: int,
             f'"fdFiles":{{{_files(a, event.files)}}},'
             f'"callerPidNamespace":{_PIDNS[ctx.same_pidns]},'
             f'"targets":{targets},"crossesBoundary":{_names(ctx.crossings)},'
-            f'"contextUnresolved":{_names(ctx.unresolved)}}}')
+            f'"contextUnresolved":{_names(ctx.unresolved)},'
+            f'"enforcement":{_enforcement(ctx.enforcement)}}}')
+
+
+def _enforcement(e: Enforcement | None) -> str:
+    if e is None:
+        return "null"
+    return (f'{{"rule":{json_string(e.rule)},"action":"{e.action}",'
+            f'"applied":{_BOOL[e.applied]},"mechanism":{_str(e.mechanism)}}}')
 
 
 def lost_record(count: int, wall_ns: int, lane: str = "bulk") -> dict[str, Any]:

@@ -80,6 +80,12 @@ class PermissionLog(RateLimited):
 
     def event(self, event: Event, ctx: Context) -> None:
         """The line of an admitted permission failure."""
+        log.warning(logfmt(
+            msg="kcmp refused by seccomp" if event.seccomp else "kcmp permission denied",
+            **self._call(event, ctx)))
+
+    def _call(self, event: Event, ctx: Context) -> dict[str, object]:
+        """The call's fields of a line: its caller, type and targets."""
         a = event.args
         t1, t2 = ctx.targets or (None, None)
         c = ctx.caller
@@ -87,15 +93,14 @@ class PermissionLog(RateLimited):
         kernel = {} if c is None or c.caps is None else dict(
             euid=c.euid, cap_sys_ptrace=may_ptrace(c.caps),
             exe=_name(c.exe_name), pidns=c.pidns, mntns=c.mntns, netns=c.netns)
-        log.warning(logfmt(
-            msg="kcmp refused by seccomp" if event.seccomp else "kcmp permission denied",
+        return dict(
             kcmp_type=SLOT_NAMES[slot_of(a.type) if a else SLOT_UNSEEN],
             caller_pid=event.tgid, caller_tid=event.tid, comm=_name(event.comm),
             uid=event.uid, **kernel, pid1=a.pid1 if a else None, pid1_uid=t1 and t1.uid,
             pid1_comm=t1 and _name(t1.name), pid2=a.pid2 if a else None,
             pid2_uid=t2 and t2.uid, pid2_comm=t2 and _name(t2.name), compat=event.compat,
             seccomp=event.seccomp or None, crosses=",".join(ctx.crossings) or None,
-            **self._containers(ctx)))
+            **self._containers(ctx))
 
     def _containers(self, ctx: Context) -> dict[str, str | None]:
         """The caller's container by its runtime's name (else its short id), its image and
@@ -113,6 +118,26 @@ class PermissionLog(RateLimited):
                 found["container_image"] = info.image
                 found["pod"] = info.pod_name and f"{info.pod_namespace}/{info.pod_name}"
         return found
+
+
+ENFORCEMENT_LINES_PER_S = 10.0  # the metric counts every call a rule matched
+
+
+class EnforcementLog(PermissionLog):
+    """The daemon's line per call a rule of the policy matched: stopped, or (a dry run, a log
+    rule) marked. Bounded like the others; kcmp_enforced_total counts every one."""
+
+    WHAT = "kcmp policy lines"
+
+    def event(self, event: Event, ctx: Context) -> None:
+        e = ctx.enforcement
+        if e is None:
+            return
+        msg = ("kcmp call stopped" if e.applied else
+               "kcmp call matched a log rule" if e.action == "log" else
+               "kcmp call would be stopped")
+        log.warning(logfmt(msg=msg, rule=e.rule, action=e.action, mechanism=e.mechanism,
+                           ret=event.ret, **self._call(event, ctx)))
 
 
 FINDINGS_PER_S = 10.0  # finding lines a second at most (bursts of 50); the metric counts all

@@ -33,8 +33,13 @@ def panel_queries():
 def live(kcmpload, prometheus_bin, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dashboards")
     assert Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip() == "0"
+    # The detections board's exporter has a policy (a dry run): its panels too.
+    policy = tmp / "policy.yaml"
+    policy.write_text(json.dumps({"policy": {"rules": [{
+        "name": "nobody-reads-others", "action": "kill",
+        "match": {"uids": [65534], "targets": ["other_user"]}}]}}))
     daemons = {"kcmp-overview": Daemon(tmp), "kcmp-context": Daemon(tmp, "--context"),
-               "kcmp-detections": Daemon(tmp, "--detect")}
+               "kcmp-detections": Daemon(tmp, "--detect", "--rules", str(policy))}
     prom = None
     try:
         for daemon in daemons.values():
@@ -79,4 +84,4 @@ def test_alert_rules_load_in_prometheus(live):
     prom, _ = live
     groups = prom.api("rules")["groups"]
     rules = [r for g in groups for r in g["rules"]]
-    assert len(rules) == 8 and all(r["health"] in ("ok", "unknown") for r in rules), rules
+    assert len(rules) == 9 and all(r["health"] in ("ok", "unknown") for r in rules), rules

@@ -82,7 +82,7 @@ def test_alert_rules_check(promtool):
     result = subprocess.run([promtool, "check", "rules", "alerts.yml"], cwd=DASHBOARDS,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_alert_rules_unit_tests(promtool):

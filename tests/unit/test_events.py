@@ -61,7 +61,7 @@ def c_layout(tmp_path_factory):
 
 
 def test_size_matches_the_c_struct(c_layout):
-    assert events.RAW_EVENT.size == c_layout["sizeof"] == 136
+    assert events.RAW_EVENT.size == c_layout["sizeof"] == 144
     assert events.RAW_TASK.size == c_layout["task_sizeof"]
     assert events.RECORD_SIZE == c_layout["record_sizeof"]
     assert c_layout["record_task"] == events.RAW_EVENT.size

@@ -72,7 +72,7 @@ def test_runs_without_folded_calls_or_still_open_are_left():
 def test_the_kernels_record_of_a_swept_run_is_dropped_once():
     f, _ = _folds(t7=_run(_first(), 0, 200, 900, 41))
     (swept,) = f.sweep(2 * WINDOW)
-    other = events.folded(_first(8), 5, 200, 300, 0, False)
+    other = folds.folded(_first(8), 5, 200, 300, 0, False)
     assert f.unswept([swept, other, _first()]) == [other, _first()]
     assert f.unswept([swept]) == [swept]  # a second one is not of that run
 
