@@ -232,6 +232,17 @@ def rate(argv: list[str]) -> float:
     return float(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
 
 
+def policy_file(tmp: Path) -> str:
+    """A policy of two rules that match no call of the loop (root's own), decided at each."""
+    path = tmp / "policy.yaml"
+    path.write_text('{"policy": {"rules": ['
+                    '{"name": "a", "match": {"uids": [65534], "targets": ["other_user"]}, '
+                    '"action": "kill"}, '
+                    '{"name": "b", "match": {"in_container": true, '
+                    '"targets": ["outside_container"]}, "action": "deny"}]}}')
+    return str(path)
+
+
 def tools(tmp: Path, perf: str | None) -> dict[str, tuple]:
     """name -> (make the tool, share of the calls to make under it)."""
     table = {
@@ -246,6 +257,8 @@ def tools(tmp: Path, perf: str | None) -> dict[str, tuple]:
         "kcmp-monitor exporter + JSON stream, no kernel context":
             (lambda: Daemon(tmp, *NO_KERNEL, stream=True), 1),
         "kcmp-monitor exporter --context": (lambda: Daemon(tmp, "--context"), 1),
+        "kcmp-monitor exporter + a policy (2 rules, dry run)":
+            (lambda: Daemon(tmp, "--rules", policy_file(tmp)), 1),
         "bpftrace (enter/exit count map)": (lambda: Bpftrace(tmp), 1),
         "bcc trace": (lambda: LineTracer(
             tmp, lambda out: ["trace-bpfcc", 't:syscalls:sys_exit_kcmp "%d", args->ret'],

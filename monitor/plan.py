@@ -102,10 +102,6 @@ RULES: tuple[tuple[Callable[[Flags], bool], Callable[[Flags], str]], ...] = (
     (lambda f: f["no_detect"] and not f["trace"],
      lambda _: f"{flag('no_detect')} is {flag('trace')}'s: the exporter runs no signatures "
              f"unless {flag('detect')} is given"),
-    (lambda f: f["rules"] is not None and not _signatures_run(f) and f["enforce"] is None,
-     lambda _: f"{flag('rules')} configures the signatures, which do not run here (add "
-             f"{flag('detect')}, or leave out {flag('no_detect')}; or {flag('enforce')} for "
-             "its policy alone)"),
     (lambda f: f["enforce"] is not None and f["rules"] is None,
      lambda _: f"{flag('enforce')} applies the policy of a rule file: give {flag('rules')} "
              "FILE"),

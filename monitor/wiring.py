@@ -91,6 +91,10 @@ def kernel_options(plan: Plan, detector: Detector | None,
     elif plan.enforce is not None:
         raise UsageError(f"{flag('enforce')}: {flag('rules')} {plan.rules} has no policy "
                          "rules to apply (see the README: Stopping calls)")
+    elif plan.rules is not None and not plan.signatures:
+        raise UsageError(f"{flag('rules')} {plan.rules} configures the signatures, which do "
+                         f"not run here, and has no policy (add {flag('detect')}, or leave "
+                         f"out {flag('no_detect')})")
     sweep = next((s for s in detector.signatures if isinstance(s, FdSweep)), None) \
         if detector is not None and plan.sweep else None
     if sweep is None:

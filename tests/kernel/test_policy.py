@@ -219,6 +219,11 @@ def test_a_kill_rule_kills_the_caller_before_it_sees_the_answer(enforcing, bins,
     assert event["enforcement"] == {"rule": "nobody-reads-others", "action": "kill",
                                     "applied": True, "mechanism": "sigkill"}
     assert event["lane"] == "priority" and event["userId"] == NOBODY
+    # A 32-bit call (int 0x80) is decided at its entry too.
+    before = len(enforcing.lines())
+    assert _run(bins["policed"], "-3", "-u", NOBODY, targets["root"]) == (-signal.SIGKILL, None)
+    (event,) = _events(enforcing, _caller_pid(enforcing, "policed", before), 1)
+    assert event["compat"] and event["enforcement"]["applied"]
 
 
 @pytest.mark.guest

@@ -73,7 +73,8 @@ def test_a_bad_policy_is_one_line_exit_2_and_nothing_loaded(
     (["--rules", "{file}", "--enforce", "on", "--no-compat"],
      "--enforce on stops 32-bit calls too, which --no-compat leaves uncaught"),
     (["--rules", "{empty}", "--enforce", "dry-run"], "has no policy rules to apply"),
-    (["--rules", "{file}"], "--rules configures the signatures, which do not run here"),
+    (["--rules", "{empty}"], "configures the signatures, which do not run here, and has no "
+     "policy"),
 ])
 def test_enforce_needs_a_policy_and_every_32_bit_call(argv, named, tmp_path, capsys,
                                                        monkeypatch):
@@ -99,6 +100,7 @@ def test_a_policy_is_a_dry_run_unless_enforce_on_and_hooks_32_bit_entries(tmp_pa
     assert dry.policy is not None and not dry.enforce and dry.compat_entry and dry.streams
     on = _options(["--rules", str(path), "--enforce", "on"], str(path))
     assert on.enforce and on.denies and on.count
+    assert not _options(["--rules", str(path)], str(path)).enforce  # the exporter's too
     assert _options(["--trace"], None).policy is None  # the shipped rules have none
 
 
