@@ -108,19 +108,29 @@ def docker_engine(kernel_ready, tmp_path_factory):
         daemon.wait(timeout=60)
 
 
-@pytest.fixture(scope="session")
-def ownfds_image(docker_engine, ownfds, tmp_path_factory):
-    """An image of ownfds alone (no registry is needed: `docker import` of a rootfs)."""
+@contextmanager
+def imported_image(tmp_path_factory, exe: Path):
+    """An image of a static executable alone, at /NAME (no registry is needed: `docker
+    import` of a rootfs); removed after."""
     root = tmp_path_factory.mktemp("rootfs")
     (root / "tmp").mkdir()
-    shutil.copy(ownfds, root / "ownfds")
-    name = f"kcmp-monitor-test/ownfds:{uuid.uuid4().hex[:12]}"
+    shutil.copy(exe, root / exe.name)
+    name = f"kcmp-monitor-test/{exe.name}:{uuid.uuid4().hex[:12]}"
     tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
     subprocess.run(["docker", "import", "-", name], stdin=tar.stdout, check=True,
                    capture_output=True)
     assert tar.wait() == 0
-    yield name
-    docker("rmi", "-f", name, check=False)
+    try:
+        yield name
+    finally:
+        docker("rmi", "-f", name, check=False)
+
+
+@pytest.fixture(scope="session")
+def ownfds_image(docker_engine, ownfds, tmp_path_factory):
+    """An image of ownfds alone."""
+    with imported_image(tmp_path_factory, ownfds) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ kill), a dry run marks the same calls and stops none, allowlisted and other call
 every matched call is counted, and nothing is stopped once the monitor is gone."""
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -15,7 +14,7 @@ import pytest
 
 from tests.helpers import in_guest, patience
 
-from .conftest import Daemon, Monitor, _build, docker
+from .conftest import Daemon, Monitor, _build, docker, imported_image
 
 pytestmark = pytest.mark.kernel
 
@@ -261,15 +260,8 @@ def test_a_deny_refuses_the_call_at_the_access_check_or_kills_where_it_cannot(
 
 @pytest.fixture(scope="module")
 def policed_image(docker_engine, bins, tmp_path_factory):
-    root = tmp_path_factory.mktemp("rootfs")
-    shutil.copy(bins["policed"], root / "policed")
-    name = f"kcmp-monitor-test/policed:{os.getpid()}"
-    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-    subprocess.run(["docker", "import", "-", name], stdin=tar.stdout, check=True,
-                   capture_output=True)
-    assert tar.wait() == 0
-    yield name
-    docker("rmi", "-f", name, check=False)
+    with imported_image(tmp_path_factory, bins["policed"]) as name:
+        yield name
 
 
 def test_a_container_comparing_a_process_outside_it_is_stopped(

@@ -117,3 +117,13 @@ def test_the_readme_names_every_module_and_bpf_file():
              if p.name != "__init__.py" and "signatures" not in p.parts]
     assert [str(p.relative_to(ROOT)) for p in files if f"{p.stem}." not in section
             and f"`{p.name}`" not in section] == []
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists the packages one by one: a folder left out installs in editable
+    mode (by path) but not in the image or a wheel."""
+    listed = re.search(r"^packages = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(),
+                       re.S | re.M)[1]
+    packages = {".".join(("kcmp_monitor",) + p.parent.relative_to(PACKAGE).parts)
+                for p in PACKAGE.rglob("__init__.py")}
+    assert packages <= set(re.findall(r'"([\w.]+)"', listed))
