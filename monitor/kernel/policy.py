@@ -54,10 +54,18 @@ def _superblock_dev(mount_id: int) -> int:
     raise OSError(f"mount {mount_id} is not in /proc/self/mountinfo")
 
 
-def _masks(policy: Policy) -> tuple[list[int], dict[int, int], dict[bytes, int],
-                                    dict[tuple[int, int], int]]:
-    """Per type slot, uid, comm and executable: the rules that take it (ALLOW: allowlisted)."""
+def _types(policy: Policy) -> list[int]:
+    """Per type slot: the rules that take it."""
     types = [0] * TYPE_SLOTS
+    for i, rule in enumerate(policy.rules):
+        for slot in rule.match.types or range(abi.KCMP_TYPES + 1):
+            types[slot] |= 1 << i
+    return types
+
+
+def _named(policy: Policy) -> tuple[dict[int, int], dict[bytes, int],
+                                    dict[tuple[int, int], int]]:
+    """Per uid, comm and executable: the rules that name it (ALLOW: allowlisted)."""
     uids: dict[int, int] = {}
     comms: dict[bytes, int] = {}
     exes: dict[tuple[int, int], int] = {}
@@ -66,24 +74,15 @@ def _masks(policy: Policy) -> tuple[list[int], dict[int, int], dict[bytes, int],
         if key is not None:
             table[key] = table.get(key, 0) | bit
 
-    for i, rule in enumerate(policy.rules):
-        bit = 1 << i
-        for slot in rule.match.types or range(abi.KCMP_TYPES + 1):
-            types[slot] |= bit
-        for uid in rule.match.uids:
-            add(uids, uid, bit)
-        for comm in rule.match.comms:
-            add(comms, comm.encode()[:15], bit)
-        for exe in rule.match.executables:
-            add(exes, executable(exe), bit)
     allow = policy.allow
-    for uid in allow.uids:
-        add(uids, uid, ALLOW)
-    for comm in allow.comms:
-        add(comms, comm.encode()[:15], ALLOW)
-    for exe in allow.executables:
-        add(exes, executable(exe), ALLOW)
-    return types, uids, comms, exes
+    for bit, match in [(1 << i, r.match) for i, r in enumerate(policy.rules)] + [(ALLOW, allow)]:
+        for uid in match.uids:
+            add(uids, uid, bit)
+        for comm in match.comms:
+            add(comms, comm.encode()[:15], bit)
+        for exe in match.executables:
+            add(exes, executable(exe), bit)
+    return uids, comms, exes
 
 
 def _bits(policy: Policy, holds) -> int:
@@ -92,7 +91,7 @@ def _bits(policy: Policy, holds) -> int:
 
 def table(policy: Policy, apply: int) -> bytes:
     """struct kcmp_policy of a policy."""
-    types = _masks(policy)[0]
+    types = _types(policy)
     actions = [r.action.value for r in policy.rules]
     return TABLE.pack(
         *types, _bits(policy, lambda r: r.match.uids), _bits(policy, lambda r: r.match.executables),
@@ -125,7 +124,7 @@ class PolicyTable(NamedTuple):
             Mechanism.ACCESS_CHECK if check else Mechanism.SIGKILL)
         apply = {Mechanism.NONE: APPLY_NONE, Mechanism.ACCESS_CHECK: APPLY_CHECK,
                  Mechanism.SIGKILL: APPLY_KILL}[deny]
-        _, uids, comms, exes = _masks(policy)
+        uids, comms, exes = _named(policy)  # each executable looked up once
         u32 = struct.Struct("<I")
         for uid, bits in uids.items():
             _put(bpf["policy_uids"], u32.pack(uid), u32.pack(bits))

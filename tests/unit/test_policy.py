@@ -137,7 +137,7 @@ def test_the_table_gives_each_condition_its_rules(tmp_path):
     assert (uids, exes, comms, inside, host, outside, other, apply) == (
         0b001, 0, 0b100, 0b010, 0b100, 0b010, 0b100, table.APPLY_CHECK)
     assert actions[:4] == (Action.KILL, Action.DENY, Action.LOG, 0)
-    _, by_uid, by_comm, by_exe = table._masks(policy)
+    by_uid, by_comm, by_exe = table._named(policy)
     st = os.stat(exe)
     assert by_uid == {1000: 0b001, 7: table.ALLOW} and by_comm == {b"x": 0b100}
     # stat() and the kernel agree on this machine's file systems (ext4, tmpfs).
